@@ -1,0 +1,143 @@
+//! The file format: serde shapes of `gslbd.yaml` and `zones/*.yaml`, nothing more.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`). Values that need checking beyond their YAML
+//! type are kept as strings with their location (`Spanned`), so that `config::validate` can say
+//! exactly where a bad address or name is. All YAML goes through [`from_yaml`], the one place that
+//! knows which YAML crate we use.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use serde_saphyr::Spanned;
+
+use super::diag::Loc;
+
+/// A YAML error: where, and what.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    pub loc: Loc,
+    pub message: String,
+}
+
+/// Parse YAML text into `T`. Duplicate keys are errors; aliases are bounded by the parser's
+/// budget, so a hostile file cannot expand without limit.
+pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    // `yes`/`no`/`on`/`off` are strings, not booleans, as in YAML 1.2.
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let loc = e.location().map(Loc::from_saphyr).unwrap_or_default();
+        YamlError {
+            loc,
+            message: plain_message(&e.to_string()),
+        }
+    })
+}
+
+/// serde-saphyr appends " at line L, column C" to its messages; we print the location ourselves.
+fn plain_message(m: &str) -> String {
+    let m = m.trim();
+    match m.rfind(" at line ") {
+        Some(i) if m[i..].contains("column") => m[..i].to_string(),
+        _ => m.to_string(),
+    }
+}
+
+/// An ordered map whose keys keep their locations (serde maps lose them).
+#[derive(Debug)]
+pub struct Entries<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V_<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    out.push((k, map.next_value()?));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V_(PhantomData))
+    }
+}
+
+/// `gslbd.yaml`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<Vec<Spanned<String>>>,
+    pub zones_dir: Option<Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub api: Option<ApiFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    pub listen: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+}
+
+/// `zones/<zone>.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneFile {
+    pub zone: Spanned<String>,
+    pub soa: Option<Spanned<SoaFile>>,
+    pub ns: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ttl: Option<Spanned<i64>>,
+    pub records: Option<Entries<Spanned<NameFile>>>,
+    pub records_file: Option<Spanned<String>>,
+    // Reserved for health-aware pools (next issues): accepted, not yet used.
+    pub checks: Option<Spanned<IgnoredAny>>,
+    pub sites: Option<Spanned<IgnoredAny>>,
+    pub pools: Option<Spanned<IgnoredAny>>,
+    pub names: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoaFile {
+    pub mname: Spanned<String>,
+    pub rname: Spanned<String>,
+    pub serial: Option<Spanned<i64>>,
+    pub refresh: Option<Spanned<i64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub expire: Option<Spanned<i64>>,
+    pub minimum: Option<Spanned<i64>>,
+}
+
+/// The static records of one name: `www: { A: [...], AAAA: [...], ttl: 300 }`.
+/// Values are presentation-format strings, checked by the validator.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NameFile {
+    #[serde(rename = "A")]
+    pub a: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "AAAA")]
+    pub aaaa: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "CNAME")]
+    pub cname: Option<Spanned<String>>,
+    #[serde(rename = "MX")]
+    pub mx: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "TXT")]
+    pub txt: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "SRV")]
+    pub srv: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "NS")]
+    pub ns: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "CAA")]
+    pub caa: Option<Vec<Spanned<String>>>,
+    #[serde(rename = "PTR")]
+    pub ptr: Option<Vec<Spanned<String>>>,
+    pub ttl: Option<Spanned<i64>>,
+}

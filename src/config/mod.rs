@@ -1,0 +1,244 @@
+//! Loading: files → file format (serde) → validation → [`model::Config`].
+//!
+//! ```text
+//!   gslbd.yaml ──from_yaml──▶ ServerFile ──server()──▶ model::Server
+//!   zones/*.yaml ──from_yaml──▶ ZoneFile ──zone::validate()──▶ model::Zone
+//!                                        (+ records_file via hickory's RFC 1035 parser)
+//! ```
+//!
+//! [`load`] is the one function behind `gslbd check`, start-up and reload, so what `check`
+//! accepts is exactly what `serve` runs. It collects every problem it can find instead of
+//! stopping at the first.
+
+pub mod diag;
+pub mod format;
+mod zone;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::model;
+use diag::{Diagnostics, Loc, Reporter};
+use format::{ServerFile, Spanned, from_yaml};
+
+/// Config files larger than this are refused before parsing (a zone of 100,000 names is ~5 MB).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The default server settings file, read from the working directory if present.
+pub const DEFAULT_CONFIG: &str = "gslbd.yaml";
+
+/// Where to load from, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config`: must exist when given. Without it, `gslbd.yaml` is read if present.
+    pub config: Option<PathBuf>,
+    /// `--zones`: overrides `zones_dir` from the config.
+    pub zones_dir: Option<PathBuf>,
+}
+
+/// A loaded config and its warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: model::Config,
+    pub warnings: Diagnostics,
+}
+
+/// Load and validate everything `serve` needs. On any error, every diagnostic found is returned.
+pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let config_path = match &sources.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    };
+    let mut server = match &config_path {
+        Some(path) => server_file(path, &mut diags).unwrap_or_default(),
+        None => model::Server::default(),
+    };
+    if let Some(dir) = &sources.zones_dir {
+        server.zones_dir = dir.clone();
+    }
+
+    let mut zones: Vec<model::Zone> = Vec::new();
+    let mut origins: HashMap<String, PathBuf> = HashMap::new();
+    for path in zone_files(&server.zones_dir, &mut diags) {
+        let Some(text) = read(&path, &mut diags) else {
+            continue;
+        };
+        let mut r = Reporter::new(&path, &mut diags);
+        let Some((zone, origin_loc)) = zone::load(&text, &mut r) else {
+            continue;
+        };
+        let key = zone.origin.to_lowercase().to_ascii();
+        if let Some(first) = origins.get(&key) {
+            r.error(
+                origin_loc,
+                "zone",
+                format!(
+                    "zone {} is already defined in {}; each zone must be in one file",
+                    zone.origin,
+                    first.display()
+                ),
+            );
+            continue;
+        }
+        origins.insert(key, path.clone());
+        zones.push(zone);
+    }
+
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Loaded {
+        config: model::Config { server, zones },
+        warnings: diags,
+    })
+}
+
+/// Read a config file as UTF-8 text, refusing huge files.
+fn read(path: &Path, diags: &mut Diagnostics) -> Option<String> {
+    let mut r = Reporter::new(path, diags);
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            r.error(Loc::FILE, "", format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        r.error(
+            Loc::FILE,
+            "",
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                meta.len()
+            ),
+        );
+        return None;
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                r.error(
+                    Loc::FILE,
+                    "",
+                    format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            r.error(Loc::FILE, "", format!("cannot read: {e}"));
+            None
+        }
+    }
+}
+
+/// The zone files of a directory: `*.yaml` and `*.yml`, sorted by name.
+fn zone_files(dir: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
+    let mut r = Reporter::new(dir, diags);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            r.error(
+                Loc::FILE,
+                "",
+                format!("cannot read the zones directory: {e}"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        r.error(
+            Loc::FILE,
+            "",
+            "no zone files (*.yaml) in the zones directory",
+        );
+    }
+    files
+}
+
+/// `gslbd.yaml` → server settings. Relative paths in it are relative to the file's directory.
+fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
+    let text = read(path, diags)?;
+    let mut r = Reporter::new(path, diags);
+    let file: ServerFile = if text.trim().is_empty() {
+        ServerFile::default()
+    } else {
+        match from_yaml(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                r.error(e.loc, "", e.message);
+                return None;
+            }
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut server = model::Server::default();
+    if let Some(listen) = &file.listen {
+        server.listen.clear();
+        if listen.is_empty() {
+            r.error(Loc::FILE, "listen", "needs at least one ADDRESS:PORT");
+        }
+        for (i, a) in listen.iter().enumerate() {
+            if let Some(addr) = socket_addr(a, &format!("listen[{i}]"), &mut r) {
+                server.listen.push(addr);
+            }
+        }
+    }
+    if let Some(d) = &file.zones_dir {
+        server.zones_dir = base.join(&d.value);
+    }
+    if let Some(d) = &file.state_dir {
+        server.state_dir = base.join(&d.value);
+    }
+    if let Some(api) = &file.api {
+        if let Some(a) = &api.listen
+            && let Some(addr) = socket_addr(a, "api.listen", &mut r)
+        {
+            server.api_listen = addr;
+        }
+        if let Some(t) = &api.token_file {
+            server.api_token_file = Some(base.join(&t.value));
+        }
+    }
+    Some(server)
+}
+
+fn socket_addr(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<SocketAddr> {
+    match s.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                Loc::from_saphyr(s.referenced),
+                path,
+                format!(
+                    "{:?} is not ADDRESS:PORT (e.g. 127.0.0.1:5353 or [::1]:5353)",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_errors_carry_plain_messages_and_locations() {
+        let e = from_yaml::<ServerFile>("listen: [\"a\"]\nbogus: 1\n").unwrap_err();
+        assert_eq!(e.loc.line, 2, "{e:?}");
+        assert!(e.message.contains("bogus"), "{e:?}");
+        assert!(!e.message.contains(" at line "), "{e:?}");
+    }
+}

@@ -1,0 +1,307 @@
+//! Query → response, over one snapshot, with no I/O, no locks and no heap allocation.
+//!
+//! ```text
+//!  parse ─▶ class/type gate ─▶ zone (longest suffix) ─▶ delegation cut? ─▶ referral (AA clear)
+//!                                                    └▶ node? ─▶ data │ CNAME chain │ NODATA
+//!                                                             └▶ NXDOMAIN
+//! ```
+//! The rules are those of RFC 1034 §4.3.2 as NSD, Knot and gdnsd apply them; each rule names its
+//! RFC where it is enforced. Responses are minimal (no NS in the authority section of positive
+//! answers); addresses of NS, MX and SRV targets in the zone go into the additional section when
+//! they fit.
+
+use super::wire::{self, Full, Parsed, Query, Writer};
+use crate::table::{Node, NodeKind, RRset, Snapshot, Zone};
+
+/// How the query arrived: it decides the size limit of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A buffer big enough for any response on any transport.
+pub const MAX_RESPONSE: usize = u16::MAX as usize;
+
+/// RFC 1034 §3.6.2 allows chains; we follow at most this many CNAMEs inside a zone.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Answer one packet into `out`. Returns the response length, or `None` to send nothing.
+/// `out` must hold [`MAX_RESPONSE`] bytes for TCP and [`wire::MAX_UDP_PAYLOAD`] for UDP.
+pub fn answer(
+    snap: &Snapshot,
+    packet: &[u8],
+    transport: Transport,
+    out: &mut [u8],
+) -> Option<usize> {
+    match wire::parse(packet) {
+        Parsed::Drop => None,
+        Parsed::FormErr { id, flags } => {
+            Some(error_reply(out, id, flags, wire::RCODE_FORMERR, None))
+        }
+        Parsed::NotImp { id, flags } => Some(error_reply(
+            out,
+            id,
+            flags,
+            wire::RCODE_NOTIMP,
+            wire::parse_question(packet),
+        )),
+        Parsed::Query(q) => Some(respond(snap, &q, transport, out)),
+    }
+}
+
+/// A header-only error (plus the question when it could be read).
+fn error_reply(out: &mut [u8], id: u16, flags: u16, rcode: u8, question: Option<&[u8]>) -> usize {
+    let mut w = Writer::new(out, wire::MIN_UDP_PAYLOAD as usize);
+    // Keep the opcode and RD of the query (RFC 1035 §4.1.1).
+    let flags = wire::FLAG_QR | (flags & (0x7800 | wire::FLAG_RD)) | u16::from(rcode);
+    if w.header(id, flags).is_err() {
+        return 0;
+    }
+    if let Some(q) = question
+        && w.put(q).is_ok()
+    {
+        w.set_count(0, 1);
+    }
+    w.len()
+}
+
+/// Section counts and header bits decided while answering.
+#[derive(Default)]
+struct Reply {
+    rcode: u8,
+    aa: bool,
+    an: u16,
+    ns: u16,
+    ar: u16,
+}
+
+fn respond(snap: &Snapshot, q: &Query, transport: Transport, out: &mut [u8]) -> usize {
+    let size = match transport {
+        Transport::Tcp => MAX_RESPONSE,
+        // RFC 6891 §6.2.5: below 512 means 512; we never send more than 1232 over UDP.
+        Transport::Udp => match q.edns {
+            Some(e) => {
+                e.payload
+                    .clamp(wire::MIN_UDP_PAYLOAD, wire::MAX_UDP_PAYLOAD) as usize
+            }
+            None => wire::MIN_UDP_PAYLOAD as usize,
+        },
+    };
+    let reserve = if q.edns.is_some() { wire::OPT_LEN } else { 0 };
+    let mut w = Writer::new(out, size - reserve);
+    // RFC 6840 §5.9: CD is copied; RD is copied (RFC 1035 §4.1.1); RA stays clear.
+    let mut flags = wire::FLAG_QR | (q.flags & (wire::FLAG_RD | wire::FLAG_CD));
+    // The header and a question of at most 259 octets always fit in 512 - 11.
+    if w.header(q.id, flags).is_err() || w.put(q.question).is_err() {
+        return 0;
+    }
+    w.set_count(0, 1);
+    let question_end = w.pos();
+
+    if let Some(e) = q.edns
+        && e.version != 0
+    {
+        // RFC 6891 §6.1.3: an unknown version gets BADVERS and our version (0).
+        w.set_flags(flags);
+        w.set_count(3, 1);
+        w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok);
+        return w.len();
+    }
+
+    let mut r = Reply::default();
+    if resolve(snap, q, &mut w, &mut r).is_err() {
+        // RFC 2181 §9 / RFC 1035 §4.2.1: what must be sent did not fit; say so and let the
+        // client retry over TCP.
+        w.truncate(question_end);
+        r.an = 0;
+        r.ns = 0;
+        r.ar = 0;
+        flags |= wire::FLAG_TC;
+    }
+    if r.aa {
+        flags |= wire::FLAG_AA;
+    }
+    flags |= u16::from(r.rcode);
+    w.set_flags(flags);
+    w.set_count(1, r.an);
+    w.set_count(2, r.ns);
+    w.set_count(3, r.ar + u16::from(q.edns.is_some()));
+    if let Some(e) = q.edns {
+        w.opt(0, e.dnssec_ok);
+    }
+    w.len()
+}
+
+fn resolve(snap: &Snapshot, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
+    if q.qclass != wire::CLASS_IN {
+        r.rcode = wire::RCODE_REFUSED;
+        return Ok(());
+    }
+    match q.qtype {
+        // Zone transfers are not offered.
+        wire::TYPE_AXFR | wire::TYPE_IXFR => {
+            r.rcode = wire::RCODE_REFUSED;
+            return Ok(());
+        }
+        // RFC 3425 obsoletes these query types.
+        wire::TYPE_MAILA | wire::TYPE_MAILB => {
+            r.rcode = wire::RCODE_NOTIMP;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let Some((zone, apex_labels_below)) = snap.find_zone(q) else {
+        // Not ours: REFUSED, as authoritative-only servers do (RFC 8906 §3.1.4).
+        r.rcode = wire::RCODE_REFUSED;
+        return Ok(());
+    };
+    // Owner names are pointers into the question (offset 12), so they echo the client's case.
+    let apex_at = wire::HEADER_LEN + q.suffix_offset(apex_labels_below);
+    r.aa = true;
+
+    if zone.has_cuts {
+        // RFC 1034 §4.3.2 step 3b: the topmost cut above or at the name makes a referral.
+        for i in (0..apex_labels_below).rev() {
+            if let Some(node) = zone.nodes.get(q.suffix(i))
+                && node.kind == NodeKind::Cut
+            {
+                r.aa = false;
+                return referral(zone, node, wire::HEADER_LEN + q.suffix_offset(i), w, r);
+            }
+        }
+    }
+    match zone.nodes.get(q.name()) {
+        Some(node) => answer_node(zone, node, q.qtype, wire::HEADER_LEN, apex_at, w, r),
+        None => {
+            // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
+            r.rcode = wire::RCODE_NXDOMAIN;
+            negative(zone, apex_at, w, r)
+        }
+    }
+}
+
+/// Data for a name that exists, following CNAMEs inside the zone.
+fn answer_node<'z>(
+    zone: &'z Zone,
+    mut node: &'z Node,
+    qtype: u16,
+    mut owner_at: usize,
+    apex_at: usize,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
+    for _ in 0..MAX_CNAME_CHAIN {
+        if let Some(set) = node.get(qtype) {
+            let at = write_rrset(w, set, owner_at)?;
+            r.an += set.count();
+            if matches!(qtype, wire::TYPE_NS | wire::TYPE_MX | wire::TYPE_SRV) {
+                additional(zone, set, at, false, w, r)?;
+            }
+            return Ok(());
+        }
+        let Some(cname) = node.get(wire::TYPE_CNAME) else {
+            if qtype == wire::TYPE_ANY && !node.rrsets.is_empty() {
+                // RFC 8482 §4.2: one synthesized HINFO instead of everything.
+                write_rrset(w, &zone.any_hinfo, owner_at)?;
+                r.an += 1;
+                return Ok(());
+            }
+            // RFC 2308 §2.2: NODATA (also for empty non-terminals, RFC 4592 §2.2.2).
+            return negative(zone, apex_at, w, r);
+        };
+        // RFC 1034 §3.6.2 / §4.3.2 step 3a: the alias, then what it points to.
+        let at = write_rrset(w, cname, owner_at)?;
+        r.an += 1;
+        let (Some(target), Some(t)) = (&node.cname, cname.targets.first()) else {
+            // The target is outside the zone: the resolver continues from here.
+            return Ok(());
+        };
+        match zone.nodes.get(&**target) {
+            // RFC 6604 §2.1: the RCODE is that of the last name in the chain.
+            None if !(zone.has_cuts && zone.below_cut(target)) => {
+                r.rcode = wire::RCODE_NXDOMAIN;
+                return negative(zone, apex_at, w, r);
+            }
+            Some(next) if next.kind == NodeKind::Auth => {
+                node = next;
+                owner_at = at + t.at as usize;
+            }
+            // Into or below a delegation: the resolver follows it from here.
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// NS of the cut in the authority section, glue in the additional section (RFC 1034 §4.3.2
+/// step 3b). Glue for name servers below the cut must fit, or the referral is useless
+/// (RFC 9471 §3); other addresses are optional.
+fn referral(
+    zone: &Zone,
+    cut: &Node,
+    cut_at: usize,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
+    let Some(ns) = cut.get(wire::TYPE_NS) else {
+        return Ok(());
+    };
+    let at = write_rrset(w, ns, cut_at)?;
+    r.ns += ns.count();
+    additional(zone, ns, at, true, w, r)
+}
+
+/// Address records of the names inside `set`'s data that are in this zone.
+/// With `glue_required`, addresses of names below a cut must fit; everything else is dropped
+/// quietly when full.
+fn additional(
+    zone: &Zone,
+    set: &RRset,
+    set_at: usize,
+    glue_required: bool,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
+    for t in set.targets.iter() {
+        let Some(node) = zone.nodes.get(&*t.name) else {
+            continue;
+        };
+        let required = glue_required && node.kind == NodeKind::Glue;
+        for rtype in [wire::TYPE_A, wire::TYPE_AAAA] {
+            let Some(addrs) = node.get(rtype) else {
+                continue;
+            };
+            let before = w.pos();
+            match write_rrset(w, addrs, set_at + t.at as usize) {
+                Ok(_) => r.ar += addrs.count(),
+                Err(Full) if required => return Err(Full),
+                Err(Full) => {
+                    w.truncate(before);
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The SOA in the authority section, with the negative TTL (RFC 2308 §3).
+fn negative(zone: &Zone, apex_at: usize, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
+    write_rrset(w, &zone.negative_soa, apex_at)?;
+    r.ns += 1;
+    Ok(())
+}
+
+/// Copy a pre-encoded RRset and point each owner slot at `owner_at`. Returns where it starts.
+fn write_rrset(w: &mut Writer, set: &RRset, owner_at: usize) -> Result<usize, Full> {
+    // A name past offset 0x3fff cannot be pointed to (RFC 1035 §4.1.4); only a very long TCP
+    // answer gets there, and it is then reported as truncated.
+    let ptr = wire::pointer(owner_at).ok_or(Full)?;
+    let start = w.pos();
+    w.put(&set.wire)?;
+    for &o in set.owners.iter() {
+        w.patch_u16(start + o as usize, ptr);
+    }
+    Ok(start)
+}

@@ -1,0 +1,8 @@
+//! DNS: the transport-free answer function and the UDP and TCP listeners that feed it.
+
+pub mod answer;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
+
+pub use answer::{MAX_RESPONSE, Transport, answer};

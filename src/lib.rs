@@ -1,0 +1,17 @@
+//! gslbd: an authoritative DNS server that answers only with healthy servers.
+//!
+//! ```text
+//!  zones/*.yaml ──config::load──▶ model::Config ──table::Snapshot::build──▶ Snapshot
+//!                                                                           │ Live (ArcSwap)
+//!  UDP (one thread per core, recvmmsg) ─┐                                   ▼
+//!  TCP (tokio, RFC 7766)  ──────────────┴──▶ dns::answer(snapshot, packet) ──▶ reply
+//! ```
+//!
+//! Everything a query needs is computed when the config changes and published as one immutable
+//! snapshot; the query path reads it without locks and allocates nothing.
+
+pub mod config;
+pub mod daemon;
+pub mod dns;
+pub mod model;
+pub mod table;

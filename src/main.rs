@@ -1,0 +1,124 @@
+//! `gslbd`: the command line. Maps each command to the library and errors to exit codes:
+//! 0 success, 1 a config or runtime error, 2 a usage error (from clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gslbd::config::{self, Sources};
+use gslbd::daemon;
+
+#[derive(Parser)]
+#[command(
+    name = "gslbd",
+    version,
+    about = "Authoritative DNS that answers only with healthy servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (UDP and TCP; default 127.0.0.1:5353, zones from ./zones).
+    Serve {
+        #[command(flatten)]
+        files: Files,
+        /// Listen on ADDR:PORT for UDP and TCP (repeatable; replaces `listen` from the config).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Vec<SocketAddr>,
+        /// UDP sockets and threads per listen address (default: one per CPU).
+        #[arg(long, value_name = "N")]
+        udp_threads: Option<usize>,
+    },
+    /// Validate everything `serve` would load; print problems as file:line:column: message.
+    Check {
+        #[command(flatten)]
+        files: Files,
+    },
+}
+
+#[derive(Args)]
+struct Files {
+    /// Server settings (default: ./gslbd.yaml if it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of zone files (overrides `zones_dir` from the config).
+    #[arg(long, value_name = "DIR")]
+    zones: Option<PathBuf>,
+}
+
+impl Files {
+    fn sources(self) -> Sources {
+        Sources {
+            config: self.config,
+            zones_dir: self.zones,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            files,
+            listen,
+            udp_threads,
+        } => {
+            init_logs();
+            let opts = daemon::Options {
+                sources: files.sources(),
+                listen,
+                udp_threads,
+            };
+            match daemon::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { files } => check(files.sources()),
+    }
+}
+
+fn check(sources: Sources) -> ExitCode {
+    match config::load(&sources) {
+        Ok(l) => {
+            eprint!("{}", l.warnings);
+            let zones = &l.config.zones;
+            let records: usize = zones
+                .iter()
+                .flat_map(|z| &z.rrsets)
+                .map(|s| s.rdata.len())
+                .sum();
+            println!(
+                "ok: {} zone(s), {} static record(s), {} warning(s)",
+                zones.len(),
+                records,
+                l.warnings.items.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            eprintln!("{} error(s)", diags.error_count());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Human-readable logs on stderr; `GSLBD_LOG` (e.g. `debug`, `gslbd=trace`) sets the level.
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GSLBD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
