@@ -91,54 +91,38 @@ pub fn run(opts: Options) -> Result<(), Error> {
     if !opts.listen.is_empty() {
         cfg.server.listen = opts.listen.clone();
     }
-    let snapshot = Snapshot::build(&cfg.zones, 1)?;
-    let live = Live::new(snapshot);
+    let live = Live::new(Snapshot::build(&cfg.zones, 1)?);
     let threads = opts
         .udp_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-
-    let bound = cfg
-        .server
-        .listen
-        .iter()
-        .map(|a| bind(*a, threads))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut udp_threads: Vec<JoinHandle<()>> = Vec::new();
-    for b in &bound {
-        for (i, s) in b.udp.iter().enumerate() {
-            let s = s.try_clone().map_err(|source| Error::Bind {
-                addr: b.addr,
-                proto: "udp",
-                source,
-            })?;
-            let (live, stop) = (live.clone(), stop.clone());
-            let h = std::thread::Builder::new()
-                .name(format!("udp-{}-{i}", b.addr))
-                .spawn(move || udp::serve(s, live, stop))
-                .map_err(Error::Runtime)?;
-            udp_threads.push(h);
-        }
-        tracing::info!(addr = %b.addr, udp_threads = threads, "listening on udp and tcp {}", b.addr);
-    }
-    tracing::info!(
-        zones = cfg.zones.len(),
-        rrsets = cfg.zones.iter().map(|z| z.rrsets.len()).sum::<usize>(),
-        "serving {} zone(s)",
-        cfg.zones.len()
-    );
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut udp_threads: Vec<JoinHandle<()>> = Vec::new();
     let result = rt.block_on(async {
+        // Signal handlers first: a SIGHUP or SIGTERM right after "listening" must not kill us.
+        let signals = Signals::new()?;
+        let bound = cfg
+            .server
+            .listen
+            .iter()
+            .map(|a| bind(*a, threads))
+            .collect::<Result<Vec<_>, _>>()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for b in bound {
+            for (i, s) in b.udp.into_iter().enumerate() {
+                let (live, stop) = (live.clone(), stop.clone());
+                let h = std::thread::Builder::new()
+                    .name(format!("udp-{}-{i}", b.addr))
+                    .spawn(move || udp::serve(s, live, stop))
+                    .map_err(Error::Runtime)?;
+                udp_threads.push(h);
+            }
             let l = tokio::net::TcpListener::from_std(b.tcp).map_err(|source| Error::Bind {
                 addr: b.addr,
                 proto: "tcp",
@@ -150,8 +134,15 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 tcp::Limits::default(),
                 stop_rx.clone(),
             )));
+            tracing::info!(addr = %b.addr, udp_threads = threads, "listening on udp and tcp {}", b.addr);
         }
-        signals(&opts.sources, &cfg, &live).await?;
+        tracing::info!(
+            zones = cfg.zones.len(),
+            rrsets = cfg.zones.iter().map(|z| z.rrsets.len()).sum::<usize>(),
+            "serving {} zone(s)",
+            cfg.zones.len()
+        );
+        signals.wait(&opts.sources, &cfg, &live).await;
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
@@ -167,16 +158,31 @@ pub fn run(opts: Options) -> Result<(), Error> {
     result
 }
 
-/// Wait for signals: SIGHUP reloads, SIGTERM and SIGINT return.
-async fn signals(sources: &Sources, running: &Config, live: &Live) -> Result<(), Error> {
-    let mut hup = signal(SignalKind::hangup()).map_err(Error::Runtime)?;
-    let mut term = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::Runtime)?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => reload(sources, running, live).await,
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(()) }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(()) }
+/// The signals we act on, registered before any socket is announced.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Error> {
+        let sig = |k| signal(k).map_err(Error::Runtime);
+        Ok(Signals {
+            hup: sig(SignalKind::hangup())?,
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+        })
+    }
+
+    /// SIGHUP reloads; SIGTERM and SIGINT return.
+    async fn wait(mut self, sources: &Sources, running: &Config, live: &Live) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => reload(sources, running, live).await,
+                _ = self.term.recv() => { tracing::info!("SIGTERM: stopping"); return }
+                _ = self.int.recv() => { tracing::info!("SIGINT: stopping"); return }
+            }
         }
     }
 }

@@ -13,5 +13,6 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod health;
 pub mod model;
 pub mod table;

@@ -66,26 +66,30 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
             continue;
         };
         let mut r = Reporter::new(&path, &mut diags);
-        let Some((zone, origin_loc)) = zone::load(&text, &mut r) else {
+        let Some(loaded) = zone::load(&text, &mut r) else {
             continue;
         };
-        let key = zone.origin.to_lowercase().to_ascii();
+        let key = loaded.origin.to_lowercase().to_ascii();
         if let Some(first) = origins.get(&key) {
             r.error(
-                origin_loc,
+                loaded.origin_loc,
                 "zone",
                 format!(
                     "zone {} is already defined in {}; each zone must be in one file",
-                    zone.origin,
+                    loaded.origin,
                     first.display()
                 ),
             );
             continue;
         }
         origins.insert(key, path.clone());
-        zones.push(zone);
+        zones.extend(loaded.zone);
     }
 
+    // Report in file order, then by position, as a compiler would.
+    diags.items.sort_by(|a, b| {
+        (&a.file, a.loc.line, a.loc.column).cmp(&(&b.file, b.loc.line, b.loc.column))
+    });
     if diags.has_errors() {
         return Err(diags);
     }

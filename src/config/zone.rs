@@ -34,8 +34,16 @@ struct Acc {
     from: Origin,
 }
 
-/// Parse and validate one zone file. Returns the zone and the location of its `zone:` key.
-pub fn load(text: &str, r: &mut Reporter) -> Option<(model::Zone, Loc)> {
+/// What loading one zone file gave: its origin (known as soon as `zone:` parses, so duplicates
+/// are found even in files with other errors) and the zone if it had no errors.
+pub struct Loaded {
+    pub origin: Name,
+    pub origin_loc: Loc,
+    pub zone: Option<model::Zone>,
+}
+
+/// Parse and validate one zone file.
+pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     let file: ZoneFile = match from_yaml(text) {
         Ok(f) => f,
         Err(e) => {
@@ -51,7 +59,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<(model::Zone, Loc)> {
             return None;
         }
     };
-    let errors_before = r_errors(r);
+    let errors_before = r.error_count();
     let ttl = file
         .ttl
         .as_ref()
@@ -118,23 +126,22 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<(model::Zone, Loc)> {
 
     check_structure(&origin, &ns, &ns_locs, &acc, r);
 
-    if r_errors(r) > errors_before {
-        return None;
-    }
-    let soa = soa?;
-    let zone = model::Zone {
-        origin,
-        soa,
-        ttl,
-        ns,
-        rrsets: acc.into_values().map(|a| a.rrset).collect(),
-        source: r.file().to_path_buf(),
+    let zone = match soa {
+        Some(soa) if r.error_count() == errors_before => Some(model::Zone {
+            origin: origin.clone(),
+            soa,
+            ttl,
+            ns,
+            rrsets: acc.into_values().map(|a| a.rrset).collect(),
+            source: r.file().to_path_buf(),
+        }),
+        _ => None,
     };
-    Some((zone, zone_loc))
-}
-
-fn r_errors(r: &Reporter) -> usize {
-    r.error_count()
+    Some(Loaded {
+        origin,
+        origin_loc: zone_loc,
+        zone,
+    })
 }
 
 fn loc<T>(s: &Spanned<T>) -> Loc {
@@ -259,13 +266,12 @@ fn names_records(
             "wildcard names are not supported; list each name",
         );
     }
-    let ttl = match &spec.ttl {
-        Some(t) => match ttl_value(t, &format!("{base}.ttl"), r) {
-            Some(t) => t,
-            None => return,
-        },
-        None => zone_ttl,
-    };
+    // A bad TTL is reported; the records are still checked (with the zone's TTL).
+    let ttl = spec
+        .ttl
+        .as_ref()
+        .and_then(|t| ttl_value(t, &format!("{base}.ttl"), r))
+        .unwrap_or(zone_ttl);
 
     let mut any = false;
     let mut add = |rtype: RecordType,

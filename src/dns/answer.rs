@@ -213,6 +213,10 @@ fn answer_node<'z>(
         // RFC 1034 §3.6.2 / §4.3.2 step 3a: the alias, then what it points to.
         let at = write_rrset(w, cname, owner_at)?;
         r.an += 1;
+        if qtype == wire::TYPE_ANY {
+            // RFC 8482 §4.2: the CNAME alone is a complete minimal answer.
+            return Ok(());
+        }
         let (Some(target), Some(t)) = (&node.cname, cname.targets.first()) else {
             // The target is outside the zone: the resolver continues from here.
             return Ok(());

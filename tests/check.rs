@@ -1,0 +1,215 @@
+//! `gslbd check`: the same loader as `serve`, every problem as file:line:column: path: message.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, root};
+
+/// Run `gslbd check ARGS` in `dir`.
+fn check(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run gslbd check")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory with `zones/NAME` files.
+fn zones(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("zones")).unwrap();
+    for (name, text) in files {
+        std::fs::write(d.path().join("zones").join(name), text).unwrap();
+    }
+    d
+}
+
+const GOOD_HEAD: &str =
+    "zone: t.test.\nsoa: { mname: ns1.t.test., rname: hostmaster.t.test. }\nns: [ns1.t.test.]\n";
+
+#[test]
+fn bundled_zones_are_valid() {
+    let o = check(&root(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(out.contains("zone(s)"), "{out}");
+}
+
+#[test]
+fn every_problem_is_reported_with_file_line_column_and_key() {
+    let d = zones(&[(
+        "a.yaml",
+        "zone: a.test.
+soa: { mname: ns1.a.test., rname: hostmaster.a.test. }
+ns: [ns1.a.test., ns.sub.a.test.]
+ttl: 3600
+records:
+  ns1: { A: [192.0.2.53] }
+  www:
+    A: [10.0.0.1, 10.0.0.300]
+    ttl: 4294967295
+  alias: { CNAME: www, TXT: [x] }
+  out.example.com.: { A: [10.0.0.3] }
+  sub: { NS: [ns.sub.a.test.] }
+  mx: { MX: [\"10\"] }
+",
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let expected = [
+        "zones/a.yaml:3:19: ns[1]: ns.sub.a.test. is inside the zone but has no A or AAAA record in it",
+        "zones/a.yaml:8:19: records.www.A[1]: \"10.0.0.300\" is not an IPv4 address",
+        "zones/a.yaml:9:10: records.www.ttl: 4294967295 is not a valid TTL: use 0..=2147483647 seconds (RFC 2181 §8)",
+        "zones/a.yaml:10:19: records.alias.CNAME: a CNAME cannot stand beside other data (TXT) at alias.a.test.",
+        "zones/a.yaml:11:3: records.out.example.com.: out.example.com. is outside the zone a.test.",
+        "zones/a.yaml:12:15: records.sub.NS: ns.sub.a.test. is below the delegation sub.a.test. and needs glue: add an A or AAAA record for it",
+        "zones/a.yaml:13:14: records.mx.MX[0]: \"10\" is not MX data: \"PREFERENCE EXCHANGE\", e.g. \"10 mail\"",
+        "7 error(s)",
+    ];
+    let got: Vec<&str> = err.lines().collect();
+    assert_eq!(got, expected, "\n{err}");
+}
+
+#[test]
+fn missing_soa_and_ns_are_errors() {
+    let d = zones(&[(
+        "m.yaml",
+        "zone: m.test.\nrecords:\n  www: { A: [192.0.2.1] }\n",
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("zones/m.yaml:1:7: soa: missing"), "{err}");
+    assert!(err.contains("zones/m.yaml:1:7: ns: missing"), "{err}");
+}
+
+#[test]
+fn duplicate_zones_are_errors_even_when_spelled_differently() {
+    let second = GOOD_HEAD.replace("zone: t.test.", "zone: T.TEST");
+    let d = zones(&[
+        (
+            "1.yaml",
+            &format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\n"),
+        ),
+        (
+            "2.yaml",
+            &format!("{second}records:\n  ns1: {{ A: [192.0.2.1] }}\n"),
+        ),
+    ]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o)
+            .contains("zones/2.yaml:1:7: zone: zone T.TEST. is already defined in zones/1.yaml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let d = zones(&[("u.yaml", &format!("{GOOD_HEAD}recrods: {{}}\n"))]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("zones/u.yaml:4:1: unknown field `recrods`"),
+        "{err}"
+    );
+    assert!(err.contains("expected one of"), "{err}");
+}
+
+#[test]
+fn records_file_is_read_as_a_master_file() {
+    let d = zones(&[(
+        "r.yaml",
+        &format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\nrecords_file: r.zone\n"),
+    )]);
+    std::fs::write(
+        d.path().join("zones/r.zone"),
+        "$TTL 300\n@ IN SOA x. y. 1 2 3 4 5\nhost IN A 192.0.2.7\nmail IN MX 10 host\n",
+    )
+    .unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // the file's own SOA is ignored, with a warning that says why
+    assert!(
+        stderr(&o).contains("warning: records_file (r.zone): t.test. SOA: ignored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 static record(s)"));
+
+    std::fs::write(d.path().join("zones/r.zone"), "host IN A 192.0.2.300\n").unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("zones/r.yaml:6:15: records_file (r.zone): not a valid master file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn server_settings_are_checked() {
+    let d = zones(&[(
+        "t.yaml",
+        &format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\n"),
+    )]);
+    std::fs::write(
+        d.path().join("gslbd.yaml"),
+        "listen: [\"127.0.0.1:5353\", \"localhost\"]\n",
+    )
+    .unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("gslbd.yaml:1:28: listen[1]: \"localhost\" is not ADDRESS:PORT"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --config must exist when given
+    let o = check(d.path(), &["--config", "nope.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nope.yaml: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn hostile_files_get_a_diagnostic_not_a_panic() {
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+    let deep = format!("zone: {}\n", "[".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("alias bomb", bomb.as_bytes().to_vec()),
+        ("deep nesting", deep.into_bytes()),
+        ("binary", (0..=255u8).cycle().take(4096).collect()),
+        ("empty", Vec::new()),
+        ("a list", b"- 1\n- 2\n".to_vec()),
+        ("tabs", b"zone:\tx.\n\tsoa: 1\n".to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let d = zones(&[]);
+        std::fs::write(d.path().join("zones/h.yaml"), bytes).unwrap();
+        let o = check(d.path(), &["--zones", "zones"]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("zones/h.yaml"),
+            "{what}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{what}: {}", stderr(&o));
+    }
+}

@@ -1,0 +1,282 @@
+//! Test harness: runs the real `gslbd` binary on a free loopback port and talks DNS to it over
+//! real UDP and TCP sockets. The server's log is printed when a test fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gslbd");
+
+/// The repository root (for fixtures).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running `gslbd serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Start `gslbd serve --listen 127.0.0.1:0 ARGS...` in `cwd` and wait until it listens.
+    pub fn start(cwd: &Path, args: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", cwd, args)
+    }
+
+    pub fn start_on(listen: &str, cwd: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .current_dir(cwd)
+            .args(["serve", "--listen", listen])
+            .args(args)
+            .env("GSLBD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gslbd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on udp and tcp ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(SocketAddr::from_str(addr).ok());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+            let _ = tx.send(None);
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some(a)) => a,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "gslbd did not start ({other:?}); log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server { child, addr, log }
+    }
+
+    /// Every address the server announced ("listening on udp and tcp ADDR").
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("listening on udp and tcp ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Poll the log until it contains `needle` (or panic after `secs`).
+    pub fn wait_log(&self, needle: &str, secs: u64) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("log never showed {needle:?}:\n{}", self.log());
+    }
+
+    /// Whether the process has exited, waiting up to `secs`; returns its exit code.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Send raw bytes over UDP; the reply, if one comes within 2 s.
+    pub fn udp_raw(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        udp_exchange(self.addr, packet, Duration::from_secs(2))
+    }
+
+    /// Send one message over a new TCP connection; the reply.
+    pub fn tcp_raw(&self, packet: &[u8]) -> Vec<u8> {
+        let mut s = self.tcp_connect();
+        tcp_send(&mut s, packet);
+        tcp_recv(&mut s).expect("tcp reply")
+    }
+
+    pub fn tcp_connect(&self) -> TcpStream {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    pub fn udp(&self, q: &Ask) -> Message {
+        let reply = self
+            .udp_raw(&q.bytes())
+            .unwrap_or_else(|| panic!("no UDP reply to {q:?}; log:\n{}", self.log()));
+        Message::from_vec(&reply).expect("parse reply")
+    }
+
+    pub fn tcp(&self, q: &Ask) -> Message {
+        Message::from_vec(&self.tcp_raw(&q.bytes())).expect("parse reply")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if self.wait_exit(10).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- gslbd log ----\n{}", self.log());
+        }
+    }
+}
+
+pub fn udp_exchange(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let local = if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let s = UdpSocket::bind(local).expect("bind");
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.send_to(packet, addr).expect("send");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+pub fn tcp_send(s: &mut TcpStream, packet: &[u8]) {
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    s.write_all(&framed).expect("tcp write");
+}
+
+pub fn tcp_recv(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A question to ask.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub name: String,
+    pub rtype: RecordType,
+    pub id: u16,
+    /// EDNS UDP payload size; `None` sends no OPT record.
+    pub edns: Option<u16>,
+    pub edns_version: u8,
+    pub dnssec_ok: bool,
+}
+
+impl Ask {
+    pub fn new(name: &str, rtype: &str) -> Ask {
+        Ask {
+            name: name.to_string(),
+            rtype: match rtype.strip_prefix("TYPE") {
+                // RFC 3597 §5 syntax for types hickory has no name for
+                Some(n) if n.parse::<u16>().is_ok() => RecordType::from(n.parse::<u16>().unwrap()),
+                _ => RecordType::from_str(rtype).expect("record type"),
+            },
+            id: 0x4242,
+            edns: Some(1232),
+            edns_version: 0,
+            dnssec_ok: false,
+        }
+    }
+
+    pub fn no_edns(mut self) -> Ask {
+        self.edns = None;
+        self
+    }
+
+    pub fn bufsize(mut self, n: u16) -> Ask {
+        self.edns = Some(n);
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut m = Message::new(self.id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii(&self.name).expect("name"),
+            self.rtype,
+        ));
+        if let Some(size) = self.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e.set_version(self.edns_version);
+            e.set_dnssec_ok(self.dnssec_ok);
+            m.set_edns(e);
+        }
+        m.to_vec().expect("encode")
+    }
+}
+
+/// A response as lines, for comparison with case files: first the RCODE and header flags,
+/// then `an`, `ns` and `ar` records in presentation format (the OPT record is left out).
+pub fn render(m: &Message) -> Vec<String> {
+    let md = &m.metadata;
+    let mut head = vec![format!("{:?}", md.response_code).to_uppercase()];
+    for (on, flag) in [
+        (md.message_type == MessageType::Response, "qr"),
+        (md.authoritative, "aa"),
+        (md.truncation, "tc"),
+        (md.recursion_desired, "rd"),
+        (md.recursion_available, "ra"),
+    ] {
+        if on {
+            head.push(flag.to_string());
+        }
+    }
+    let mut out = vec![head.join(" ")];
+    for (tag, records) in [
+        ("an", &m.answers),
+        ("ns", &m.authorities),
+        ("ar", &m.additionals),
+    ] {
+        for r in records {
+            out.push(format!("{tag} {r}").trim_end().to_string());
+        }
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! Hostile input: garbage, truncated headers, compression loops, oversized labels and broken TCP
+//! framing never stop the server; a good query afterwards is still answered.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Ask, Server, root, tcp_recv, tcp_send};
+use gslbd::config::{self, Sources};
+use gslbd::dns::{MAX_RESPONSE, Transport, answer};
+use gslbd::table::Snapshot;
+use hickory_proto::op::Message;
+use proptest::prelude::*;
+
+fn zones() -> std::path::PathBuf {
+    root().join("tests/zones/authority")
+}
+
+fn snapshot() -> Snapshot {
+    let loaded = config::load(&Sources {
+        config: None,
+        zones_dir: Some(zones()),
+    })
+    .expect("fixture zones load");
+    Snapshot::build(&loaded.config.zones, 1).unwrap()
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn assert_alive(s: &Server) {
+    let m = s.udp(&Ask::new("www.auth.test.", "A"));
+    assert_eq!(m.answers.len(), 2, "UDP still answers");
+    let m = s.tcp(&Ask::new("www.auth.test.", "A"));
+    assert_eq!(m.answers.len(), 2, "TCP still answers");
+}
+
+fn hostile_packets() -> Vec<(String, Vec<u8>)> {
+    let good = Ask::new("www.auth.test.", "A").bytes();
+    let mut v: Vec<(String, Vec<u8>)> = Vec::new();
+    for n in 0..good.len() {
+        v.push((format!("first {n} octets of a query"), good[..n].to_vec()));
+    }
+    let header = |arcount: u8| vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, arcount];
+    // the question name is a pointer to itself
+    let mut p = header(0);
+    p.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+    v.push(("self-pointing question".into(), p));
+    // a pointer loop in an additional record's name
+    let mut p = header(1);
+    p.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+    p.extend_from_slice(&[0xc0, 0x1d, 0xc0, 0x1b, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    v.push(("pointer loop in additional".into(), p));
+    // labels longer than 63 octets, and a name longer than 255
+    for len in [64u8, 100, 191, 255] {
+        let mut p = header(0);
+        p.push(len);
+        p.extend(std::iter::repeat_n(b'a', len as usize));
+        p.extend_from_slice(&[0, 0, 1, 0, 1]);
+        v.push((format!("label of {len} octets"), p));
+    }
+    let mut p = header(0);
+    for _ in 0..5 {
+        p.push(63);
+        p.extend_from_slice(&[b'x'; 63]);
+    }
+    p.extend_from_slice(&[0, 0, 1, 0, 1]);
+    v.push(("name of 321 octets".into(), p));
+    // counts that promise far more than the packet holds
+    let mut p = good.clone();
+    p[10] = 0xff;
+    p[11] = 0xff;
+    v.push(("65535 additional records promised".into(), p));
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for i in 0..3000 {
+        let n = (rng.next() % 600) as usize;
+        let mut p = rng.bytes(n);
+        if i % 2 == 0 && p.len() > 3 {
+            p[2] &= 0x7f; // keep QR clear half the time so the parser goes deeper
+        }
+        v.push((format!("random packet {i}"), p));
+    }
+    v
+}
+
+#[test]
+fn garbage_over_udp_and_tcp_never_stops_the_server() {
+    let mut s = Server::start(&root(), &["--zones", zones().to_str().unwrap()]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (_, p) in hostile_packets() {
+        sock.send_to(&p, s.addr).unwrap();
+    }
+    // drain whatever came back; every reply must be a well-formed DNS message
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut replies = 0;
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        Message::from_vec(&buf[..n]).expect("a reply that parses");
+        assert!(n <= 512, "no EDNS in garbage, so at most 512 octets");
+        replies += 1;
+    }
+    assert!(replies > 0, "FORMERR replies for readable headers");
+    assert_alive(&s);
+
+    // TCP: hostile messages, one per connection (the server may close after garbage)
+    for (what, p) in hostile_packets().into_iter().step_by(25) {
+        let mut c = s.tcp_connect();
+        tcp_send(&mut c, &p);
+        if let Some(reply) = tcp_recv(&mut c) {
+            Message::from_vec(&reply).unwrap_or_else(|e| panic!("{what}: bad reply {e}"));
+        }
+    }
+    // a length prefix promising more than is sent, then the client goes away
+    let mut c = s.tcp_connect();
+    c.write_all(&[0x01, 0x00, 1, 2, 3]).unwrap();
+    drop(c);
+    // a zero-length message
+    let mut c = s.tcp_connect();
+    c.write_all(&[0, 0]).unwrap();
+    assert!(
+        tcp_recv(&mut c).is_none(),
+        "closed after a zero-length message"
+    );
+
+    assert_alive(&s);
+    assert_eq!(s.wait_exit(0), None, "still running");
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_silence() {
+    let snap = snapshot();
+    let mut out = vec![0u8; MAX_RESPONSE];
+    for (what, p) in hostile_packets().into_iter().take(40) {
+        if let Some(n) = answer(&snap, &p, Transport::Udp, &mut out) {
+            let m = Message::from_vec(&out[..n]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let rcode = u16::from(m.metadata.response_code);
+            assert!(rcode == 1 || rcode == 0, "{what}: rcode {rcode}");
+            assert_eq!(out[..2], p[..2], "{what}: id echoed");
+        } else {
+            assert!(
+                p.len() < 12 || p[2] & 0x80 != 0,
+                "{what}: dropped though it has a header"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, .. ProptestConfig::default() })]
+
+    /// Any bytes in: no panic, and any reply is a message hickory can read, within the UDP limit.
+    #[test]
+    fn answer_never_panics(packet in proptest::collection::vec(any::<u8>(), 0..700), tcp in any::<bool>()) {
+        let snap = snapshot_once();
+        let mut out = vec![0u8; MAX_RESPONSE];
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        if let Some(n) = answer(snap, &packet, transport, &mut out) {
+            prop_assert!(Message::from_vec(&out[..n]).is_ok());
+            prop_assert!(tcp || n <= 1232);
+        }
+    }
+
+    /// Mutations of a valid query (the interesting neighbourhood of the parser).
+    #[test]
+    fn mutated_queries_never_panic(flips in proptest::collection::vec((0usize..64, any::<u8>()), 1..6), cut in 0usize..80) {
+        let snap = snapshot_once();
+        let mut p = Ask::new("a.host.deep.auth.test.", "TXT").bytes();
+        for (at, v) in flips {
+            let i = at % p.len();
+            p[i] = v;
+        }
+        p.truncate(cut.max(1).min(p.len()));
+        let mut out = vec![0u8; MAX_RESPONSE];
+        if let Some(n) = answer(snap, &p, Transport::Udp, &mut out) {
+            prop_assert!(Message::from_vec(&out[..n]).is_ok());
+        }
+    }
+}
+
+fn snapshot_once() -> &'static Snapshot {
+    static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+    SNAP.get_or_init(snapshot)
+}

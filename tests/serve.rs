@@ -1,0 +1,141 @@
+//! `gslbd serve` as a user runs it: the bundled zones, reload on SIGHUP, clean exit on SIGTERM,
+//! refusal of a bad config.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Ask, BIN, Server, root};
+use hickory_proto::rr::RData;
+
+fn addresses(m: &hickory_proto::op::Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn serves_the_bundled_zones_with_no_config() {
+    // As in the README: run in the repository root, zones/ is found by default.
+    let s = Server::start(&root(), &[]);
+    let m = s.udp(&Ask::new("www.gslb.example.test.", "A"));
+    assert!(m.metadata.authoritative);
+    assert_eq!(addresses(&m), ["127.0.1.1", "127.0.1.2"]);
+    // a record from the bundled master file (records_file)
+    let m = s.tcp(&Ask::new("legacy.gslb.example.test.", "A"));
+    assert_eq!(addresses(&m), ["127.0.1.20"]);
+    let log = s.log();
+    assert!(log.contains("listening on udp and tcp 127.0.0.1:"), "{log}");
+    assert!(log.contains("serving 1 zone(s)"), "{log}");
+}
+
+#[test]
+fn listens_on_several_addresses_including_ipv6() {
+    let mut args = vec!["--listen", "127.0.0.2:0"];
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    if v6 {
+        args.extend(["--listen", "[::1]:0"]);
+    }
+    let s = Server::start(&root(), &args);
+    let addrs = s.addrs();
+    assert_eq!(addrs.len(), if v6 { 3 } else { 2 }, "{}", s.log());
+    for addr in addrs {
+        let q = Ask::new("www.gslb.example.test.", "AAAA").bytes();
+        let reply = common::udp_exchange(addr, &q, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("no UDP answer on {addr}"));
+        let m = hickory_proto::op::Message::from_vec(&reply).unwrap();
+        assert_eq!(addresses(&m), ["::1"], "on {addr}");
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        common::tcp_send(&mut c, &q);
+        assert!(common::tcp_recv(&mut c).is_some(), "TCP answer on {addr}");
+    }
+}
+
+const ZONE_V1: &str = "zone: r.test.
+soa: { mname: ns1.r.test., rname: hostmaster.r.test. }
+ns: [ns1.r.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+  www: { A: [192.0.2.1] }
+";
+
+#[test]
+fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
+    let d = tempfile::tempdir().unwrap();
+    let zones = d.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(zones.join("r.yaml"), ZONE_V1).unwrap();
+    let s = Server::start(d.path(), &[]);
+    let www = Ask::new("www.r.test.", "A");
+    assert_eq!(addresses(&s.udp(&www)), ["192.0.2.1"]);
+
+    // A broken file: refused with its diagnostic, the old data keeps being served.
+    std::fs::write(
+        zones.join("r.yaml"),
+        ZONE_V1.replace("192.0.2.1]", "192.0.2.300]"),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("reload refused", 10);
+    assert!(
+        s.log()
+            .contains("records.www.A[0]: \"192.0.2.300\" is not an IPv4 address"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(addresses(&s.udp(&www)), ["192.0.2.1"]);
+
+    // A good file replaces the data.
+    std::fs::write(
+        zones.join("r.yaml"),
+        ZONE_V1.replace("192.0.2.1]", "192.0.2.2, 192.0.2.3]"),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    let end = Instant::now() + Duration::from_secs(10);
+    while addresses(&s.udp(&www)) != ["192.0.2.2", "192.0.2.3"] {
+        assert!(
+            Instant::now() < end,
+            "reload never took effect:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(s.log().contains("reload: new configuration is live"));
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let mut s = Server::start(&root(), &[]);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(10), Some(0), "{}", s.log());
+}
+
+#[test]
+fn a_bad_config_is_refused_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/r.yaml"),
+        ZONE_V1.replace("ns: [ns1.r.test.]\n", ""),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .current_dir(d.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("zones/r.yaml:1:7: ns: missing"), "{err}");
+    assert!(!err.contains("listening"), "{err}");
+}
