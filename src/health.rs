@@ -147,7 +147,10 @@ mod tests {
         let mut out = Vec::new();
         for (i, ok) in results.iter().enumerate() {
             let now = start + Duration::from_secs(i as u64);
-            let o = Outcome { ok: *ok, reason: String::new() };
+            let o = Outcome {
+                ok: *ok,
+                reason: String::new(),
+            };
             if let Some(tr) = s.observe(o, T, now) {
                 assert_eq!(s.since, now);
                 out.push((i, tr.to));

@@ -51,15 +51,22 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let log2 = log.clone();
         std::thread::spawn(move || {
+            // Ready when "serving N zone(s)" is logged, after every listener was announced.
+            let mut first = None;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on udp and tcp ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("");
-                    let _ = tx.send(SocketAddr::from_str(addr).ok());
+                    first = first.or(SocketAddr::from_str(addr).ok());
                 }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
+                {
+                    let mut l = log2.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                if line.contains(" serving ") && line.contains("zone(s)") {
+                    let _ = tx.send(first);
+                }
             }
             let _ = tx.send(None);
         });
