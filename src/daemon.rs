@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use std::collections::HashMap;
+
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Sources};
 use crate::dns::{tcp, udp};
+use crate::health::Status;
 use crate::model::Config;
-use crate::table::{Live, Snapshot};
+use crate::probe;
+use crate::state;
+use crate::table::{ProbeKey, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -91,7 +96,31 @@ pub fn run(opts: Options) -> Result<(), Error> {
     if !opts.listen.is_empty() {
         cfg.server.listen = opts.listen.clone();
     }
-    let live = Live::new(Snapshot::build(&cfg.zones, 1)?);
+    // reqwest needs a TLS provider; ring is ours (fast to build, see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state_dir = cfg.server.state_dir.clone();
+    let restored = match state::load_health(&state_dir) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("last-known health not restored: {e}");
+            Default::default()
+        }
+    };
+    let now = std::time::Instant::now();
+    let table = Table::new(
+        cfg.clone(),
+        &|k: &ProbeKey| {
+            restored
+                .get(&(k.address, state::fingerprint(&k.spec)))
+                .copied()
+        },
+        now,
+    )?;
+    let restored_count = table
+        .probes()
+        .filter(|(_, s)| s.status != Status::Unknown)
+        .count();
+    let live = table.live();
     let threads = opts
         .udp_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -136,17 +165,24 @@ pub fn run(opts: Options) -> Result<(), Error> {
             )));
             tracing::info!(addr = %b.addr, udp_threads = threads, "listening on udp and tcp {}", b.addr);
         }
+        let pools: usize = cfg.zones.iter().map(|z| z.pools.len()).sum();
         tracing::info!(
             zones = cfg.zones.len(),
-            rrsets = cfg.zones.iter().map(|z| z.rrsets.len()).sum::<usize>(),
-            "serving {} zone(s)",
-            cfg.zones.len()
+            pools,
+            probes = table.probes().count(),
+            restored = restored_count,
+            "serving {} zone(s), {pools} pool(s), {} probe(s) ({restored_count} last-known states restored)",
+            cfg.zones.len(),
+            table.probes().count(),
         );
-        signals.wait(&opts.sources, &cfg, &live).await;
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let writer = tokio::spawn(writer(table, opts.sources.clone(), cfg.server.listen.clone(), cmd_rx, stop_rx.clone()));
+        signals.wait(&cmd_tx).await;
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
         }
+        let _ = writer.await;
         Ok(())
     });
     stop.store(true, Ordering::Relaxed);
@@ -156,6 +192,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     tracing::info!("stopped");
     result
+}
+
+/// Requests to the writer.
+enum Command {
+    Reload,
 }
 
 /// The signals we act on, registered before any socket is announced.
@@ -175,11 +216,11 @@ impl Signals {
         })
     }
 
-    /// SIGHUP reloads; SIGTERM and SIGINT return.
-    async fn wait(mut self, sources: &Sources, running: &Config, live: &Live) {
+    /// SIGHUP asks the writer to reload; SIGTERM and SIGINT return.
+    async fn wait(mut self, writer: &mpsc::Sender<Command>) {
         loop {
             tokio::select! {
-                _ = self.hup.recv() => reload(sources, running, live).await,
+                _ = self.hup.recv() => { let _ = writer.send(Command::Reload).await; }
                 _ = self.term.recv() => { tracing::info!("SIGTERM: stopping"); return }
                 _ = self.int.recv() => { tracing::info!("SIGINT: stopping"); return }
             }
@@ -187,31 +228,100 @@ impl Signals {
     }
 }
 
-/// Re-read the config; publish it if it is valid, keep the running one if not.
-async fn reload(sources: &Sources, running: &Config, live: &Live) {
-    let sources = sources.clone();
-    let generation = live.load().generation + 1;
-    let loaded = tokio::task::spawn_blocking(move || {
-        let cfg = load(&sources)?;
-        let snap = Snapshot::build(&cfg.zones, generation)?;
-        Ok::<_, Error>((cfg, snap))
-    })
-    .await;
-    match loaded {
-        Ok(Ok((cfg, snap))) => {
-            if cfg.server.listen != running.server.listen {
-                tracing::warn!("reload: listen addresses changed; they take effect on restart");
+/// Probe reports queued for the writer at most; a prober waits when the writer is behind.
+const REPORT_QUEUE: usize = 1024;
+
+/// The one writer: owns the table, runs the probers, turns their reports into health, reloads,
+/// and saves the last-known health (at most once a second, and at exit).
+async fn writer(
+    mut table: Table,
+    sources: Sources,
+    listen: Vec<SocketAddr>,
+    mut commands: mpsc::Receiver<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (report_tx, mut reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
+    let mut probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>> = table
+        .probes()
+        .map(|(k, _)| (k.clone(), probe::spawn(k.clone(), report_tx.clone())))
+        .collect();
+    let mut state_dir = table.config().server.state_dir.clone();
+    let mut dirty = false;
+    let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            Some(r) = reports.recv() => {
+                match table.observe(&r.key, r.outcome.clone(), std::time::Instant::now()) {
+                    Some(tr) => {
+                        dirty = true;
+                        tracing::info!(
+                            member = %r.key.address,
+                            check = %table.check_names(&r.key),
+                            from = %tr.from,
+                            to = %tr.to,
+                            "health: {} check {}: {} -> {}: {}",
+                            r.key.address, table.check_names(&r.key), tr.from, tr.to, r.outcome.reason
+                        );
+                    }
+                    None => tracing::debug!(
+                        member = %r.key.address,
+                        check = %table.check_names(&r.key),
+                        "probe: {} check {}: {}",
+                        r.key.address, table.check_names(&r.key), r.outcome.reason
+                    ),
+                }
             }
-            live.publish(snap);
-            tracing::info!(
-                generation,
-                zones = cfg.zones.len(),
-                "reload: new configuration is live"
-            );
+            Some(Command::Reload) = commands.recv() => {
+                let sources = sources.clone();
+                let loaded = tokio::task::spawn_blocking(move || load(&sources)).await;
+                let cfg = match loaded {
+                    Ok(Ok(cfg)) => cfg,
+                    Ok(Err(e)) => { tracing::error!("reload refused, still serving the previous configuration: {e}"); continue }
+                    Err(e) => { tracing::error!("reload failed: {e}"); continue }
+                };
+                let mut cfg = cfg;
+                if cfg.server.listen != listen {
+                    tracing::warn!("reload: listen addresses changed; they take effect on restart");
+                }
+                cfg.server.listen = listen.clone();
+                let new_state_dir = cfg.server.state_dir.clone();
+                match table.reload(cfg, std::time::Instant::now()) {
+                    Ok(changes) => {
+                        for k in &changes.removed {
+                            if let Some(h) = probers.remove(k) { h.abort(); }
+                        }
+                        for k in &changes.added {
+                            probers.insert(k.clone(), probe::spawn(k.clone(), report_tx.clone()));
+                        }
+                        state_dir = new_state_dir;
+                        dirty = true;
+                        tracing::info!(
+                            generation = table.generation(),
+                            probes_added = changes.added.len(),
+                            probes_removed = changes.removed.len(),
+                            "reload: new configuration is live"
+                        );
+                    }
+                    Err(e) => tracing::error!("reload refused, still serving the previous configuration: {e}"),
+                }
+            }
+            _ = flush.tick() => {
+                if dirty {
+                    dirty = false;
+                    save(&table, &state_dir);
+                }
+            }
+            _ = stop.changed() => {
+                for (_, h) in probers.drain() { h.abort(); }
+                save(&table, &state_dir);
+                return;
+            }
         }
-        Ok(Err(e)) => {
-            tracing::error!("reload refused, still serving the previous configuration: {e}")
-        }
-        Err(e) => tracing::error!("reload failed: {e}"),
+    }
+}
+
+fn save(table: &Table, dir: &std::path::Path) {
+    if let Err(e) = state::save_health(dir, table.probes().map(|(k, s)| (&**k, s.status))) {
+        tracing::warn!("cannot save last-known health in {}: {e}", dir.display());
     }
 }

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::time::Instant;
 
+pub use crate::model::Thresholds;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Unknown,
@@ -49,15 +51,6 @@ pub struct Outcome {
     pub ok: bool,
     /// For logs and the status API: `http 200 after 12 ms`, `connect refused`, `timeout 2s`.
     pub reason: String,
-}
-
-/// The hysteresis of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Thresholds {
-    /// Consecutive successes to go from down to up.
-    pub rise: u32,
-    /// Consecutive failures to go from up to down.
-    pub fall: u32,
 }
 
 /// The state of one (member, check) pair.

@@ -15,4 +15,7 @@ pub mod daemon;
 pub mod dns;
 pub mod health;
 pub mod model;
+pub mod probe;
+pub mod select;
+pub mod state;
 pub mod table;

@@ -4,8 +4,10 @@
 //! details live here; a `Zone` in this module is known to be consistent (SOA and NS present,
 //! every name inside the zone, no CNAME beside other data, glue where it is needed).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData, RecordType};
 
@@ -64,6 +66,10 @@ pub struct Zone {
     pub ns: Vec<Name>,
     /// Static RRsets other than the apex SOA and NS, one per (name, type).
     pub rrsets: Vec<RRset>,
+    /// Health-aware pools, by name within the zone.
+    pub pools: Vec<Pool>,
+    /// Names answered from a pool (A from its IPv4 members, AAAA from its IPv6 members).
+    pub bindings: Vec<Binding>,
     /// The file the zone came from, for logs.
     pub source: PathBuf,
 }
@@ -82,4 +88,116 @@ impl Zone {
     pub fn negative_ttl(&self) -> u32 {
         self.ttl.min(self.soa.minimum)
     }
+}
+
+/// The hysteresis of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thresholds {
+    /// Consecutive successes to go from down to up.
+    pub rise: u32,
+    /// Consecutive failures to go from up to down.
+    pub fall: u32,
+}
+
+/// A named, reusable health check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Check {
+    pub name: String,
+    pub spec: CheckSpec,
+}
+
+/// Everything that defines a probe except its name: two checks with equal specs on the same
+/// address are probed once, and a reload keeps the state of every spec that did not change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// Connect; optionally read the greeting and match it (`220 ` for SMTP).
+    Tcp {
+        port: u16,
+        expect_banner: Option<String>,
+    },
+    Http(HttpCheck),
+    /// Run a command with the member's address in `GSLBD_ADDRESS`; exit 0 = up.
+    Exec {
+        command: Vec<String>,
+    },
+    /// A file of `ADDRESS up|down` lines written by another tool.
+    File {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpCheck {
+    pub port: u16,
+    pub tls: bool,
+    /// Host header and TLS SNI; the connection still goes to the member's address.
+    pub host: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub expect_status: Vec<u16>,
+    /// A substring the body must contain.
+    pub expect_body: Option<String>,
+    /// A regular expression the body must match.
+    pub expect_body_regex: Option<String>,
+    pub verify_tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Rotate the healthy members.
+    RoundRobin,
+    /// Sample without replacement by weight.
+    Weighted,
+    /// The first priority group (lowest `priority`) with a healthy member, rotated.
+    Failover,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhenAllDown {
+    /// Fail open: answer with every member.
+    All,
+    /// NODATA with the SOA.
+    None,
+    ServFail,
+    /// A fixed set of addresses.
+    Addresses(Vec<IpAddr>),
+    /// Whatever another pool of the zone answers.
+    Pool(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub policy: Policy,
+    /// Checks every member must pass.
+    pub checks: Vec<Arc<Check>>,
+    /// TTL of the answers; halved while the pool is degraded.
+    pub ttl: u32,
+    pub max_answers: usize,
+    pub when_all_down: WhenAllDown,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub address: IpAddr,
+    pub weight: u32,
+    /// Failover order: lower first.
+    pub priority: u32,
+    pub site: Option<String>,
+}
+
+/// A name answered from a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub name: Name,
+    pub pool: String,
 }

@@ -11,14 +11,19 @@
 //! ```
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{self, CLASS_IN};
-use crate::model;
+use crate::health::{self, Outcome, State, Status, Transition};
+use crate::model::{self, CheckSpec, Config, Policy};
+use crate::select::order::Order;
+use crate::select::{self, Eligible, Family};
 
 /// The live table: one writer publishes, any number of readers load without locks.
 #[derive(Clone)]
@@ -41,10 +46,44 @@ impl Live {
 
 /// An immutable view of everything served.
 pub struct Snapshot {
-    /// Zones by lowercased wire-format apex.
-    zones: HashMap<Box<[u8]>, Zone>,
+    /// Zones by lowercased wire-format apex; shared between snapshots until the config changes.
+    zones: Arc<HashMap<Box<[u8]>, Zone>>,
+    /// The answers of every pool, by pool id (`Node::pool`); replaced when health changes.
+    pub pools: Vec<Arc<PoolAnswer>>,
     /// Counts up with every published config, for logs and metrics.
     pub generation: u64,
+}
+
+/// What a pool answers right now, per address family.
+pub struct PoolAnswer {
+    pub name: String,
+    pub v4: FamilyAnswer,
+    pub v6: FamilyAnswer,
+}
+
+impl PoolAnswer {
+    pub fn family(&self, qtype: u16) -> &FamilyAnswer {
+        if qtype == wire::TYPE_AAAA {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+}
+
+pub enum FamilyAnswer {
+    /// NODATA with the SOA: no member of the family, or `when_all_down: none`.
+    NoData,
+    ServFail,
+    /// Eligible members as pre-encoded records of `rec_len` octets each (owner slot, fixed
+    /// fields with the TTL, address), to be ordered and cut to `max` per query.
+    Records {
+        order: Order,
+        max: usize,
+        rec_len: usize,
+        wire: Box<[u8]>,
+        weights: Box<[u32]>,
+    },
 }
 
 /// One zone, ready for lookups.
@@ -72,6 +111,8 @@ pub enum NodeKind {
 
 pub struct Node {
     pub kind: NodeKind,
+    /// A name bound to a pool: index into `Snapshot::pools`.
+    pub pool: Option<u32>,
     pub rrsets: Box<[RRset]>,
     /// The lowercased CNAME target, if this name is an alias.
     pub cname: Option<Box<[u8]>>,
@@ -136,21 +177,44 @@ pub struct BuildError {
 }
 
 impl Snapshot {
-    pub fn build(zones: &[model::Zone], generation: u64) -> Result<Snapshot, BuildError> {
+    /// Build the static part of a config. Pools are numbered in config order (zone by zone);
+    /// their answers come from [`Table`], which knows the health.
+    fn build_zones(zones: &[model::Zone]) -> Result<HashMap<Box<[u8]>, Zone>, BuildError> {
         let mut out = HashMap::with_capacity(zones.len());
+        let mut first_pool = 0u32;
         for z in zones {
             let apex = lower_wire(&z.origin);
-            out.insert(apex.into_boxed_slice(), build_zone(z)?);
+            out.insert(apex.into_boxed_slice(), build_zone(z, first_pool)?);
+            first_pool += z.pools.len() as u32;
         }
-        Ok(Snapshot {
-            zones: out,
-            generation,
-        })
+        Ok(out)
+    }
+
+    /// A snapshot of a config with every member counted as up (no health known): for tests
+    /// and tools that need the answers of a config without running probes.
+    pub fn build(zones: &[model::Zone], generation: u64) -> Result<Snapshot, BuildError> {
+        let config = Config {
+            server: model::Server::default(),
+            zones: zones.to_vec(),
+        };
+        let table = Table::new(config, &|_| None, Instant::now())?;
+        let mut snap = Snapshot::clone_of(&table.live.load());
+        snap.generation = generation;
+        Ok(snap)
+    }
+
+    fn clone_of(s: &Snapshot) -> Snapshot {
+        Snapshot {
+            zones: s.zones.clone(),
+            pools: s.pools.clone(),
+            generation: s.generation,
+        }
     }
 
     pub fn empty() -> Snapshot {
         Snapshot {
-            zones: HashMap::new(),
+            zones: Arc::new(HashMap::new()),
+            pools: Vec::new(),
             generation: 0,
         }
     }
@@ -166,7 +230,7 @@ impl Snapshot {
     }
 }
 
-fn build_zone(z: &model::Zone) -> Result<Zone, BuildError> {
+fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
     let err = |name: &Name, rtype: RecordType, reason: String| BuildError {
         zone: z.origin.to_string(),
         name: name.to_string(),
@@ -212,6 +276,16 @@ fn build_zone(z: &model::Zone) -> Result<Zone, BuildError> {
         pending.entry(key).or_default().push(rrset);
     }
 
+    // Names bound to pools: nodes without static data.
+    let mut bound: HashMap<Vec<u8>, u32> = HashMap::new();
+    for b in &z.bindings {
+        if let Some(i) = z.pools.iter().position(|p| p.name == b.pool) {
+            let key = lower_wire(&b.name);
+            pending.entry(key.clone()).or_default();
+            bound.insert(key, first_pool + i as u32);
+        }
+    }
+
     // Delegation cuts: NS below the apex.
     let cuts: Vec<Vec<u8>> = pending
         .iter()
@@ -243,10 +317,12 @@ fn build_zone(z: &model::Zone) -> Result<Zone, BuildError> {
         };
         let rrsets = pending.remove(&k).unwrap_or_default().into_boxed_slice();
         let cname = cnames.remove(&k);
+        let pool = bound.remove(&k);
         nodes.insert(
             k.into_boxed_slice(),
             Node {
                 kind,
+                pool,
                 rrsets,
                 cname,
             },
@@ -268,6 +344,271 @@ fn build_zone(z: &model::Zone) -> Result<Zone, BuildError> {
         any_hinfo,
         has_cuts: !cuts.is_empty(),
     })
+}
+
+/// One probe: an address and a check spec. Pools that share it share its state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeKey {
+    pub address: IpAddr,
+    pub spec: CheckSpec,
+}
+
+struct Probe {
+    state: State,
+    /// Pool ids whose answers depend on this probe.
+    pools: Vec<u32>,
+    /// The names of the checks with this spec, for logs.
+    names: Vec<String>,
+}
+
+/// The writer's side of the live table: the config, the health of every probe, and the pool
+/// answers derived from them. One task owns it; every change publishes a new [`Snapshot`].
+pub struct Table {
+    live: Live,
+    config: Config,
+    zones: Arc<HashMap<Box<[u8]>, Zone>>,
+    /// Pool id → (zone index, pool index in the zone).
+    pool_refs: Vec<(usize, usize)>,
+    pool_answers: Vec<Arc<PoolAnswer>>,
+    probes: HashMap<Arc<ProbeKey>, Probe>,
+    generation: u64,
+}
+
+/// What a reload changed in the set of probes.
+#[derive(Debug, Default)]
+pub struct ProbeChanges {
+    pub added: Vec<Arc<ProbeKey>>,
+    pub removed: Vec<Arc<ProbeKey>>,
+}
+
+impl Table {
+    /// Build the table for a config; `restored` gives last-known states (from `state_dir`).
+    pub fn new(
+        config: Config,
+        restored: &dyn Fn(&ProbeKey) -> Option<Status>,
+        now: Instant,
+    ) -> Result<Table, BuildError> {
+        let zones = Arc::new(Snapshot::build_zones(&config.zones)?);
+        let mut t = Table {
+            live: Live::new(Snapshot::empty()),
+            config,
+            zones,
+            pool_refs: Vec::new(),
+            pool_answers: Vec::new(),
+            probes: HashMap::new(),
+            generation: 1,
+        };
+        t.index_probes(|key| match restored(key) {
+            Some(s) => State::with_status(s, now),
+            None => State::new(now),
+        });
+        t.recompute_all();
+        t.live.publish(t.snapshot());
+        Ok(t)
+    }
+
+    /// The handle readers load snapshots from.
+    pub fn live(&self) -> Live {
+        self.live.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The names of the checks a probe runs for, e.g. `owa` or `owa/web`.
+    pub fn check_names(&self, key: &ProbeKey) -> String {
+        self.probes
+            .get(key)
+            .map_or_else(String::new, |p| p.names.join("/"))
+    }
+
+    /// Every probe and its state.
+    pub fn probes(&self) -> impl Iterator<Item = (&Arc<ProbeKey>, &State)> {
+        self.probes.iter().map(|(k, p)| (k, &p.state))
+    }
+
+    /// Take one probe outcome. On a change of status, the pools that use the probe are
+    /// recomputed and a new snapshot is published.
+    pub fn observe(
+        &mut self,
+        key: &ProbeKey,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<Transition> {
+        let probe = self.probes.get_mut(key)?;
+        let tr = probe.state.observe(outcome, key.spec.thresholds, now)?;
+        let pools = probe.pools.clone();
+        for id in pools {
+            self.pool_answers[id as usize] = Arc::new(self.answer_of(id));
+        }
+        self.live.publish(self.snapshot());
+        Some(tr)
+    }
+
+    /// Replace the config. Probes whose (address, spec) stays keep their state.
+    pub fn reload(&mut self, config: Config, now: Instant) -> Result<ProbeChanges, BuildError> {
+        let zones = Arc::new(Snapshot::build_zones(&config.zones)?);
+        let old: HashMap<Arc<ProbeKey>, Probe> = std::mem::take(&mut self.probes);
+        self.config = config;
+        self.zones = zones;
+        self.index_probes(|key| {
+            old.get(key)
+                .map_or_else(|| State::new(now), |p| p.state.clone())
+        });
+        let changes = ProbeChanges {
+            added: self
+                .probes
+                .keys()
+                .filter(|k| !old.contains_key(*k))
+                .cloned()
+                .collect(),
+            removed: old
+                .keys()
+                .filter(|k| !self.probes.contains_key(*k))
+                .cloned()
+                .collect(),
+        };
+        self.generation += 1;
+        self.recompute_all();
+        self.live.publish(self.snapshot());
+        Ok(changes)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            zones: self.zones.clone(),
+            pools: self.pool_answers.clone(),
+            generation: self.generation,
+        }
+    }
+
+    /// Number the pools and collect the probes they need.
+    fn index_probes(&mut self, mut state_of: impl FnMut(&ProbeKey) -> State) {
+        self.pool_refs.clear();
+        for (zi, z) in self.config.zones.iter().enumerate() {
+            for pi in 0..z.pools.len() {
+                self.pool_refs.push((zi, pi));
+            }
+        }
+        for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
+            let pool = &self.config.zones[zi].pools[pi];
+            for m in &pool.members {
+                for c in &pool.checks {
+                    let key = ProbeKey {
+                        address: m.address,
+                        spec: c.spec.clone(),
+                    };
+                    if let Some(p) = self.probes.get_mut(&key) {
+                        if !p.pools.contains(&(id as u32)) {
+                            p.pools.push(id as u32);
+                        }
+                        if !p.names.contains(&c.name) {
+                            p.names.push(c.name.clone());
+                        }
+                        continue;
+                    }
+                    let state = state_of(&key);
+                    self.probes.insert(
+                        Arc::new(key),
+                        Probe {
+                            state,
+                            pools: vec![id as u32],
+                            names: vec![c.name.clone()],
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn recompute_all(&mut self) {
+        self.pool_answers = (0..self.pool_refs.len() as u32)
+            .map(|id| Arc::new(self.answer_of(id)))
+            .collect();
+    }
+
+    /// The status of a member of a pool: all of the pool's checks combined (no checks: up).
+    fn member_status(&self, pool: &model::Pool, m: &model::Member) -> Status {
+        health::combine(pool.checks.iter().map(|c| {
+            let key = ProbeKey {
+                address: m.address,
+                spec: c.spec.clone(),
+            };
+            self.probes
+                .get(&key)
+                .map_or(Status::Unknown, |p| p.state.status)
+        }))
+    }
+
+    /// Run the publish-time steps of the pipeline for one pool and encode the result.
+    fn answer_of(&self, id: u32) -> PoolAnswer {
+        let (zi, pi) = self.pool_refs[id as usize];
+        let zone = &self.config.zones[zi];
+        let pool = &zone.pools[pi];
+        let family = |f: Family| {
+            let status = |m: &model::Member| {
+                // A member is judged by the checks of the pool it belongs to (for a fallback
+                // pool: that pool's checks).
+                let owner = zone
+                    .pools
+                    .iter()
+                    .find(|p| p.members.contains(m))
+                    .unwrap_or(pool);
+                self.member_status(owner, m)
+            };
+            let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
+            encode_family(pool, select::eligible(pool, f, &status, &fallback), f)
+        };
+        PoolAnswer {
+            name: pool.name.clone(),
+            v4: family(Family::V4),
+            v6: family(Family::V6),
+        }
+    }
+}
+
+/// Encode the eligible members of one family as A or AAAA records.
+fn encode_family(pool: &model::Pool, e: Eligible, f: Family) -> FamilyAnswer {
+    let (members, degraded) = match e {
+        Eligible::NoData => return FamilyAnswer::NoData,
+        Eligible::ServFail => return FamilyAnswer::ServFail,
+        Eligible::Members { members, degraded } => (members, degraded),
+    };
+    // DESIGN §4: the TTL is halved while the pool is degraded, so clients come back sooner.
+    let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
+    let (rtype, alen) = match f {
+        Family::V4 => (wire::TYPE_A, 4usize),
+        Family::V6 => (wire::TYPE_AAAA, 16usize),
+    };
+    let rec_len = 2 + 10 + alen;
+    let mut out = Vec::with_capacity(rec_len * members.len());
+    for (addr, _) in &members {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(alen as u16).to_be_bytes());
+        match addr {
+            IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+        }
+    }
+    FamilyAnswer::Records {
+        order: if pool.policy == Policy::Weighted {
+            Order::Weighted
+        } else {
+            Order::Rotate
+        },
+        max: pool.max_answers,
+        rec_len,
+        wire: out.into_boxed_slice(),
+        weights: members.iter().map(|(_, w)| *w).collect(),
+    }
 }
 
 /// Encode the records of one RRset (see [`RRset`]).

@@ -97,11 +97,94 @@ pub struct ZoneFile {
     pub ttl: Option<Spanned<i64>>,
     pub records: Option<Entries<Spanned<NameFile>>>,
     pub records_file: Option<Spanned<String>>,
-    // Reserved for health-aware pools (next issues): accepted, not yet used.
-    pub checks: Option<Spanned<IgnoredAny>>,
+    pub checks: Option<Entries<Spanned<CheckFile>>>,
+    /// Reserved for the topology policy (a later issue): accepted, not yet used.
     pub sites: Option<Spanned<IgnoredAny>>,
-    pub pools: Option<Spanned<IgnoredAny>>,
-    pub names: Option<Spanned<IgnoredAny>>,
+    pub pools: Option<Entries<Spanned<PoolFile>>>,
+    pub names: Option<Entries<Spanned<BindingFile>>>,
+}
+
+/// `checks.<name>`: exactly one kind, and its timing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    pub tcp: Option<Spanned<TcpFile>>,
+    pub http: Option<Spanned<HttpFile>>,
+    pub exec: Option<Spanned<ExecFile>>,
+    pub file: Option<Spanned<FileCheckFile>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFile {
+    pub port: Spanned<i64>,
+    pub expect_banner: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub port: Option<Spanned<i64>>,
+    pub tls: Option<bool>,
+    pub host: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub expect_status: Option<Vec<Spanned<i64>>>,
+    pub expect_body: Option<Spanned<String>>,
+    pub expect_body_regex: Option<Spanned<String>>,
+    pub verify_tls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecFile {
+    pub command: Spanned<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheckFile {
+    pub path: Spanned<String>,
+}
+
+/// `pools.<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    pub policy: Option<Spanned<String>>,
+    pub checks: Option<Vec<Spanned<String>>>,
+    pub ttl: Option<Spanned<i64>>,
+    pub max_answers: Option<Spanned<i64>>,
+    pub when_all_down: Option<Spanned<String>>,
+    pub fallback: Option<Spanned<FallbackFile>>,
+    pub members: Option<Spanned<Vec<Spanned<MemberFile>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackFile {
+    pub addresses: Option<Vec<Spanned<String>>>,
+    pub pool: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub priority: Option<Spanned<i64>>,
+    pub site: Option<Spanned<String>>,
+}
+
+/// `names.<name>: { pool: <pool> }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingFile {
+    pub pool: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

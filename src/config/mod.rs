@@ -12,6 +12,7 @@
 
 pub mod diag;
 pub mod format;
+mod pools;
 mod zone;
 
 use std::collections::HashMap;

@@ -19,7 +19,7 @@ use super::format::{NameFile, Spanned, ZoneFile, from_yaml};
 use crate::model::{self, RRset, Soa};
 
 /// RFC 2181 §8: TTLs are 31-bit unsigned.
-pub const MAX_TTL: i64 = 0x7fff_ffff;
+pub(super) const MAX_TTL: i64 = 0x7fff_ffff;
 const DEFAULT_TTL: u32 = 3600;
 
 /// Where a record came from, for diagnostics that are found after collection.
@@ -99,19 +99,12 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         ),
     }
 
-    for (key, value) in [
-        ("checks", file.checks.as_ref().map(|s| s.referenced)),
-        ("sites", file.sites.as_ref().map(|s| s.referenced)),
-        ("pools", file.pools.as_ref().map(|s| s.referenced)),
-        ("names", file.names.as_ref().map(|s| s.referenced)),
-    ] {
-        if let Some(l) = value {
-            r.warning(
-                Loc::from_saphyr(l),
-                key,
-                "health-aware pools are not served by this version yet; the key is ignored",
-            );
-        }
+    if let Some(s) = &file.sites {
+        r.warning(
+            Loc::from_saphyr(s.referenced),
+            "sites",
+            "the topology policy is not available yet; the key is ignored",
+        );
     }
 
     let mut acc: BTreeMap<(LowerName, RecordType), Acc> = BTreeMap::new();
@@ -126,6 +119,35 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
 
     check_structure(&origin, &ns, &ns_locs, &acc, r);
 
+    let checks = file
+        .checks
+        .as_ref()
+        .map(|c| super::pools::checks(c, r))
+        .unwrap_or_default();
+    let pools = file
+        .pools
+        .as_ref()
+        .map(|p| super::pools::pools(p, &checks, r))
+        .unwrap_or_default();
+    let bindings = match &file.names {
+        Some(entries) => {
+            let declared: BTreeSet<String> = file
+                .pools
+                .iter()
+                .flat_map(|p| p.0.iter().map(|(k, _)| k.value.clone()))
+                .collect();
+            let statics: BTreeSet<LowerName> = acc.keys().map(|(n, _)| n.clone()).collect();
+            let apex = LowerName::new(&origin);
+            let cuts: BTreeSet<LowerName> = acc
+                .keys()
+                .filter(|(n, t)| *t == RecordType::NS && *n != apex)
+                .map(|(n, _)| n.clone())
+                .collect();
+            super::pools::bindings(entries, &origin, &declared, &statics, &cuts, r)
+        }
+        None => Vec::new(),
+    };
+
     let zone = match soa {
         Some(soa) if r.error_count() == errors_before => Some(model::Zone {
             origin: origin.clone(),
@@ -133,6 +155,8 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
             ttl,
             ns,
             rrsets: acc.into_values().map(|a| a.rrset).collect(),
+            pools,
+            bindings,
             source: r.file().to_path_buf(),
         }),
         _ => None,
@@ -144,13 +168,13 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     })
 }
 
-fn loc<T>(s: &Spanned<T>) -> Loc {
+pub(super) fn loc<T>(s: &Spanned<T>) -> Loc {
     Loc::from_saphyr(s.referenced)
 }
 
 /// A domain name: `@` is the origin; a name ending in `.` is absolute; anything else is relative
 /// to the origin (as in RFC 1035 master files).
-fn name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
+pub(super) fn name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
     let s = s.trim();
     if s == "@" {
         return origin

@@ -11,7 +11,8 @@
 //! they fit.
 
 use super::wire::{self, Full, Parsed, Query, Writer};
-use crate::table::{Node, NodeKind, RRset, Snapshot, Zone};
+use crate::select::order;
+use crate::table::{FamilyAnswer, Node, NodeKind, RRset, Snapshot, Zone};
 
 /// How the query arrived: it decides the size limit of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +173,7 @@ fn resolve(snap: &Snapshot, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<
         }
     }
     match zone.nodes.get(q.name()) {
-        Some(node) => answer_node(zone, node, q.qtype, wire::HEADER_LEN, apex_at, w, r),
+        Some(node) => answer_node(snap, zone, node, q.qtype, wire::HEADER_LEN, apex_at, w, r),
         None => {
             // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
             r.rcode = wire::RCODE_NXDOMAIN;
@@ -182,7 +183,12 @@ fn resolve(snap: &Snapshot, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<
 }
 
 /// Data for a name that exists, following CNAMEs inside the zone.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pieces of one answer; a struct would only rename them"
+)]
 fn answer_node<'z>(
+    snap: &Snapshot,
     zone: &'z Zone,
     mut node: &'z Node,
     qtype: u16,
@@ -192,6 +198,21 @@ fn answer_node<'z>(
     r: &mut Reply,
 ) -> Result<(), Full> {
     for _ in 0..MAX_CNAME_CHAIN {
+        if let Some(id) = node.pool
+            && let Some(pool) = snap.pools.get(id as usize)
+        {
+            return match qtype {
+                wire::TYPE_A | wire::TYPE_AAAA => {
+                    pool_records(pool.family(qtype), zone, owner_at, apex_at, w, r)
+                }
+                wire::TYPE_ANY => {
+                    write_rrset(w, &zone.any_hinfo, owner_at)?;
+                    r.an += 1;
+                    Ok(())
+                }
+                _ => negative(zone, apex_at, w, r),
+            };
+        }
         if let Some(set) = node.get(qtype) {
             let at = write_rrset(w, set, owner_at)?;
             r.an += set.count();
@@ -236,6 +257,43 @@ fn answer_node<'z>(
         }
     }
     Ok(())
+}
+
+/// The answer of a pool for one family: the members chosen for this query, or NODATA, or
+/// SERVFAIL (`when_all_down`).
+fn pool_records(
+    fam: &FamilyAnswer,
+    zone: &Zone,
+    owner_at: usize,
+    apex_at: usize,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
+    match fam {
+        FamilyAnswer::NoData => negative(zone, apex_at, w, r),
+        FamilyAnswer::ServFail => {
+            r.rcode = wire::RCODE_SERVFAIL;
+            r.aa = false;
+            Ok(())
+        }
+        FamilyAnswer::Records {
+            order,
+            max,
+            rec_len,
+            wire: records,
+            weights,
+        } => {
+            let ptr = wire::pointer(owner_at).ok_or(Full)?;
+            let picked = order::pick(*order, weights, *max, &mut fastrand::Rng::new());
+            for i in picked.iter() {
+                let start = w.pos();
+                w.put(&records[i * rec_len..(i + 1) * rec_len])?;
+                w.patch_u16(start, ptr);
+                r.an += 1;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// NS of the cut in the authority section, glue in the additional section (RFC 1034 §4.3.2

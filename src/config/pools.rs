@@ -1,0 +1,565 @@
+//! Validation of `checks`, `pools` and `names` into the model.
+//!
+//! Checked: each check has exactly one kind, sane timing (timeout ≤ interval, rise/fall ≥ 1),
+//! ports in range and regular expressions that compile; each pool has members, no duplicate
+//! member, known checks and policy, and a `when_all_down` that makes sense; each name is inside
+//! the zone, bound to a known pool, and not also a static name.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::{LowerName, Name};
+
+use super::diag::{Loc, Reporter};
+use super::format::{CheckFile, Entries, PoolFile, Spanned};
+use super::zone::{MAX_TTL, loc, name};
+use crate::model::{
+    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Policy, Pool, Thresholds, WhenAllDown,
+};
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub const DEFAULT_POOL_TTL: u32 = 30;
+pub const DEFAULT_MAX_ANSWERS: usize = 2;
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// Checks by name.
+pub fn checks(
+    entries: &Entries<Spanned<CheckFile>>,
+    r: &mut Reporter,
+) -> HashMap<String, Arc<Check>> {
+    let mut out = HashMap::new();
+    for (key, spec) in &entries.0 {
+        let base = format!("checks.{}", key.value);
+        if let Some(spec) = check(&base, key, &spec.value, r) {
+            out.insert(
+                key.value.clone(),
+                Arc::new(Check {
+                    name: key.value.clone(),
+                    spec,
+                }),
+            );
+        }
+    }
+    out
+}
+
+fn duration(
+    s: &Option<Spanned<String>>,
+    default: Duration,
+    path: &str,
+    r: &mut Reporter,
+) -> Option<Duration> {
+    let Some(s) = s else { return Some(default) };
+    match humantime::parse_duration(s.value.trim()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            r.error(
+                loc(s),
+                path,
+                format!(
+                    "{:?} is not a duration ({e}); write e.g. 500ms, 5s, 1m",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn ranged(
+    v: &Spanned<i64>,
+    lo: i64,
+    hi: i64,
+    path: &str,
+    what: &str,
+    r: &mut Reporter,
+) -> Option<i64> {
+    if (lo..=hi).contains(&v.value) {
+        Some(v.value)
+    } else {
+        r.error(
+            loc(v),
+            path,
+            format!("{} is not a valid {what}: use {lo}..={hi}", v.value),
+        );
+        None
+    }
+}
+
+fn regex(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<String> {
+    match regex::Regex::new(&s.value) {
+        Ok(_) => Some(s.value.clone()),
+        Err(e) => {
+            r.error(
+                loc(s),
+                path,
+                format!("{:?} is not a regular expression: {e}", s.value),
+            );
+            None
+        }
+    }
+}
+
+fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> Option<CheckSpec> {
+    let kinds = [
+        c.tcp.is_some(),
+        c.http.is_some(),
+        c.exec.is_some(),
+        c.file.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        r.error(
+            loc(key),
+            base,
+            "give exactly one kind of check: tcp, http, exec or file",
+        );
+        return None;
+    }
+    let errors = r.error_count();
+    let interval = duration(
+        &c.interval,
+        DEFAULT_INTERVAL,
+        &format!("{base}.interval"),
+        r,
+    );
+    let timeout = duration(&c.timeout, DEFAULT_TIMEOUT, &format!("{base}.timeout"), r);
+    if let (Some(i), Some(spec)) = (interval, &c.interval)
+        && i < MIN_INTERVAL
+    {
+        r.error(
+            loc(spec),
+            format!("{base}.interval"),
+            "must be at least 100ms",
+        );
+    }
+    if let (Some(i), Some(t)) = (interval, timeout)
+        && t > i
+    {
+        let at = c.timeout.as_ref().map_or(loc(key), loc);
+        r.error(
+            at,
+            format!("{base}.timeout"),
+            format!(
+                "{} is longer than the interval ({}); a probe must end before the next starts",
+                humantime::format_duration(t),
+                humantime::format_duration(i)
+            ),
+        );
+    }
+    let count = |v: &Option<Spanned<i64>>, what: &str, r: &mut Reporter| match v {
+        None => Some(if what == "rise" { 2 } else { 3 }),
+        Some(v) => ranged(v, 1, 1000, &format!("{base}.{what}"), what, r).map(|n| n as u32),
+    };
+    let rise = count(&c.rise, "rise", r);
+    let fall = count(&c.fall, "fall", r);
+
+    let kind = if let Some(t) = &c.tcp {
+        let t = &t.value;
+        let port = ranged(&t.port, 1, 65535, &format!("{base}.tcp.port"), "port", r);
+        let banner = t
+            .expect_banner
+            .as_ref()
+            .map(|b| regex(b, &format!("{base}.tcp.expect_banner"), r));
+        CheckKind::Tcp {
+            port: port? as u16,
+            expect_banner: banner.flatten(),
+        }
+    } else if let Some(h) = &c.http {
+        let hp = format!("{base}.http");
+        let h = &h.value;
+        let tls = h.tls.unwrap_or(false);
+        let port = match &h.port {
+            Some(p) => ranged(p, 1, 65535, &format!("{hp}.port"), "port", r).map(|p| p as u16),
+            None => Some(if tls { 443 } else { 80 }),
+        };
+        let method = h
+            .method
+            .as_ref()
+            .map_or("GET".to_string(), |m| m.value.to_ascii_uppercase());
+        if !method.bytes().all(|b| b.is_ascii_uppercase()) || method.is_empty() {
+            r.error(
+                h.method.as_ref().map_or(loc(key), loc),
+                format!("{hp}.method"),
+                format!("{method:?} is not an HTTP method (GET, HEAD, ...)"),
+            );
+        }
+        let path = h.path.as_ref().map_or("/".to_string(), |p| p.value.clone());
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            r.error(
+                h.path.as_ref().map_or(loc(key), loc),
+                format!("{hp}.path"),
+                format!("{path:?} must start with / and hold no spaces"),
+            );
+        }
+        if let Some(host) = &h.host
+            && (host.value.is_empty() || host.value.chars().any(|c| c.is_whitespace() || c == '/'))
+        {
+            r.error(
+                loc(host),
+                format!("{hp}.host"),
+                format!("{:?} is not a host name", host.value),
+            );
+        }
+        let mut statuses = Vec::new();
+        for (i, s) in h.expect_status.iter().flatten().enumerate() {
+            if let Some(s) = ranged(
+                s,
+                100,
+                599,
+                &format!("{hp}.expect_status[{i}]"),
+                "HTTP status",
+                r,
+            ) {
+                statuses.push(s as u16);
+            }
+        }
+        if statuses.is_empty() {
+            statuses.push(200);
+        }
+        let body_regex = h
+            .expect_body_regex
+            .as_ref()
+            .and_then(|b| regex(b, &format!("{hp}.expect_body_regex"), r));
+        CheckKind::Http(HttpCheck {
+            port: port?,
+            tls,
+            host: h.host.as_ref().map(|h| h.value.clone()),
+            method,
+            path,
+            expect_status: statuses,
+            expect_body: h.expect_body.as_ref().map(|b| b.value.clone()),
+            expect_body_regex: body_regex,
+            verify_tls: h.verify_tls.unwrap_or(true),
+        })
+    } else if let Some(e) = &c.exec {
+        if e.value.command.value.is_empty() || e.value.command.value[0].is_empty() {
+            r.error(loc(&e.value.command), format!("{base}.exec.command"), "give the program and its arguments as a list, e.g. [/usr/local/bin/check, --quick]");
+        }
+        CheckKind::Exec {
+            command: e.value.command.value.clone(),
+        }
+    } else {
+        let f = &c.file.as_ref()?.value;
+        let dir = r.file().parent().unwrap_or(Path::new(".")).to_path_buf();
+        CheckKind::File {
+            path: dir.join(&f.path.value),
+        }
+    };
+    if r.error_count() > errors {
+        return None;
+    }
+    Some(CheckSpec {
+        kind,
+        interval: interval?,
+        timeout: timeout?,
+        thresholds: Thresholds {
+            rise: rise?,
+            fall: fall?,
+        },
+    })
+}
+
+/// Pools by name, in file order.
+pub fn pools(
+    entries: &Entries<Spanned<PoolFile>>,
+    checks: &HashMap<String, Arc<Check>>,
+    r: &mut Reporter,
+) -> Vec<Pool> {
+    let names: BTreeSet<&str> = entries.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    let mut out = Vec::new();
+    for (key, p) in &entries.0 {
+        let base = format!("pools.{}", key.value);
+        if let Some(pool) = pool(&base, key, &p.value, checks, &names, r) {
+            out.push(pool);
+        }
+    }
+    out
+}
+
+fn pool(
+    base: &str,
+    key: &Spanned<String>,
+    p: &PoolFile,
+    checks: &HashMap<String, Arc<Check>>,
+    pool_names: &BTreeSet<&str>,
+    r: &mut Reporter,
+) -> Option<Pool> {
+    let errors = r.error_count();
+    let policy = match p.policy.as_ref().map(|s| s.value.as_str()) {
+        None | Some("round-robin") => Policy::RoundRobin,
+        Some("weighted") => Policy::Weighted,
+        Some("failover") => Policy::Failover,
+        Some(other @ ("topology" | "sticky" | "least-loaded")) => {
+            r.error(
+                loc(p.policy.as_ref()?),
+                format!("{base}.policy"),
+                format!("{other:?} is not available yet; use round-robin, weighted or failover"),
+            );
+            Policy::RoundRobin
+        }
+        Some(other) => {
+            r.error(
+                loc(p.policy.as_ref()?),
+                format!("{base}.policy"),
+                format!("{other:?} is not a policy: use round-robin, weighted or failover"),
+            );
+            Policy::RoundRobin
+        }
+    };
+    let mut pool_checks = Vec::new();
+    for (i, c) in p.checks.iter().flatten().enumerate() {
+        match checks.get(&c.value) {
+            Some(check) if pool_checks.contains(check) => r.error(
+                loc(c),
+                format!("{base}.checks[{i}]"),
+                format!("{:?} is listed twice", c.value),
+            ),
+            Some(check) => pool_checks.push(check.clone()),
+            None => {
+                let mut known: Vec<&String> = checks.keys().collect();
+                known.sort();
+                r.error(
+                    loc(c),
+                    format!("{base}.checks[{i}]"),
+                    format!(
+                        "no check named {:?} in this zone (known: {})",
+                        c.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    let ttl = match &p.ttl {
+        Some(t) => ranged(t, 0, MAX_TTL, &format!("{base}.ttl"), "TTL", r)
+            .map_or(DEFAULT_POOL_TTL, |t| t as u32),
+        None => DEFAULT_POOL_TTL,
+    };
+    let max_answers = match &p.max_answers {
+        Some(m) => ranged(
+            m,
+            1,
+            64,
+            &format!("{base}.max_answers"),
+            "number of answers",
+            r,
+        )
+        .map_or(DEFAULT_MAX_ANSWERS, |m| m as usize),
+        None => DEFAULT_MAX_ANSWERS,
+    };
+
+    let mut members: Vec<Member> = Vec::new();
+    match &p.members {
+        None => r.error(
+            loc(key),
+            format!("{base}.members"),
+            "missing: a pool needs at least one member",
+        ),
+        Some(list) if list.value.is_empty() => r.error(
+            loc(list),
+            format!("{base}.members"),
+            "empty: a pool needs at least one member",
+        ),
+        Some(list) => {
+            for (i, m) in list.value.iter().enumerate() {
+                let mp = format!("{base}.members[{i}]");
+                let m = &m.value;
+                let Ok(address) = m.address.value.trim().parse::<IpAddr>() else {
+                    r.error(
+                        loc(&m.address),
+                        format!("{mp}.address"),
+                        format!("{:?} is not an IPv4 or IPv6 address", m.address.value),
+                    );
+                    continue;
+                };
+                if members.iter().any(|x| x.address == address) {
+                    r.error(
+                        loc(&m.address),
+                        format!("{mp}.address"),
+                        format!("{address} is already a member of this pool"),
+                    );
+                    continue;
+                }
+                let weight = m.weight.as_ref().map_or(Some(DEFAULT_WEIGHT as i64), |w| {
+                    ranged(w, 0, 1_000_000, &format!("{mp}.weight"), "weight", r)
+                });
+                let priority = m.priority.as_ref().map_or(Some(1), |w| {
+                    ranged(w, 0, 1_000_000, &format!("{mp}.priority"), "priority", r)
+                });
+                members.push(Member {
+                    address,
+                    weight: weight.unwrap_or(0) as u32,
+                    priority: priority.unwrap_or(1) as u32,
+                    site: m.site.as_ref().map(|s| s.value.clone()),
+                });
+            }
+            if policy == Policy::Weighted
+                && !members.is_empty()
+                && members.iter().all(|m| m.weight == 0)
+            {
+                r.error(
+                    loc(list),
+                    format!("{base}.members"),
+                    "every weight is 0: nothing could ever be chosen",
+                );
+            }
+        }
+    }
+
+    let mode = p
+        .when_all_down
+        .as_ref()
+        .map(|s| s.value.as_str())
+        .unwrap_or("all");
+    let wad_loc = p.when_all_down.as_ref().map_or(loc(key), loc);
+    let when_all_down = match (mode, &p.fallback) {
+        ("all", None) => WhenAllDown::All,
+        ("none", None) => WhenAllDown::None,
+        ("servfail", None) => WhenAllDown::ServFail,
+        ("fallback", Some(f)) => match (&f.value.addresses, &f.value.pool) {
+            (Some(addrs), None) if !addrs.is_empty() => {
+                let mut v = Vec::new();
+                for (i, a) in addrs.iter().enumerate() {
+                    match a.value.trim().parse::<IpAddr>() {
+                        Ok(ip) => v.push(ip),
+                        Err(_) => r.error(
+                            loc(a),
+                            format!("{base}.fallback.addresses[{i}]"),
+                            format!("{:?} is not an IPv4 or IPv6 address", a.value),
+                        ),
+                    }
+                }
+                WhenAllDown::Addresses(v)
+            }
+            (None, Some(other)) if other.value == key.value => {
+                r.error(
+                    loc(other),
+                    format!("{base}.fallback.pool"),
+                    "a pool cannot fall back to itself",
+                );
+                WhenAllDown::All
+            }
+            (None, Some(other)) if !pool_names.contains(other.value.as_str()) => {
+                r.error(
+                    loc(other),
+                    format!("{base}.fallback.pool"),
+                    format!("no pool named {:?} in this zone", other.value),
+                );
+                WhenAllDown::All
+            }
+            (None, Some(other)) => WhenAllDown::Pool(other.value.clone()),
+            _ => {
+                r.error(
+                    loc(f),
+                    format!("{base}.fallback"),
+                    "give either `addresses: [...]` or `pool: NAME`",
+                );
+                WhenAllDown::All
+            }
+        },
+        ("fallback", None) => {
+            r.error(
+                wad_loc,
+                format!("{base}.when_all_down"),
+                "`fallback` needs `fallback: { addresses: [...] }` or `fallback: { pool: NAME }`",
+            );
+            WhenAllDown::All
+        }
+        (m @ ("all" | "none" | "servfail"), Some(f)) => {
+            r.error(
+                loc(f),
+                format!("{base}.fallback"),
+                format!("only used with `when_all_down: fallback` (it is {m:?})"),
+            );
+            WhenAllDown::All
+        }
+        (other, _) => {
+            r.error(
+                wad_loc,
+                format!("{base}.when_all_down"),
+                format!("{other:?} is not allowed: use all, none, servfail or fallback"),
+            );
+            WhenAllDown::All
+        }
+    };
+    if r.error_count() > errors {
+        return None;
+    }
+    Some(Pool {
+        name: key.value.clone(),
+        policy,
+        checks: pool_checks,
+        ttl,
+        max_answers,
+        when_all_down,
+        members,
+    })
+}
+
+/// `names:`; `statics` are the owners of static records, `cuts` the delegation points.
+pub fn bindings(
+    entries: &Entries<Spanned<super::format::BindingFile>>,
+    origin: &Name,
+    pool_names: &BTreeSet<String>,
+    statics: &BTreeSet<LowerName>,
+    cuts: &BTreeSet<LowerName>,
+    r: &mut Reporter,
+) -> Vec<Binding> {
+    let mut out: Vec<Binding> = Vec::new();
+    for (key, b) in &entries.0 {
+        let base = format!("names.{}", key.value);
+        let owner = match name(&key.value, Some(origin)) {
+            Ok(n) => n,
+            Err(m) => {
+                r.error(loc(key), base, m);
+                continue;
+            }
+        };
+        let lower = LowerName::new(&owner);
+        let at: Loc = loc(key);
+        if !origin.zone_of(&owner) {
+            r.error(at, base, format!("{owner} is outside the zone {origin}"));
+        } else if statics.contains(&lower) {
+            r.error(
+                at,
+                base,
+                format!(
+                    "{owner} also has static records; a name is either static or bound to a pool"
+                ),
+            );
+        } else if cuts.iter().any(|c| c.zone_of(&lower)) {
+            r.error(
+                at,
+                base,
+                format!("{owner} is at or below a delegation; gslbd is not authoritative there"),
+            );
+        } else if out.iter().any(|b| LowerName::new(&b.name) == lower) {
+            r.error(at, base, format!("{owner} is bound twice"));
+        } else if !pool_names.contains(&b.value.pool.value) {
+            r.error(
+                loc(&b.value.pool),
+                format!("{base}.pool"),
+                format!("no pool named {:?} in this zone", b.value.pool.value),
+            );
+        } else {
+            out.push(Binding {
+                name: owner,
+                pool: b.value.pool.value.clone(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,46 @@
+//! `exec`: run a command; exit 0 = up. The member's address is in `GSLBD_ADDRESS`; the command
+//! gets a clean environment (no secrets of the server leak into it) and is killed when the
+//! probe times out.
+
+use std::net::IpAddr;
+use std::process::Stdio;
+
+use super::{down, excerpt, up};
+use crate::health::Outcome;
+
+pub async fn probe(command: &[String], addr: IpAddr) -> Outcome {
+    let Some((program, args)) = command.split_first() else {
+        return down("empty command");
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GSLBD_ADDRESS", addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // The outer timeout drops this future, which kills the child.
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return down(format!("cannot run {program}: {e}")),
+    };
+    match child.wait_with_output().await {
+        Ok(out) if out.status.success() => up("exit 0"),
+        Ok(out) => {
+            let code = out
+                .status
+                .code()
+                .map_or("a signal".to_string(), |c| c.to_string());
+            let said = excerpt(&out.stdout);
+            if said.is_empty() {
+                down(format!("exit {code}"))
+            } else {
+                down(format!("exit {code}: {said}"))
+            }
+        }
+        Err(e) => down(format!("wait failed: {e}")),
+    }
+}

@@ -1,0 +1,126 @@
+//! Probes: run one check against one address and report an [`Outcome`]; nothing else.
+//!
+//! ```text
+//!  prober task (one per ProbeKey) ── every interval ± 10 % ──▶ probe::run ──Report──▶ writer
+//! ```
+//! A probe never touches the table: it sends what it found, and the health state machine in
+//! the writer decides. Every probe ends within its timeout, whatever the peer does (accepts and
+//! never speaks, trickles a body, ignores the connection): the whole probe runs under
+//! `tokio::time::timeout`.
+
+mod exec;
+mod file;
+mod http;
+mod tcp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::health::Outcome;
+use crate::model::CheckKind;
+use crate::table::ProbeKey;
+
+/// One probe result on its way to the writer.
+#[derive(Debug)]
+pub struct Report {
+    pub key: Arc<ProbeKey>,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// State a prober keeps between runs (an HTTP client pinned to the member, a parsed file).
+pub(crate) enum Kit {
+    None,
+    Http(Option<reqwest::Client>),
+    File(file::Cache),
+}
+
+/// Start the prober of one key: probe at once, then every interval with ±10 % jitter so that
+/// probes of many members do not fire together. Stops when the writer's channel closes or
+/// the task is aborted.
+pub fn spawn(key: Arc<ProbeKey>, tx: mpsc::Sender<Report>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut kit = match &key.spec.kind {
+            CheckKind::Http(h) => Kit::Http(http::client(h, key.address)),
+            CheckKind::File { .. } => Kit::File(file::Cache::default()),
+            _ => Kit::None,
+        };
+        let mut rng = fastrand::Rng::new();
+        loop {
+            let start = Instant::now();
+            let outcome = run(&key.spec.kind, key.address, key.spec.timeout, &mut kit).await;
+            let report = Report {
+                key: key.clone(),
+                outcome,
+                elapsed: start.elapsed(),
+            };
+            if tx.send(report).await.is_err() {
+                return;
+            }
+            let interval = key.spec.interval.as_secs_f64();
+            let jittered = interval * (0.9 + 0.2 * rng.f64());
+            tokio::time::sleep_until((start + Duration::from_secs_f64(jittered)).into()).await;
+        }
+    })
+}
+
+/// Run one probe, bounded by `timeout`.
+pub(crate) async fn run(
+    kind: &CheckKind,
+    addr: IpAddr,
+    timeout: Duration,
+    kit: &mut Kit,
+) -> Outcome {
+    let started = Instant::now();
+    let probe = async {
+        match (kind, kit) {
+            (
+                CheckKind::Tcp {
+                    port,
+                    expect_banner,
+                },
+                _,
+            ) => tcp::probe(addr, *port, expect_banner.as_deref()).await,
+            (CheckKind::Http(h), Kit::Http(client)) => http::probe(h, addr, client.as_ref()).await,
+            (CheckKind::Exec { command }, _) => exec::probe(command, addr).await,
+            (CheckKind::File { path }, Kit::File(cache)) => file::probe(path, addr, cache).await,
+            _ => Outcome {
+                ok: false,
+                reason: "internal: probe kit does not match the check".into(),
+            },
+        }
+    };
+    match tokio::time::timeout(timeout, probe).await {
+        Ok(mut o) => {
+            o.reason = format!("{} after {} ms", o.reason, started.elapsed().as_millis());
+            o
+        }
+        Err(_) => Outcome {
+            ok: false,
+            reason: format!("timeout {}", humantime::format_duration(timeout)),
+        },
+    }
+}
+
+fn down(reason: impl Into<String>) -> Outcome {
+    Outcome {
+        ok: false,
+        reason: reason.into(),
+    }
+}
+
+fn up(reason: impl Into<String>) -> Outcome {
+    Outcome {
+        ok: true,
+        reason: reason.into(),
+    }
+}
+
+/// A short, printable excerpt of what a peer sent.
+fn excerpt(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]);
+    s.trim_end().escape_debug().to_string()
+}

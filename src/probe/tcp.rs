@@ -1,0 +1,54 @@
+//! `tcp`: connect; with `expect_banner`, read the server's greeting and match it. SMTP, IMAP
+//! and POP servers speak first (`220 `, `* OK`, `+OK`), so a banner proves more than a connect.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::{down, excerpt, up};
+use crate::health::Outcome;
+
+/// How much of a greeting we read before giving up on a match.
+const MAX_BANNER: usize = 1024;
+
+pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&str>) -> Outcome {
+    let mut stream = match TcpStream::connect(SocketAddr::new(addr, port)).await {
+        Ok(s) => s,
+        Err(e) => return down(connect_error(&e)),
+    };
+    let Some(pattern) = expect_banner else {
+        return up("connected");
+    };
+    let re = match regex::Regex::new(pattern) {
+        Ok(r) => r,
+        Err(e) => return down(format!("bad banner pattern: {e}")),
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) => return down(format!("closed after banner {:?}", excerpt(&buf))),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return down(format!("read failed: {e}")),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        if re.is_match(&text) {
+            return up(format!("banner {:?}", excerpt(&buf)));
+        }
+        // A complete first line that does not match is a verdict; keep reading otherwise.
+        if buf.contains(&b'\n') || buf.len() >= MAX_BANNER {
+            return down(format!(
+                "banner {:?} does not match {pattern:?}",
+                excerpt(&buf)
+            ));
+        }
+    }
+}
+
+pub(super) fn connect_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect refused".into(),
+        _ => format!("connect failed: {e}"),
+    }
+}

@@ -1,0 +1,157 @@
+//! A real listener on a loopback address for health checks to probe: HTTP with a switchable
+//! answer, or a TCP greeting. It can be stopped (connections refused) and started again on the
+//! same address and port.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// `HTTP/1.1 200 OK` with body `200 OK` (an Exchange health page).
+    Ok = 0,
+    /// `HTTP/1.1 503 Service Unavailable`.
+    Unavailable = 1,
+    /// Fails every third request with 503, answers 200 otherwise.
+    FailOneInThree = 2,
+    /// Accepts and never says anything.
+    Silent = 3,
+    /// Sends the status line and headers, then trickles the body one byte a second.
+    SlowBody = 4,
+    /// Greets like an SMTP server: `220 mail.test ESMTP ready`.
+    Smtp = 5,
+    /// Greets with a refusal: `554 no service`.
+    SmtpRefuse = 6,
+}
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    /// Listen on `ip:port` (port 0 picks one).
+    pub fn start(ip: &str, port: u16, mode: Mode) -> Backend {
+        let listener =
+            TcpListener::bind((ip, port)).unwrap_or_else(|e| panic!("bind {ip}:{port}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let mut b = Backend {
+            addr,
+            mode: Arc::new(AtomicU8::new(mode as u8)),
+            requests: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        b.serve(listener);
+        b
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        listener.set_nonblocking(true).unwrap();
+        let (mode, requests, stop) = (self.mode.clone(), self.requests.clone(), self.stop.clone());
+        self.thread = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let n = requests.fetch_add(1, Ordering::Relaxed);
+                        let m = mode.load(Ordering::Relaxed);
+                        let stop = stop.clone();
+                        std::thread::spawn(move || handle(s, m, n, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// Close the listener: connections are refused from now on.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listen again on the same address and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.stop = Arc::new(AtomicBool::new(false));
+        let listener = TcpListener::bind(self.addr).expect("rebind");
+        self.serve(listener);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn handle(mut s: TcpStream, mode: u8, n: usize, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let greet = |s: &mut TcpStream, line: &str| {
+        let _ = s.write_all(line.as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if mode == Mode::Smtp as u8 {
+        return greet(&mut s, "220 mail.test ESMTP ready\r\n");
+    }
+    if mode == Mode::SmtpRefuse as u8 {
+        return greet(&mut s, "554 no service\r\n");
+    }
+    // read the request head
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && got.len() < 65536 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    let reply = |s: &mut TcpStream, status: &str, body: &str| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    match mode {
+        m if m == Mode::Ok as u8 => reply(&mut s, "200 OK", "200 OK"),
+        m if m == Mode::Unavailable as u8 => reply(&mut s, "503 Service Unavailable", "down"),
+        m if m == Mode::FailOneInThree as u8 => {
+            if n % 3 == 2 {
+                reply(&mut s, "503 Service Unavailable", "down")
+            } else {
+                reply(&mut s, "200 OK", "200 OK")
+            }
+        }
+        m if m == Mode::Silent as u8 => {
+            for _ in 0..300 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        _ => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            for _ in 0..30 {
+                if stop.load(Ordering::Relaxed) || s.write_all(b"2").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
