@@ -213,3 +213,56 @@ fn hostile_files_get_a_diagnostic_not_a_panic() {
         assert!(!stderr(&o).contains("panicked"), "{what}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn pools_checks_and_names_are_validated() {
+    let d = zones(&[(
+        "p.yaml",
+        "zone: p.test.
+soa: { mname: ns1.p.test., rname: hostmaster.p.test. }
+ns: [ns1.p.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+  www: { A: [192.0.2.1] }
+checks:
+  web: { http: { port: 80, path: /health }, interval: 5s, timeout: 10s }
+  both: { tcp: { port: 25 }, http: { port: 80 } }
+  banner: { tcp: { port: 25, expect_banner: \"(220\" }, interval: soon }
+pools:
+  a:
+    checks: [web, nope]
+    members:
+      - { address: 192.0.2.10 }
+      - { address: 192.0.2.10 }
+      - { address: 192.0.2.300 }
+  empty: { members: [] }
+  fb: { when_all_down: fallback, members: [{ address: 192.0.2.20 }] }
+  self: { when_all_down: fallback, fallback: { pool: self }, members: [{ address: 192.0.2.21 }] }
+names:
+  www: { pool: a }
+  mail: { pool: missing }
+",
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for want in [
+        "zones/p.yaml:8:68: checks.web.timeout: 10s is longer than the interval (5s); a probe must end before the next starts",
+        "zones/p.yaml:9:3: checks.both: give exactly one kind of check: tcp, http, exec or file",
+        "zones/p.yaml:10:45: checks.banner.tcp.expect_banner: \"(220\" is not a regular expression: unclosed group",
+        "zones/p.yaml:10:65: checks.banner.interval: \"soon\" is not a duration",
+        "zones/p.yaml:13:19: pools.a.checks[1]: no check named \"nope\" in this zone (known: banner, both, web)",
+        "zones/p.yaml:16:20: pools.a.members[1].address: 192.0.2.10 is already a member of this pool",
+        "zones/p.yaml:17:20: pools.a.members[2].address: \"192.0.2.300\" is not an IPv4 or IPv6 address",
+        "zones/p.yaml:18:21: pools.empty.members: empty: a pool needs at least one member",
+        "zones/p.yaml:19:24: pools.fb.when_all_down: `fallback` needs",
+        "zones/p.yaml:20:54: pools.self.fallback.pool: a pool cannot fall back to itself",
+        "zones/p.yaml:22:3: names.www: www.p.test. also has static records; a name is either static or bound to a pool",
+        "zones/p.yaml:23:17: names.mail.pool: no pool named \"missing\" in this zone",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // a pool naming a declared (if broken) check is not told it does not exist
+    assert!(!err.contains("no check named \"web\""), "{err}");
+    assert!(err.ends_with("12 error(s)\n"), "{err}");
+}

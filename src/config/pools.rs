@@ -95,10 +95,18 @@ fn regex(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<String> {
     match regex::Regex::new(&s.value) {
         Ok(_) => Some(s.value.clone()),
         Err(e) => {
+            // regex errors span several lines with a caret; the last line says what is wrong.
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches("error: ");
             r.error(
                 loc(s),
                 path,
-                format!("{:?} is not a regular expression: {e}", s.value),
+                format!("{:?} is not a regular expression: {why}", s.value),
             );
             None
         }
@@ -265,27 +273,35 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
 }
 
 /// Pools by name, in file order.
+/// `declared` holds every check name in the file, valid or not, so that a pool naming a check
+/// with errors is not told the check does not exist.
 pub fn pools(
     entries: &Entries<Spanned<PoolFile>>,
     checks: &HashMap<String, Arc<Check>>,
+    declared: &BTreeSet<String>,
     r: &mut Reporter,
 ) -> Vec<Pool> {
     let names: BTreeSet<&str> = entries.0.iter().map(|(k, _)| k.value.as_str()).collect();
     let mut out = Vec::new();
     for (key, p) in &entries.0 {
         let base = format!("pools.{}", key.value);
-        if let Some(pool) = pool(&base, key, &p.value, checks, &names, r) {
+        if let Some(pool) = pool(&base, key, &p.value, checks, declared, &names, r) {
             out.push(pool);
         }
     }
     out
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "validation context; a struct would only rename it"
+)]
 fn pool(
     base: &str,
     key: &Spanned<String>,
     p: &PoolFile,
     checks: &HashMap<String, Arc<Check>>,
+    declared: &BTreeSet<String>,
     pool_names: &BTreeSet<&str>,
     r: &mut Reporter,
 ) -> Option<Pool> {
@@ -320,25 +336,19 @@ fn pool(
                 format!("{:?} is listed twice", c.value),
             ),
             Some(check) => pool_checks.push(check.clone()),
+            // Declared but invalid: its own diagnostic says why; the pool is rejected with it.
+            None if declared.contains(&c.value) => {}
             None => {
-                let mut known: Vec<&String> = checks.keys().collect();
-                known.sort();
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
                 r.error(
                     loc(c),
                     format!("{base}.checks[{i}]"),
-                    format!(
-                        "no check named {:?} in this zone (known: {})",
-                        c.value,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }
-                    ),
+                    format!("no check named {:?} in this zone (known: {known})", c.value),
                 );
             }
         }

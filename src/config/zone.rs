@@ -124,10 +124,15 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         .as_ref()
         .map(|c| super::pools::checks(c, r))
         .unwrap_or_default();
+    let declared_checks: BTreeSet<String> = file
+        .checks
+        .iter()
+        .flat_map(|c| c.0.iter().map(|(k, _)| k.value.clone()))
+        .collect();
     let pools = file
         .pools
         .as_ref()
-        .map(|p| super::pools::pools(p, &checks, r))
+        .map(|p| super::pools::pools(p, &checks, &declared_checks, r))
         .unwrap_or_default();
     let bindings = match &file.names {
         Some(entries) => {
