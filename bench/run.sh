@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # gslbd beside its peers, on loopback only: each server pinned to CPU 0, dnsperf on CPU 1.
 #
-#   bench/run.sh                          W1 (static A record): gslbd gdnsd knot nsd, 3 rounds
-#   SERVERS="gslbd gdnsd" REPS=5 bench/run.sh
+#   bench/run.sh                          W1 and W2, 3 rounds
+#   WORKLOADS=w2 W2_SERVERS="gslbd gdnsd" REPS=5 bench/run.sh
 #   QUICK=1 bench/run.sh                  1 round of 3 s (smoke test)
+#
+# W1: a static A record (gslbd gdnsd knot nsd). W2: a name on a health-checked 3-member pool
+# (gslbd round-robin with a tcp check; gdnsd multifo with tcp_connect), members are real
+# listeners on 127.0.1.1-3:8080, all up; every answer carries the 3 addresses.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
 # (QPS ÷ CPU share: dnsperf saturates before a fast server does) and, at a fixed offered rate,
@@ -24,7 +28,9 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CPU_QPS=${CPU_QPS:-80000}
-SERVERS=${SERVERS:-gslbd gdnsd knot nsd}
+WORKLOADS=${WORKLOADS:-w1 w2}
+W1_SERVERS=${W1_SERVERS:-gslbd gdnsd knot nsd}
+W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
 DNSPERF_ARGS=(-T 2 -c 4 -q 200 -t 2)
 
 for tool in dnsperf taskset dig cargo; do
@@ -40,7 +46,7 @@ GSLBD=$REPO/target/release/gslbd
 
 # The W1 zone of the shared launchers (www 30 A 127.0.1.1, 127.0.1.2), as a gslbd YAML zone.
 start_gslbd() { # MODE KIND HC DIR PORT
-    local mode=$1 dir=$4 port=$5
+    local mode=$1 kind=$2 dir=$4 port=$5
     mkdir -p "$dir/zones"
     cat >"$dir/zones/$ZONE.yaml" <<YAML
 zone: $ZONE.
@@ -51,6 +57,20 @@ records:
   ns1: { A: [127.0.0.1] }
   www: { A: [127.0.1.1, 127.0.1.2], ttl: 30 }
 YAML
+    if [ "$kind" = dyn ]; then
+        cat >>"$dir/zones/$ZONE.yaml" <<YAML
+checks:
+  tcp8080: { tcp: { port: $BACKEND_PORT }, interval: 1s, timeout: 500ms }
+pools:
+  pool:
+    checks: [tcp8080]
+    ttl: 30
+    max_answers: 3
+    members: [{ address: ${BACKENDS[0]} }, { address: ${BACKENDS[1]} }, { address: ${BACKENDS[2]} }]
+names:
+  pool: { pool: pool }
+YAML
+    fi
     GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve --zones "$dir/zones" --listen "$ADDR:$port" \
         --udp-threads "$(workers "$mode")" >"$dir/server.log" 2>&1 &
     SPID=$!
@@ -63,7 +83,7 @@ OUT=$HERE/results/$STAMP
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/gslbd-bench.XXXXXX)
 SPID=""
-cleanup() { [ -n "${SPID:-}" ] && stop_pid "$SPID"; rm -rf "$WORK"; }
+cleanup() { [ -n "${SPID:-}" ] && stop_pid "$SPID"; stop_backends; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -77,12 +97,19 @@ cpu_split() { # PID -> "user_ticks sys_ticks" over the process tree
 }
 dnsperf_field() { awk -v k="$1" '$0 ~ k { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }' "$2"; }
 
-echo "server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,us_user,us_sys" >"$OUT/raw.csv"
-echo "www.$ZONE A" >"$WORK/q.txt"
-measure() { # SERVER REP
-    local server=$1 rep=$2 dir=$WORK/$1-$2 s0 s1 t0 t1 qps lost cpu per_core us uu usys done_q
-    start_server "$server" pinned static default "$dir" || { echo "$server,$rep,,,,,,,," >>"$OUT/raw.csv"; SPID=""; return 0; }
-    local lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q.txt")
+echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,us_user,us_sys,check" >"$OUT/raw.csv"
+echo "www.$ZONE A" >"$WORK/q-w1.txt"
+echo "pool.$ZONE A" >"$WORK/q-w2.txt"
+measure() { # WORKLOAD SERVER REP
+    local wl=$1 server=$2 rep=$3 dir=$WORK/$1-$2-$3 s0 s1 t0 t1 qps lost cpu per_core us uu usys done_q kind=static check=ok
+    [ "$wl" = w2 ] && kind=dyn
+    start_server "$server" pinned "$kind" default "$dir" || { echo "$wl,$server,$rep,,,,,,,,,start-failed" >>"$OUT/raw.csv"; SPID=""; return 0; }
+    if [ "$wl" = w2 ]; then
+        # every answer must carry the three healthy members before we measure
+        wait_answer "$SPORT" "pool.$ZONE" A '127\.0\.1\.3' 10 || true
+        [ "$(answer_addrs "$SPORT" "pool.$ZONE")" = "127.0.1.1 127.0.1.2 127.0.1.3" ] || check="pool=$(answer_addrs "$SPORT" "pool.$ZONE")"
+    fi
+    local lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-$wl.txt")
     taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" >/dev/null 2>&1 || true
     read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
     taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$DURATION" >"$dir/perf.txt" 2>&1 || true
@@ -100,20 +127,28 @@ measure() { # SERVER REP
     uu=$(awk -v c=$(( s1[0] - s0[0] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
     usys=$(awk -v c=$(( s1[1] - s0[1] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
     stop_pid "$SPID"; SPID=""
-    echo "$server,$rep,$qps,$cpu,$per_core,$lost,$CPU_QPS,$us,$uu,$usys" >>"$OUT/raw.csv"
-    log "$server rep$rep: qps=$qps cpu=${cpu}% per-core=$per_core lost=$lost | at ${CPU_QPS}/s: ${us} us/query (user $uu, sys $usys)"
+    echo "$wl,$server,$rep,$qps,$cpu,$per_core,$lost,$CPU_QPS,$us,$uu,$usys,$check" >>"$OUT/raw.csv"
+    log "$wl $server rep$rep: qps=$qps cpu=${cpu}% per-core=$per_core lost=$lost check=$check | at ${CPU_QPS}/s: ${us} us/query (user $uu, sys $usys)"
 }
 
+case " $WORKLOADS " in *" w2 "*) log "starting W2 backends ${BACKENDS[*]}:$BACKEND_PORT"; start_backends ;; esac
 for rep in $(seq 1 "$REPS"); do
-    for server in $SERVERS; do measure "$server" "$rep"; done
+    for wl in $WORKLOADS; do
+        servers=$W1_SERVERS
+        [ "$wl" = w2 ] && servers=$W2_SERVERS
+        for server in $servers; do measure "$wl" "$server" "$rep"; done
+    done
 done
 
-# Mean per server, and gslbd's ratio to each peer.
-awk -F, 'NR > 1 && $3 != "" { n[$1]++; q[$1] += $3; c[$1] += $4; p[$1] += $5; u[$1] += $8; uu[$1] += $9; us[$1] += $10; order[$1] = order[$1] ? order[$1] : NR }
+# Mean per workload and server, and gslbd's ratio to each peer.
+awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]++; q[k] += $4; c[k] += $5; p[k] += $6; u[k] += $9; uu[k] += $10; us[k] += $11; if ($12 != "ok") bad[k] = $12 }
     END {
-        printf "| server | QPS | server CPU %% | QPS per server core | µs CPU/query at fixed rate (user + sys) | gslbd per-core ÷ server |\n"
-        printf "|---|---:|---:|---:|---:|---:|\n"
-        g = ("gslbd" in n) ? p["gslbd"] / n["gslbd"] : 0
-        for (s in n) printf "| %s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %s |\n", s, q[s]/n[s], c[s]/n[s], p[s]/n[s], u[s]/n[s], uu[s]/n[s], us[s]/n[s], (g && s != "gslbd") ? sprintf("%.2f×", g / (p[s]/n[s])) : "—"
+        printf "| workload | server | QPS | server CPU %% | QPS per server core | µs CPU/query at fixed rate (user + sys) | gslbd per-core ÷ server |\n"
+        printf "|---|---|---:|---:|---:|---:|---:|\n"
+        for (i = 1; i <= nk; i++) {
+            k = keys[i]; split(k, a, " "); g = a[1] " gslbd"
+            r = (g in n && a[2] != "gslbd") ? sprintf("%.2f×", (p[g]/n[g]) / (p[k]/n[k])) : "—"
+            printf "| %s | %s%s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %s |\n", a[1], a[2], (k in bad) ? " (CHECK FAILED: " bad[k] ")" : "", q[k]/n[k], c[k]/n[k], p[k]/n[k], u[k]/n[k], uu[k]/n[k], us[k]/n[k], r
+        }
     }' "$OUT/raw.csv" | tee "$OUT/summary.md"
 log "raw: $OUT/raw.csv; summary: $OUT/summary.md"
