@@ -551,16 +551,7 @@ impl Table {
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
         let family = |f: Family| {
-            let status = |m: &model::Member| {
-                // A member is judged by the checks of the pool it belongs to (for a fallback
-                // pool: that pool's checks).
-                let owner = zone
-                    .pools
-                    .iter()
-                    .find(|p| p.members.contains(m))
-                    .unwrap_or(pool);
-                self.member_status(owner, m)
-            };
+            let status = |p: &model::Pool, m: &model::Member| self.member_status(p, m);
             let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
             encode_family(pool, select::eligible(pool, f, &status, &fallback), f)
         };

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::backend::{Backend, Mode};
+use common::backend::{Backend, Mode, TlsBackend};
 use common::{Ask, Server};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RData;
@@ -420,4 +420,71 @@ names:
         s.log()
     );
     assert_eq!(seen(&s, "www.h.test.", 20), healthy, "{}", s.log());
+}
+
+#[test]
+fn https_checks_pin_the_address_keep_host_and_sni_and_verify_by_default() {
+    // Two HTTPS members with self-signed certificates for mail.example.test.
+    let a = TlsBackend::start("127.0.20.1", 0, "mail.example.test");
+    let port = a.addr.port();
+    let b = TlsBackend::start("127.0.20.2", port, "mail.example.test");
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        &format!(
+            "checks:
+  owa-strict: {{ http: {{ port: {port}, tls: true, host: mail.example.test, path: /owa/healthcheck.htm, expect_body: \"200 OK\" }}, interval: 1s, timeout: 900ms, rise: 1, fall: 3 }}
+  owa-selfsigned: {{ http: {{ port: {port}, tls: true, verify_tls: false, host: mail.example.test, path: /owa/healthcheck.htm, expect_body: \"200 OK\" }}, interval: 1s, timeout: 900ms, rise: 1, fall: 3 }}
+pools:
+  strict: {{ checks: [owa-strict], when_all_down: none, members: [{{ address: 127.0.20.1 }}, {{ address: 127.0.20.2 }}] }}
+  relaxed: {{ checks: [owa-selfsigned], members: [{{ address: 127.0.20.1 }}, {{ address: 127.0.20.2 }}] }}
+names:
+  strict: {{ pool: strict }}
+  relaxed: {{ pool: relaxed }}
+"
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    wait_known_up(&s, "owa-selfsigned", &["127.0.20.1", "127.0.20.2"]);
+    assert_eq!(
+        seen(&s, "relaxed.h.test.", 20),
+        set(&["127.0.20.1", "127.0.20.2"])
+    );
+    // Verification is on by default: a self-signed certificate is a failed check.
+    s.wait_log("127.0.20.1 check owa-strict: unknown -> down", 5);
+    assert!(s.log().contains("certificate"), "{}", s.log());
+    assert!(s.udp(&Ask::new("strict.h.test.", "A")).answers.is_empty());
+    // Each member saw its own connection with the configured name as SNI and Host.
+    for backend in [&a, &b] {
+        let seen = backend.seen.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "{} was never probed", backend.addr);
+        for (sni, host) in seen {
+            assert_eq!(sni.as_deref(), Some("mail.example.test"));
+            assert_eq!(host.as_deref(), Some(&*format!("mail.example.test:{port}")));
+        }
+    }
+}
+
+#[test]
+fn an_exec_check_that_hangs_is_killed_at_its_timeout() {
+    let d = tempfile::tempdir().unwrap();
+    let marker = d.path().join("still-running");
+    zone(
+        d.path(),
+        &format!(
+            "checks:
+  slow: {{ exec: {{ command: [/bin/sh, -c, 'sleep 3; touch {}'] }}, interval: 2s, timeout: 200ms, rise: 1, fall: 1 }}
+pools:
+  p: {{ checks: [slow], when_all_down: none, members: [{{ address: 127.0.21.1 }}] }}
+names:
+  p: {{ pool: p }}
+",
+            marker.display()
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    s.wait_log("127.0.21.1 check slow: unknown -> down: timeout 200ms", 5);
+    // the shell was killed: its `touch` never runs
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(!marker.exists(), "the timed-out command kept running");
 }

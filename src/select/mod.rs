@@ -41,13 +41,14 @@ pub enum Eligible {
     ServFail,
 }
 
-/// Steps 1–3 and `when_all_down` for one family. `status` gives each member's health;
-/// `fallback` resolves `when_all_down: { pool: NAME }` (it is called at most once, and the pool
+/// Steps 1–3 and `when_all_down` for one family. `status` gives a member's health as judged by
+/// the checks of the pool it is asked for (the same address may be in several pools with
+/// different checks); `fallback` resolves `when_all_down: { pool: NAME }` (it is called at most once, and the pool
 /// it returns does not fall back again).
 pub fn eligible<'p>(
     pool: &'p Pool,
     family: Family,
-    status: &dyn Fn(&Member) -> Status,
+    status: &dyn Fn(&Pool, &Member) -> Status,
     fallback: &dyn Fn(&str) -> Option<&'p Pool>,
 ) -> Eligible {
     // 1. candidates of the query's family
@@ -63,7 +64,7 @@ pub fn eligible<'p>(
     let usable: Vec<&Member> = family_members
         .iter()
         .copied()
-        .filter(|m| status(m) != Status::Down)
+        .filter(|m| status(pool, m) != Status::Down)
         .collect();
     let degraded = usable.len() < family_members.len();
     if usable.is_empty() {
@@ -86,7 +87,7 @@ fn all_down<'p>(
     pool: &'p Pool,
     family: Family,
     members: &[&Member],
-    status: &dyn Fn(&Member) -> Status,
+    status: &dyn Fn(&Pool, &Member) -> Status,
     fallback: &dyn Fn(&str) -> Option<&'p Pool>,
 ) -> Eligible {
     match &pool.when_all_down {
@@ -184,7 +185,7 @@ mod tests {
             ],
         );
         let down = |set: &'static [&'static str]| {
-            move |m: &Member| {
+            move |_: &Pool, m: &Member| {
                 if set.contains(&m.address.to_string().as_str()) {
                     Status::Down
                 } else {
@@ -221,7 +222,7 @@ mod tests {
 
     #[test]
     fn when_all_down_modes() {
-        let all_down = |_: &Member| Status::Down;
+        let all_down = |_: &Pool, _: &Member| Status::Down;
         let ms = vec![member("10.0.0.1", 1)];
         assert_eq!(
             eligible(
@@ -261,7 +262,7 @@ mod tests {
             vec![member("10.9.9.9", 1)],
         );
         let via = pool(Policy::RoundRobin, WhenAllDown::Pool("other".into()), ms);
-        let up_other = |m: &Member| {
+        let up_other = |_: &Pool, m: &Member| {
             if m.address.to_string() == "10.9.9.9" {
                 Status::Up
             } else {
@@ -288,12 +289,12 @@ mod tests {
             let members: Vec<Member> = states.iter().enumerate().map(|(i, (_, prio, w))| Member {
                 address: IpAddr::from([10, 0, 0, i as u8 + 1]), weight: *w, priority: *prio, site: None,
             }).collect();
-            let status_of = |m: &Member| {
+            let status_of = |_: &Pool, m: &Member| {
                 let i = members.iter().position(|x| x.address == m.address).unwrap();
                 [Status::Up, Status::Down, Status::Unknown][states[i].0 as usize]
             };
             let p = pool(policy, WhenAllDown::All, members.clone());
-            let any_up = members.iter().any(|m| status_of(m) == Status::Up);
+            let any_up = members.iter().any(|m| status_of(&p, m) == Status::Up);
             let Eligible::Members { members: chosen, .. } = eligible(&p, Family::V4, &status_of, &none) else {
                 panic!("fail-open pools always answer");
             };
@@ -303,7 +304,7 @@ mod tests {
             for i in picked.iter() {
                 let m = members.iter().find(|m| m.address == chosen[i].0).unwrap();
                 if any_up {
-                    prop_assert_ne!(status_of(m), Status::Down);
+                    prop_assert_ne!(status_of(&p, m), Status::Down);
                 }
             }
         }

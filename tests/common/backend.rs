@@ -92,6 +92,92 @@ impl Backend {
     }
 }
 
+/// What a TLS backend saw of each request: the TLS SNI and the HTTP Host header.
+pub type Seen = Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+/// An HTTPS backend with a self-signed certificate for `name`, answering `200 OK`.
+pub struct TlsBackend {
+    pub addr: SocketAddr,
+    pub seen: Seen,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TlsBackend {
+    pub fn start(ip: &str, port: u16, name: &str) -> TlsBackend {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+            .expect("key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("tls config");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind((ip, port)).expect("bind");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (config, seen) = (config.clone(), seen2.clone());
+                std::thread::spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut tls = rustls::StreamOwned::new(conn, s);
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    let host = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("host: ")
+                                .or_else(|| l.strip_prefix("Host: "))
+                        })
+                        .map(str::to_string);
+                    let sni = tls.conn.server_name().map(str::to_string);
+                    seen.lock().unwrap().push((sni, host));
+                    let _ = tls.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\n200 OK",
+                    );
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsBackend {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop();
