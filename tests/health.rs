@@ -8,29 +8,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Mode, TlsBackend};
-use common::{Ask, Server};
-use hickory_proto::op::Message;
-use hickory_proto::rr::RData;
-
-/// Addresses in the answer section, sorted.
-fn addrs(m: &Message) -> Vec<String> {
-    let mut v: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.to_string()),
-            RData::AAAA(a) => Some(a.to_string()),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
+use common::{Ask, Server, addresses};
 
 /// Every address seen over `n` queries.
 fn seen(s: &Server, name: &str, n: usize) -> BTreeSet<String> {
     (0..n)
-        .flat_map(|_| addrs(&s.udp(&Ask::new(name, "A"))))
+        .flat_map(|_| addresses(&s.udp(&Ask::new(name, "A"))))
         .collect()
 }
 
@@ -358,7 +341,7 @@ names:
 
     let mut first = [0u32; 2];
     for _ in 0..2000 {
-        match addrs(&s.udp(&Ask::new("wt.h.test.", "A")))[0].as_str() {
+        match addresses(&s.udp(&Ask::new("wt.h.test.", "A")))[0].as_str() {
             "192.0.2.1" => first[0] += 1,
             _ => first[1] += 1,
         }

@@ -6,22 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Ask, BIN, Server, root};
-use hickory_proto::rr::RData;
-
-fn addresses(m: &hickory_proto::op::Message) -> Vec<String> {
-    let mut v: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.to_string()),
-            RData::AAAA(a) => Some(a.to_string()),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
+use common::{Ask, BIN, Server, addresses, root};
 
 #[test]
 fn serves_the_bundled_zones_with_no_config() {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gslbd");
 
@@ -288,4 +288,19 @@ pub fn render(m: &Message) -> Vec<String> {
         }
     }
     out
+}
+
+/// The A and AAAA addresses in the answer section, sorted.
+pub fn addresses(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
 }
