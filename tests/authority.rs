@@ -259,3 +259,38 @@ fn responses_are_never_answered() {
     // and the server is still there
     assert_eq!(s.udp(&Ask::new("www.auth.test.", "A")).answers.len(), 2);
 }
+
+#[test]
+fn client_subnet_is_echoed_with_scope_zero_for_answers_that_do_not_depend_on_it() {
+    let s = server();
+    for (addr, prefix) in [("10.1.2.0", 24u8), ("2001:db8:1:200::", 56)] {
+        let ask = Ask::new("www.auth.test.", "A").ecs(addr, prefix);
+        for m in [s.udp(&ask), s.tcp(&ask)] {
+            assert_eq!(m.answers.len(), 2);
+            let (a, source, scope) = common::ecs_of(&m).expect("ECS echoed");
+            assert_eq!((a.to_string().as_str(), source, scope), (addr, prefix, 0));
+        }
+    }
+    // no ECS in the query, none in the response
+    assert!(common::ecs_of(&s.udp(&Ask::new("www.auth.test.", "A"))).is_none());
+    // NXDOMAIN echoes it too
+    let m = s.udp(&Ask::new("nope.auth.test.", "A").ecs("10.1.2.0", 24));
+    assert_eq!(common::ecs_of(&m).map(|e| e.2), Some(0));
+}
+
+#[test]
+fn malformed_client_subnet_gets_formerr() {
+    let s = server();
+    // 10.1.2.0/23 with the last bit of the third octet set: stray bits (RFC 7871 §7.1.2)
+    let mut q = Ask::new("www.auth.test.", "A").bytes();
+    let opt = [0u8, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3];
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&(opt.len() as u16).to_be_bytes());
+    q.extend_from_slice(&opt);
+    let raw = s.udp_raw(&q).expect("reply");
+    assert_eq!(raw[3] & 0x0f, 1, "FORMERR");
+    // the same with the bit clear is fine
+    q[n + opt.len() - 1] = 2;
+    let raw = s.udp_raw(&q).expect("reply");
+    assert_eq!(raw[3] & 0x0f, 0, "NOERROR");
+}

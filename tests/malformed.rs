@@ -13,6 +13,8 @@ use gslbd::table::Snapshot;
 use hickory_proto::op::Message;
 use proptest::prelude::*;
 
+const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 fn zones() -> std::path::PathBuf {
     root().join("tests/zones/authority")
 }
@@ -144,7 +146,7 @@ fn malformed_queries_get_formerr_or_silence() {
     let snap = snapshot();
     let mut out = vec![0u8; MAX_RESPONSE];
     for (what, p) in hostile_packets().into_iter().take(40) {
-        if let Some(n) = answer(&snap, &p, Transport::Udp, &mut out) {
+        if let Some(n) = answer(&snap, &p, Transport::Udp, LOOPBACK, &mut out) {
             let m = Message::from_vec(&out[..n]).unwrap_or_else(|e| panic!("{what}: {e}"));
             let rcode = u16::from(m.metadata.response_code);
             assert!(rcode == 1 || rcode == 0, "{what}: rcode {rcode}");
@@ -167,7 +169,7 @@ proptest! {
         let snap = snapshot_once();
         let mut out = vec![0u8; MAX_RESPONSE];
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        if let Some(n) = answer(snap, &packet, transport, &mut out) {
+        if let Some(n) = answer(snap, &packet, transport, LOOPBACK, &mut out) {
             prop_assert!(Message::from_vec(&out[..n]).is_ok());
             prop_assert!(tcp || n <= 1232);
         }
@@ -184,7 +186,7 @@ proptest! {
         }
         p.truncate(cut.max(1).min(p.len()));
         let mut out = vec![0u8; MAX_RESPONSE];
-        if let Some(n) = answer(snap, &p, Transport::Udp, &mut out) {
+        if let Some(n) = answer(snap, &p, Transport::Udp, LOOPBACK, &mut out) {
             prop_assert!(Message::from_vec(&out[..n]).is_ok());
         }
     }

@@ -10,6 +10,8 @@
 //! answers); addresses of NS, MX and SRV targets in the zone go into the additional section when
 //! they fit.
 
+use std::net::IpAddr;
+
 use super::wire::{self, Full, Parsed, Query, Writer};
 use crate::select::order;
 use crate::table::{FamilyAnswer, Node, NodeKind, RRset, Snapshot, Zone};
@@ -27,12 +29,14 @@ pub const MAX_RESPONSE: usize = u16::MAX as usize;
 /// RFC 1034 §3.6.2 allows chains; we follow at most this many CNAMEs inside a zone.
 const MAX_CNAME_CHAIN: usize = 8;
 
-/// Answer one packet into `out`. Returns the response length, or `None` to send nothing.
-/// `out` must hold [`MAX_RESPONSE`] bytes for TCP and [`wire::MAX_UDP_PAYLOAD`] for UDP.
+/// Answer one packet from `peer` (the resolver's address) into `out`. Returns the response
+/// length, or `None` to send nothing. `out` must hold [`MAX_RESPONSE`] bytes for TCP and
+/// [`wire::MAX_UDP_PAYLOAD`] for UDP.
 pub fn answer(
     snap: &Snapshot,
     packet: &[u8],
     transport: Transport,
+    peer: IpAddr,
     out: &mut [u8],
 ) -> Option<usize> {
     match wire::parse(packet) {
@@ -47,7 +51,7 @@ pub fn answer(
             wire::RCODE_NOTIMP,
             wire::parse_question(packet),
         )),
-        Parsed::Query(q) => Some(respond(snap, &q, transport, out)),
+        Parsed::Query(q) => Some(respond(snap, &q, transport, peer, out)),
     }
 }
 
@@ -75,9 +79,42 @@ struct Reply {
     an: u16,
     ns: u16,
     ar: u16,
+    /// The ECS scope: how much of the client's address decided the answer (RFC 7871 §7.2.1).
+    /// 0 unless a policy used the client, so resolvers cache the answer for everyone.
+    scope: u8,
 }
 
-fn respond(snap: &Snapshot, q: &Query, transport: Transport, out: &mut [u8]) -> usize {
+/// Who is asking, as far as the answer may depend on it (DESIGN §4): the ECS source prefix if
+/// present (truncated to /24 or /56), else the resolver's own address.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: IpAddr,
+    /// Significant leading bits of `addr`.
+    pub prefix: u8,
+}
+
+impl Client {
+    fn of(q: &Query, peer: IpAddr) -> Client {
+        match q.edns.and_then(|e| e.ecs) {
+            Some(ecs) if ecs.source > 0 => {
+                let (addr, prefix) = ecs.client();
+                Client { addr, prefix }
+            }
+            _ => Client {
+                addr: peer,
+                prefix: if peer.is_ipv4() { 32 } else { 128 },
+            },
+        }
+    }
+}
+
+fn respond(
+    snap: &Snapshot,
+    q: &Query,
+    transport: Transport,
+    peer: IpAddr,
+    out: &mut [u8],
+) -> usize {
     let size = match transport {
         Transport::Tcp => MAX_RESPONSE,
         // RFC 6891 §6.2.5: below 512 means 512; we never send more than 1232 over UDP.
@@ -89,7 +126,7 @@ fn respond(snap: &Snapshot, q: &Query, transport: Transport, out: &mut [u8]) -> 
             None => wire::MIN_UDP_PAYLOAD as usize,
         },
     };
-    let reserve = if q.edns.is_some() { wire::OPT_LEN } else { 0 };
+    let reserve = q.edns.as_ref().map_or(0, wire::opt_len);
     let mut w = Writer::new(out, size - reserve);
     // RFC 6840 §5.9: CD is copied; RD is copied (RFC 1035 §4.1.1); RA stays clear.
     let mut flags = wire::FLAG_QR | (q.flags & (wire::FLAG_RD | wire::FLAG_CD));
@@ -106,12 +143,13 @@ fn respond(snap: &Snapshot, q: &Query, transport: Transport, out: &mut [u8]) -> 
         // RFC 6891 §6.1.3: an unknown version gets BADVERS and our version (0).
         w.set_flags(flags);
         w.set_count(3, 1);
-        w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok);
+        w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok, None);
         return w.len();
     }
 
+    let client = Client::of(q, peer);
     let mut r = Reply::default();
-    if resolve(snap, q, &mut w, &mut r).is_err() {
+    if resolve(snap, q, client, &mut w, &mut r).is_err() {
         // RFC 2181 §9 / RFC 1035 §4.2.1: what must be sent did not fit; say so and let the
         // client retry over TCP.
         w.truncate(question_end);
@@ -128,13 +166,23 @@ fn respond(snap: &Snapshot, q: &Query, transport: Transport, out: &mut [u8]) -> 
     w.set_count(1, r.an);
     w.set_count(2, r.ns);
     w.set_count(3, r.ar + u16::from(q.edns.is_some()));
-    if let Some(e) = q.edns {
-        w.opt(0, e.dnssec_ok);
+    if let Some(e) = &q.edns {
+        w.opt(
+            0,
+            e.dnssec_ok,
+            e.ecs.as_ref().map(|ecs| (ecs, r.scope.min(ecs.source))),
+        );
     }
     w.len()
 }
 
-fn resolve(snap: &Snapshot, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
+fn resolve(
+    snap: &Snapshot,
+    q: &Query,
+    _client: Client,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
     if q.qclass != wire::CLASS_IN {
         r.rcode = wire::RCODE_REFUSED;
         return Ok(());

@@ -63,7 +63,7 @@ pub async fn serve(
                 let live = live.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    connection(stream, live, limits, stop).await;
+                    connection(stream, peer.ip(), live, limits, stop).await;
                     drop(permit);
                 });
             }
@@ -74,6 +74,7 @@ pub async fn serve(
 
 async fn connection(
     stream: TcpStream,
+    peer: std::net::IpAddr,
     live: Live,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
@@ -99,7 +100,7 @@ async fn connection(
         };
         let n = {
             let snap = live.load();
-            answer(&snap, &query[..len], Transport::Tcp, &mut out)
+            answer(&snap, &query[..len], Transport::Tcp, peer, &mut out)
         };
         // Nothing to say to garbage over TCP: close.
         let Some(n) = n else { break };

@@ -69,8 +69,9 @@ pub fn serve(sock: UdpSocket, live: Live, stop: Arc<AtomicBool>) {
         let mut out = 0;
         for i in 0..n {
             let Some(len) = b.packet_len(i) else { continue };
+            let peer = peer_ip(&b.addrs[i]);
             let (packet, reply) = (&b.recv_bufs[i][..len], &mut b.send_bufs[out][..]);
-            let Some(len) = answer(&snap, packet, Transport::Udp, reply) else {
+            let Some(len) = answer(&snap, packet, Transport::Udp, peer, reply) else {
                 continue;
             };
             if len > 0 {
@@ -80,6 +81,26 @@ pub fn serve(sock: UdpSocket, live: Live, stop: Arc<AtomicBool>) {
         }
         drop(snap);
         b.send(fd, out);
+    }
+}
+
+/// The sender's address from what `recvmmsg` filled in.
+fn peer_ip(ss: &libc::sockaddr_storage) -> std::net::IpAddr {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for AF_INET; sockaddr_storage is larger and
+            // suitably aligned for it.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for AF_INET6 and sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+        }
+        _ => std::net::IpAddr::from([0u8, 0, 0, 0]),
     }
 }
 

@@ -61,6 +61,66 @@ pub struct Edns {
     pub payload: u16,
     pub version: u8,
     pub dnssec_ok: bool,
+    /// The Client Subnet option (RFC 7871), if the query carried a valid one.
+    pub ecs: Option<Ecs>,
+}
+
+/// RFC 7871 §6: option code 8.
+pub const OPTION_ECS: u16 = 8;
+
+/// An EDNS Client Subnet option as received: echoed in the response with our scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ecs {
+    /// 1 = IPv4, 2 = IPv6 (IANA address family numbers).
+    pub family: u16,
+    /// SOURCE PREFIX-LENGTH as sent.
+    pub source: u8,
+    /// The address octets as sent (⌈source/8⌉ of them), zero-padded.
+    pub addr: [u8; 16],
+}
+
+impl Ecs {
+    /// Octets of address the option carries.
+    pub fn addr_len(&self) -> usize {
+        self.source.div_ceil(8) as usize
+    }
+
+    /// The client's network, truncated to /24 (IPv4) or /56 (IPv6) as DESIGN §4 requires:
+    /// the address and the prefix length that may be used.
+    pub fn client(&self) -> (std::net::IpAddr, u8) {
+        if self.family == 1 {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&self.addr[..4]);
+            let len = self.source.min(24);
+            (std::net::IpAddr::from(mask4(a, len)), len)
+        } else {
+            let len = self.source.min(56);
+            (std::net::IpAddr::from(mask16(self.addr, len)), len)
+        }
+    }
+
+    /// Wire length of the option in a response (code, length, family, prefixes, address).
+    pub fn wire_len(&self) -> usize {
+        4 + 4 + self.addr_len()
+    }
+}
+
+fn mask4(a: [u8; 4], len: u8) -> [u8; 4] {
+    let m = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    (u32::from_be_bytes(a) & m).to_be_bytes()
+}
+
+fn mask16(a: [u8; 16], len: u8) -> [u8; 16] {
+    let m = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
+    (u128::from_be_bytes(a) & m).to_be_bytes()
 }
 
 /// A query that parsed. The question is kept as sent (to echo the client's case, RFC 4343 and
@@ -221,11 +281,12 @@ fn parse_query(packet: &[u8], id: u16, flags: u16) -> Option<Query<'_>> {
             if edns.is_some() || at - owner_at != 1 || packet[owner_at] != 0 {
                 return None;
             }
-            check_options(&packet[rdata_at..end])?;
+            let ecs = read_options(&packet[rdata_at..end])?;
             edns = Some(Edns {
                 payload: rclass,
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
+                ecs,
             });
         }
         at = end;
@@ -308,13 +369,61 @@ fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
 }
 
 /// RFC 6891 §6.1.2: options are {code, length, data}; a length that overruns the RDATA is a
-/// malformed OPT.
-fn check_options(mut rdata: &[u8]) -> Option<()> {
+/// malformed OPT. Returns the Client Subnet option if there is one; `None` if malformed.
+fn read_options(mut rdata: &[u8]) -> Option<Option<Ecs>> {
+    let mut ecs = None;
     while !rdata.is_empty() {
+        let code = be16(rdata, 0)?;
         let len = be16(rdata, 2)? as usize;
-        rdata = rdata.get(4 + len..)?;
+        let data = rdata.get(4..4 + len)?;
+        if code == OPTION_ECS {
+            if ecs.is_some() {
+                return None;
+            }
+            ecs = Some(read_ecs(data)?);
+        }
+        rdata = &rdata[4 + len..];
     }
-    Some(())
+    Some(ecs)
+}
+
+/// RFC 7871 §6 and §7.1.2: a known family, a source prefix within it, SCOPE 0 in a query,
+/// exactly ⌈source/8⌉ address octets, and no bits set beyond the source prefix — anything else
+/// is FORMERR.
+fn read_ecs(data: &[u8]) -> Option<Ecs> {
+    let family = be16(data, 0)?;
+    let source = *data.get(2)?;
+    let scope = *data.get(3)?;
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return None,
+    };
+    if source > max || scope != 0 {
+        return None;
+    }
+    let octets = &data[4..];
+    if octets.len() != source.div_ceil(8) as usize {
+        return None;
+    }
+    let mut addr = [0u8; 16];
+    addr[..octets.len()].copy_from_slice(octets);
+    let ecs = Ecs {
+        family,
+        source,
+        addr,
+    };
+    // stray bits after the prefix
+    let masked = if family == 1 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&addr[..4]);
+        let mut out = [0u8; 16];
+        out[..4].copy_from_slice(&mask4(a, source));
+        out
+    } else {
+        mask16(addr, source)
+    };
+    (masked == addr).then_some(ecs)
 }
 
 /// The response under construction: a bounded cursor over the caller's buffer.
@@ -331,8 +440,13 @@ pub struct Writer<'b> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// The OPT record we append: root name, type, payload, extended RCODE/version/flags, no options.
+/// The OPT record we append: root name, type, payload, extended RCODE/version/flags, RDLENGTH.
 pub const OPT_LEN: usize = 11;
+
+/// Room our OPT record needs in a response to a query with this EDNS.
+pub fn opt_len(edns: &Edns) -> usize {
+    OPT_LEN + edns.ecs.map_or(0, |e| e.wire_len())
+}
 
 impl<'b> Writer<'b> {
     pub fn new(buf: &'b mut [u8], limit: usize) -> Self {
@@ -390,8 +504,10 @@ impl<'b> Writer<'b> {
         self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 
-    /// Append the OPT record. It was kept out of `limit`, so it always fits.
-    pub fn opt(&mut self, ext_rcode: u8, dnssec_ok: bool) {
+    /// Append the OPT record, with the client's ECS option echoed with `scope` if it sent one
+    /// (RFC 7871 §7.2.1: family, source prefix and address as received). Its room was kept out
+    /// of `limit` (see [`opt_len`]), so it always fits.
+    pub fn opt(&mut self, ext_rcode: u8, dnssec_ok: bool, ecs: Option<(&Ecs, u8)>) {
         let mut rr = [0u8; OPT_LEN];
         rr[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
         rr[3..5].copy_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
@@ -401,9 +517,24 @@ impl<'b> Writer<'b> {
             // RFC 3225 §3: the DO bit is copied into the response.
             rr[7] = 0x80;
         }
+        let rdlen = ecs.map_or(0, |(e, _)| e.wire_len());
+        rr[9..11].copy_from_slice(&(rdlen as u16).to_be_bytes());
         let end = self.pos + OPT_LEN;
         self.buf[self.pos..end].copy_from_slice(&rr);
         self.pos = end;
+        if let Some((e, scope)) = ecs {
+            let n = e.addr_len();
+            let mut opt = [0u8; 24];
+            opt[0..2].copy_from_slice(&OPTION_ECS.to_be_bytes());
+            opt[2..4].copy_from_slice(&((4 + n) as u16).to_be_bytes());
+            opt[4..6].copy_from_slice(&e.family.to_be_bytes());
+            opt[6] = e.source;
+            opt[7] = scope;
+            opt[8..8 + n].copy_from_slice(&e.addr[..n]);
+            let end = self.pos + 8 + n;
+            self.buf[self.pos..end].copy_from_slice(&opt[..8 + n]);
+            self.pos = end;
+        }
     }
 
     /// The finished message.
@@ -467,7 +598,8 @@ mod tests {
             Some(Edns {
                 payload: 1232,
                 version: 1,
-                dnssec_ok: true
+                dnssec_ok: true,
+                ecs: None,
             })
         );
     }
@@ -508,6 +640,71 @@ mod tests {
             parse(&query(&long, TYPE_A, &[], 0)),
             Parsed::FormErr { .. }
         ));
+    }
+
+    fn ecs_query(option: &[u8]) -> Vec<u8> {
+        let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+        opt.extend_from_slice(&(option.len() as u16).to_be_bytes());
+        opt.extend_from_slice(option);
+        query(b"\x01a\x00", TYPE_A, &opt, 1)
+    }
+
+    #[test]
+    fn parses_client_subnet_and_truncates_to_24_and_56() {
+        // 10.1.2.0/24
+        let p = ecs_query(&[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2]);
+        let Parsed::Query(q) = parse(&p) else {
+            panic!("not a query")
+        };
+        let ecs = q.edns.unwrap().ecs.unwrap();
+        assert_eq!(ecs.client(), ("10.1.2.0".parse().unwrap(), 24));
+        // 10.1.2.3/32 is used as 10.1.2.0/24
+        let p = ecs_query(&[0, 8, 0, 8, 0, 1, 32, 0, 10, 1, 2, 3]);
+        let Parsed::Query(q) = parse(&p) else {
+            panic!("not a query")
+        };
+        assert_eq!(
+            q.edns.unwrap().ecs.unwrap().client(),
+            ("10.1.2.0".parse().unwrap(), 24)
+        );
+        // 2001:db8:1:2:3::/80 is used as 2001:db8:1:200::/56
+        let mut o = vec![0, 8, 0, 14, 0, 2, 80, 0];
+        o.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 3]);
+        let p = ecs_query(&o);
+        let Parsed::Query(q) = parse(&p) else {
+            panic!("not a query")
+        };
+        assert_eq!(
+            q.edns.unwrap().ecs.unwrap().client(),
+            ("2001:db8:1::".parse().unwrap(), 56)
+        );
+        // /0: no client information
+        let p = ecs_query(&[0, 8, 0, 4, 0, 1, 0, 0]);
+        let Parsed::Query(q) = parse(&p) else {
+            panic!("not a query")
+        };
+        assert_eq!(q.edns.unwrap().ecs.unwrap().client().1, 0);
+    }
+
+    #[test]
+    fn malformed_client_subnet_is_formerr() {
+        let cases: [(&str, &[u8]); 6] = [
+            ("scope in a query", &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2]),
+            ("stray bits", &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3]),
+            ("too many octets", &[0, 8, 0, 8, 0, 1, 24, 0, 10, 1, 2, 0]),
+            ("too few octets", &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1]),
+            ("unknown family", &[0, 8, 0, 7, 0, 3, 24, 0, 10, 1, 2]),
+            (
+                "prefix too long",
+                &[0, 8, 0, 9, 0, 1, 33, 0, 10, 1, 2, 3, 4],
+            ),
+        ];
+        for (what, o) in cases {
+            assert!(
+                matches!(parse(&ecs_query(o)), Parsed::FormErr { .. }),
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct Ask {
     pub id: u16,
     /// EDNS UDP payload size; `None` sends no OPT record.
     pub edns: Option<u16>,
+    /// EDNS Client Subnet: address and source prefix length (RFC 7871).
+    pub ecs: Option<(std::net::IpAddr, u8)>,
     pub edns_version: u8,
     pub dnssec_ok: bool,
 }
@@ -229,6 +231,7 @@ impl Ask {
             },
             id: 0x4242,
             edns: Some(1232),
+            ecs: None,
             edns_version: 0,
             dnssec_ok: false,
         }
@@ -236,6 +239,12 @@ impl Ask {
 
     pub fn no_edns(mut self) -> Ask {
         self.edns = None;
+        self
+    }
+
+    /// Ask on behalf of a client subnet, e.g. `ecs("10.1.2.0", 24)`.
+    pub fn ecs(mut self, addr: &str, prefix: u8) -> Ask {
+        self.ecs = Some((addr.parse().expect("address"), prefix));
         self
     }
 
@@ -255,6 +264,12 @@ impl Ask {
             e.set_max_payload(size);
             e.set_version(self.edns_version);
             e.set_dnssec_ok(self.dnssec_ok);
+            if let Some((addr, prefix)) = self.ecs {
+                e.options_mut()
+                    .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+                        hickory_proto::rr::rdata::opt::ClientSubnet::new(addr, prefix, 0),
+                    ));
+            }
             m.set_edns(e);
         }
         m.to_vec().expect("encode")
@@ -303,4 +318,13 @@ pub fn addresses(m: &Message) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The Client Subnet option of a response: (address, source prefix, scope prefix).
+pub fn ecs_of(m: &Message) -> Option<(std::net::IpAddr, u8, u8)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
 }
