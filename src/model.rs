@@ -70,6 +70,8 @@ pub struct Zone {
     pub pools: Vec<Pool>,
     /// Names answered from a pool (A from its IPv4 members, AAAA from its IPv6 members).
     pub bindings: Vec<Binding>,
+    /// The topology map: who is near what.
+    pub sites: Vec<Site>,
     /// The file the zone came from, for logs.
     pub source: PathBuf,
 }
@@ -150,14 +152,51 @@ pub struct HttpCheck {
     pub verify_tls: bool,
 }
 
+/// A pool's selection pipeline (DESIGN §4): health, then the optional `failover` and
+/// `topology` steps, then one ordering step, then `max_answers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Rotate the healthy members.
+pub struct Policy {
+    /// Keep the first priority group (lowest `priority`) that has a healthy member.
+    pub failover: bool,
+    /// Keep the members of the client's site, else of its fallback sites, else all.
+    pub topology: bool,
+    pub order: Order,
+}
+
+impl Policy {
+    pub const ROUND_ROBIN: Policy = Policy {
+        failover: false,
+        topology: false,
+        order: Order::RoundRobin,
+    };
+}
+
+/// The ordering step of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Consecutive members from a rotating start.
     RoundRobin,
     /// Sample without replacement by weight.
     Weighted,
-    /// The first priority group (lowest `priority`) with a healthy member, rotated.
-    Failover,
+    /// Weighted rendezvous hash of the client prefix: a client keeps its member, and only a
+    /// failed member's clients move.
+    Sticky,
+}
+
+/// A site of the topology map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub name: String,
+    pub nets: Vec<ipnet::IpNet>,
+    /// Where this site's clients go when it has no healthy member, in order.
+    pub fallback: Vec<SiteRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteRef {
+    Site(usize),
+    /// Every healthy member.
+    Any,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +231,8 @@ pub struct Member {
     pub weight: u32,
     /// Failover order: lower first.
     pub priority: u32,
-    pub site: Option<String>,
+    /// Index into the zone's `sites`.
+    pub site: Option<usize>,
 }
 
 /// A name answered from a pool.

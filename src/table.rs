@@ -21,8 +21,8 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{self, CLASS_IN};
 use crate::health::{self, Outcome, State, Status, Transition};
-use crate::model::{self, CheckSpec, Config, Policy};
-use crate::select::order::Order;
+use crate::model::{self, CheckSpec, Config, Order};
+use crate::select::order;
 use crate::select::{self, Eligible, Family};
 
 /// The live table: one writer publishes, any number of readers load without locks.
@@ -57,16 +57,77 @@ pub struct Snapshot {
 /// What a pool answers right now, per address family.
 pub struct PoolAnswer {
     pub name: String,
+    /// Whether the answer depends on the client's site.
+    pub topology: bool,
+    /// `views[0]` serves clients no site covers (and every client of a pool without the
+    /// topology step); `views[1 + s]` serves the clients of site `s`. All precomputed here, so a
+    /// query only looks its site up.
+    pub views: Box<[View]>,
+}
+
+impl PoolAnswer {
+    pub fn view(&self, site: Option<usize>) -> &View {
+        site.and_then(|s| self.views.get(s + 1))
+            .unwrap_or(&self.views[0])
+    }
+}
+
+/// A pool's answer for one group of clients.
+pub struct View {
     pub v4: FamilyAnswer,
     pub v6: FamilyAnswer,
 }
 
-impl PoolAnswer {
+impl View {
     pub fn family(&self, qtype: u16) -> &FamilyAnswer {
         if qtype == wire::TYPE_AAAA {
             &self.v6
         } else {
             &self.v4
+        }
+    }
+}
+
+/// The site map of a zone as prefix tries: longest-prefix match of a client gives its site
+/// and the matched prefix length (the ECS scope of a topology answer).
+#[derive(Default)]
+pub struct Topology {
+    v4: prefix_trie::PrefixMap<ipnet::Ipv4Net, u16>,
+    v6: prefix_trie::PrefixMap<ipnet::Ipv6Net, u16>,
+}
+
+impl Topology {
+    fn build(sites: &[model::Site]) -> Option<Topology> {
+        if sites.is_empty() {
+            return None;
+        }
+        let mut t = Topology::default();
+        for (i, s) in sites.iter().enumerate() {
+            for net in &s.nets {
+                match net {
+                    ipnet::IpNet::V4(n) => t.v4.insert(*n, i as u16),
+                    ipnet::IpNet::V6(n) => t.v6.insert(*n, i as u16),
+                };
+            }
+        }
+        Some(t)
+    }
+
+    /// The site of the client `addr/prefix`, and the length of the prefix that matched.
+    pub fn lookup(&self, addr: IpAddr, prefix: u8) -> Option<(usize, u8)> {
+        match addr {
+            IpAddr::V4(a) => {
+                let net = ipnet::Ipv4Net::new(a, prefix.min(32)).ok()?;
+                self.v4
+                    .get_lpm(&net)
+                    .map(|(n, s)| (*s as usize, n.prefix_len()))
+            }
+            IpAddr::V6(a) => {
+                let net = ipnet::Ipv6Net::new(a, prefix.min(128)).ok()?;
+                self.v6
+                    .get_lpm(&net)
+                    .map(|(n, s)| (*s as usize, n.prefix_len()))
+            }
         }
     }
 }
@@ -83,6 +144,8 @@ pub enum FamilyAnswer {
         rec_len: usize,
         wire: Box<[u8]>,
         weights: Box<[u32]>,
+        /// Sticky hash keys of the members (empty unless the order is sticky).
+        keys: Box<[u64]>,
     },
 }
 
@@ -97,6 +160,8 @@ pub struct Zone {
     /// The answer to qtype ANY (RFC 8482 §4.2): a synthesized HINFO "RFC8482" "".
     pub any_hinfo: RRset,
     pub has_cuts: bool,
+    /// The site map, if the zone has one.
+    pub topology: Option<Topology>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +408,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         negative_soa,
         any_hinfo,
         has_cuts: !cuts.is_empty(),
+        topology: Topology::build(&z.sites),
     })
 }
 
@@ -545,30 +611,56 @@ impl Table {
         }))
     }
 
-    /// Run the publish-time steps of the pipeline for one pool and encode the result.
+    /// Run the publish-time steps of the pipeline for one pool and encode the result: health,
+    /// failover and `when_all_down` once per family, then topology once per site.
     fn answer_of(&self, id: u32) -> PoolAnswer {
         let (zi, pi) = self.pool_refs[id as usize];
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
-        let family = |f: Family| {
-            let status = |p: &model::Pool, m: &model::Member| self.member_status(p, m);
-            let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
-            encode_family(pool, select::eligible(pool, f, &status, &fallback), f)
+        let status = |p: &model::Pool, m: &model::Member| self.member_status(p, m);
+        let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
+        let v4 = select::eligible(pool, Family::V4, &status, &fallback);
+        let v6 = select::eligible(pool, Family::V6, &status, &fallback);
+        let sites: Vec<Option<usize>> = if pool.policy.topology {
+            std::iter::once(None)
+                .chain((0..zone.sites.len()).map(Some))
+                .collect()
+        } else {
+            vec![None]
         };
+        let views = sites
+            .into_iter()
+            .map(|site| View {
+                v4: encode_family(pool, &v4, site, &zone.sites, Family::V4),
+                v6: encode_family(pool, &v6, site, &zone.sites, Family::V6),
+            })
+            .collect();
         PoolAnswer {
             name: pool.name.clone(),
-            v4: family(Family::V4),
-            v6: family(Family::V6),
+            topology: pool.policy.topology,
+            views,
         }
     }
 }
 
-/// Encode the eligible members of one family as A or AAAA records.
-fn encode_family(pool: &model::Pool, e: Eligible, f: Family) -> FamilyAnswer {
+/// Encode what one group of clients gets for one family: the eligible members, narrowed to
+/// the site's by the topology step, as A or AAAA records.
+fn encode_family(
+    pool: &model::Pool,
+    e: &Eligible,
+    site: Option<usize>,
+    sites: &[model::Site],
+    f: Family,
+) -> FamilyAnswer {
     let (members, degraded) = match e {
         Eligible::NoData => return FamilyAnswer::NoData,
         Eligible::ServFail => return FamilyAnswer::ServFail,
-        Eligible::Members { members, degraded } => (members, degraded),
+        Eligible::Members { members, degraded } => (members, *degraded),
+    };
+    let members = if pool.policy.topology {
+        select::topology(members, site, sites)
+    } else {
+        members.clone()
     };
     // DESIGN §4: the TTL is halved while the pool is degraded, so clients come back sooner.
     let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
@@ -578,27 +670,32 @@ fn encode_family(pool: &model::Pool, e: Eligible, f: Family) -> FamilyAnswer {
     };
     let rec_len = 2 + 10 + alen;
     let mut out = Vec::with_capacity(rec_len * members.len());
-    for (addr, _) in &members {
+    for m in &members {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
         out.extend_from_slice(&(alen as u16).to_be_bytes());
-        match addr {
+        match m.address {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
         }
     }
+    let keys = if pool.policy.order == Order::Sticky {
+        members
+            .iter()
+            .map(|m| order::member_key(&m.address))
+            .collect()
+    } else {
+        Box::default()
+    };
     FamilyAnswer::Records {
-        order: if pool.policy == Policy::Weighted {
-            Order::Weighted
-        } else {
-            Order::Rotate
-        },
+        order: pool.policy.order,
         max: pool.max_answers,
         rec_len,
         wire: out.into_boxed_slice(),
-        weights: members.iter().map(|(_, w)| *w).collect(),
+        weights: members.iter().map(|m| m.weight).collect(),
+        keys,
     }
 }
 

@@ -266,3 +266,36 @@ names:
     assert!(!err.contains("no check named \"web\""), "{err}");
     assert!(err.ends_with("12 error(s)\n"), "{err}");
 }
+
+#[test]
+fn sites_and_policy_steps_are_validated() {
+    let d = zones(&[(
+        "s.yaml",
+        "zone: s.test.
+soa: { mname: ns1.s.test., rname: hostmaster.s.test. }
+ns: [ns1.s.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+sites:
+  fra: [10.1.2.3/16, 10.9.0.0/16]
+  ber: { nets: [10.9.0.0/16], fallback: [ber, nowhere] }
+pools:
+  a: { policy: [weighted, topology], members: [{ address: 192.0.2.1, site: muc }] }
+  b: { policy: [topology, least-loaded], members: [{ address: 192.0.2.2 }] }
+",
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for want in [
+        "sites.fra.nets[0]: \"10.1.2.3/16\" has bits set after the prefix; did you mean 10.1.0.0/16?",
+        "sites.ber.nets[0]: 10.9.0.0/16 is already mapped to site \"fra\"",
+        "sites.ber.fallback[0]: a site cannot fall back to itself",
+        "sites.ber.fallback[1]: no site named \"nowhere\" (known: fra, ber, or any)",
+        "pools.a.policy: steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky",
+        "pools.a.members[0].site: no site named \"muc\" in `sites:` (known: fra, ber)",
+        "pools.b.policy: \"least-loaded\" is not available yet",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

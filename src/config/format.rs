@@ -8,7 +8,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 pub use serde_saphyr::Spanned;
 
@@ -98,8 +98,9 @@ pub struct ZoneFile {
     pub records: Option<Entries<Spanned<NameFile>>>,
     pub records_file: Option<Spanned<String>>,
     pub checks: Option<Entries<Spanned<CheckFile>>>,
-    /// Reserved for the topology policy (a later issue): accepted, not yet used.
-    pub sites: Option<Spanned<IgnoredAny>>,
+    pub sites: Option<Entries<Spanned<SiteFile>>>,
+    /// A plain `CIDR site` file, for maps too big to write in YAML.
+    pub nets_file: Option<Spanned<String>>,
     pub pools: Option<Entries<Spanned<PoolFile>>>,
     pub names: Option<Entries<Spanned<BindingFile>>>,
 }
@@ -151,11 +152,35 @@ pub struct FileCheckFile {
     pub path: Spanned<String>,
 }
 
+/// `sites.<name>`: a list of CIDR prefixes, or `{ nets: [...], fallback: [site, ..., any] }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SiteFile {
+    Nets(Vec<String>),
+    Full(SiteMapFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteMapFile {
+    #[serde(default)]
+    pub nets: Vec<String>,
+    pub fallback: Option<Vec<String>>,
+}
+
+/// `policy: weighted` or `policy: [topology, weighted]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PolicyFile {
+    One(String),
+    Steps(Vec<String>),
+}
+
 /// `pools.<name>`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolFile {
-    pub policy: Option<Spanned<String>>,
+    pub policy: Option<Spanned<PolicyFile>>,
     pub checks: Option<Vec<Spanned<String>>>,
     pub ttl: Option<Spanned<i64>>,
     pub max_answers: Option<Spanned<i64>>,

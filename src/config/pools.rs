@@ -15,9 +15,11 @@ use hickory_proto::rr::{LowerName, Name};
 
 use super::diag::{Loc, Reporter};
 use super::format::{CheckFile, Entries, PoolFile, Spanned};
+use super::format::{PolicyFile, SiteFile};
 use super::zone::{MAX_TTL, loc, name};
 use crate::model::{
-    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Policy, Pool, Thresholds, WhenAllDown,
+    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Policy, Pool, Site, SiteRef,
+    Thresholds, WhenAllDown,
 };
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,6 +28,171 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_POOL_TTL: u32 = 30;
 pub const DEFAULT_MAX_ANSWERS: usize = 2;
 pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// `sites:` and `nets_file:` → the topology map. Prefixes are checked for host bits and
+/// duplicates; fallbacks must name known sites or `any`.
+pub fn sites(
+    entries: Option<&Entries<Spanned<SiteFile>>>,
+    nets_file: Option<&Spanned<String>>,
+    r: &mut Reporter,
+) -> Vec<Site> {
+    let Some(entries) = entries else {
+        if let Some(f) = nets_file {
+            r.error(
+                loc(f),
+                "nets_file",
+                "needs `sites:` naming the sites it maps to",
+            );
+        }
+        return Vec::new();
+    };
+    let names: Vec<&str> = entries.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    let mut seen: HashMap<ipnet::IpNet, String> = HashMap::new();
+    let mut out: Vec<Site> = Vec::new();
+    let mut add_net =
+        |text: &str, site: usize, at: Loc, path: &str, out: &mut Vec<Site>, r: &mut Reporter| {
+            let net: ipnet::IpNet = match text.trim().parse() {
+                Ok(n) => n,
+                Err(_) => {
+                    return r.error(
+                        at,
+                        path,
+                        format!("{text:?} is not a prefix (e.g. 10.1.0.0/16 or 2001:db8::/48)"),
+                    );
+                }
+            };
+            if net.trunc() != net {
+                return r.error(
+                    at,
+                    path,
+                    format!(
+                        "{text:?} has bits set after the prefix; did you mean {}?",
+                        net.trunc()
+                    ),
+                );
+            }
+            if let Some(other) = seen.get(&net) {
+                return r.error(
+                    at,
+                    path,
+                    format!("{net} is already mapped to site {other:?}"),
+                );
+            }
+            seen.insert(net, names[site].to_string());
+            out[site].nets.push(net);
+        };
+    for (key, _) in &entries.0 {
+        out.push(Site {
+            name: key.value.clone(),
+            nets: Vec::new(),
+            fallback: Vec::new(),
+        });
+    }
+    for (i, (key, site)) in entries.0.iter().enumerate() {
+        let base = format!("sites.{}", key.value);
+        let at = loc(site);
+        let (nets, fallback) = match &site.value {
+            SiteFile::Nets(n) => (n.as_slice(), None),
+            SiteFile::Full(m) => (m.nets.as_slice(), m.fallback.as_deref()),
+        };
+        for (j, n) in nets.iter().enumerate() {
+            add_net(n, i, at, &format!("{base}.nets[{j}]"), &mut out, r);
+        }
+        for (j, f) in fallback.unwrap_or(&[]).iter().enumerate() {
+            let path = format!("{base}.fallback[{j}]");
+            match names.iter().position(|n| n == f) {
+                _ if f == "any" => out[i].fallback.push(SiteRef::Any),
+                Some(t) if t == i => r.error(at, path, "a site cannot fall back to itself"),
+                Some(t) => out[i].fallback.push(SiteRef::Site(t)),
+                None => r.error(
+                    at,
+                    path,
+                    format!("no site named {f:?} (known: {}, or any)", names.join(", ")),
+                ),
+            }
+        }
+    }
+    if let Some(f) = nets_file {
+        let path = r.file().parent().unwrap_or(Path::new(".")).join(&f.value);
+        match std::fs::read_to_string(&path) {
+            Err(e) => r.error(
+                loc(f),
+                "nets_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.split('#').next().unwrap_or("").trim();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let p = format!("nets_file ({} line {})", f.value, n + 1);
+                    let mut words = line.split_whitespace();
+                    let (Some(net), Some(site), None) = (words.next(), words.next(), words.next())
+                    else {
+                        r.error(loc(f), p, format!("{line:?} is not \"CIDR SITE\""));
+                        continue;
+                    };
+                    match names.iter().position(|s| *s == site) {
+                        Some(i) => add_net(net, i, loc(f), &p, &mut out, r),
+                        None => r.error(loc(f), p, format!("no site named {site:?} in `sites:`")),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Policy {
+    let Some(p) = p else {
+        return Policy::ROUND_ROBIN;
+    };
+    let steps: Vec<&str> = match &p.value {
+        PolicyFile::One(s) => vec![s.as_str()],
+        PolicyFile::Steps(v) => v.iter().map(String::as_str).collect(),
+    };
+    let path = format!("{base}.policy");
+    let mut policy = Policy::ROUND_ROBIN;
+    let mut rank = 0; // failover (1) < topology (2) < ordering (3): the fixed pipeline order
+    let mut ordered = false;
+    for step in steps {
+        let (r_step, order) = match step {
+            "failover" => (1, None),
+            "topology" => (2, None),
+            "round-robin" => (3, Some(Order::RoundRobin)),
+            "weighted" => (3, Some(Order::Weighted)),
+            "sticky" => (3, Some(Order::Sticky)),
+            "least-loaded" => {
+                r.error(
+                    loc(p),
+                    &path,
+                    "\"least-loaded\" is not available yet; use round-robin, weighted or sticky",
+                );
+                continue;
+            }
+            other => {
+                r.error(loc(p), &path, format!("{other:?} is not a policy step: use failover, topology, round-robin, weighted or sticky"));
+                continue;
+            }
+        };
+        if r_step < rank || (r_step == 3 && ordered) || (r_step == rank && r_step < 3) {
+            r.error(loc(p), &path, "steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky; list each once, in that order");
+            return policy;
+        }
+        rank = r_step;
+        match step {
+            "failover" => policy.failover = true,
+            "topology" => policy.topology = true,
+            _ => {}
+        }
+        if let Some(o) = order {
+            policy.order = o;
+            ordered = true;
+        }
+    }
+    policy
+}
 
 /// Checks by name.
 pub fn checks(
@@ -279,13 +446,14 @@ pub fn pools(
     entries: &Entries<Spanned<PoolFile>>,
     checks: &HashMap<String, Arc<Check>>,
     declared: &BTreeSet<String>,
+    sites: &[Site],
     r: &mut Reporter,
 ) -> Vec<Pool> {
     let names: BTreeSet<&str> = entries.0.iter().map(|(k, _)| k.value.as_str()).collect();
     let mut out = Vec::new();
     for (key, p) in &entries.0 {
         let base = format!("pools.{}", key.value);
-        if let Some(pool) = pool(&base, key, &p.value, checks, declared, &names, r) {
+        if let Some(pool) = pool(&base, key, &p.value, checks, declared, sites, &names, r) {
             out.push(pool);
         }
     }
@@ -302,31 +470,12 @@ fn pool(
     p: &PoolFile,
     checks: &HashMap<String, Arc<Check>>,
     declared: &BTreeSet<String>,
+    sites: &[Site],
     pool_names: &BTreeSet<&str>,
     r: &mut Reporter,
 ) -> Option<Pool> {
     let errors = r.error_count();
-    let policy = match p.policy.as_ref().map(|s| s.value.as_str()) {
-        None | Some("round-robin") => Policy::RoundRobin,
-        Some("weighted") => Policy::Weighted,
-        Some("failover") => Policy::Failover,
-        Some(other @ ("topology" | "sticky" | "least-loaded")) => {
-            r.error(
-                loc(p.policy.as_ref()?),
-                format!("{base}.policy"),
-                format!("{other:?} is not available yet; use round-robin, weighted or failover"),
-            );
-            Policy::RoundRobin
-        }
-        Some(other) => {
-            r.error(
-                loc(p.policy.as_ref()?),
-                format!("{base}.policy"),
-                format!("{other:?} is not a policy: use round-robin, weighted or failover"),
-            );
-            Policy::RoundRobin
-        }
-    };
+    let policy = policy(p.policy.as_ref(), base, r);
     let mut pool_checks = Vec::new();
     for (i, c) in p.checks.iter().flatten().enumerate() {
         match checks.get(&c.value) {
@@ -409,14 +558,44 @@ fn pool(
                 let priority = m.priority.as_ref().map_or(Some(1), |w| {
                     ranged(w, 0, 1_000_000, &format!("{mp}.priority"), "priority", r)
                 });
+                let site = match &m.site {
+                    None => None,
+                    Some(s) => match sites.iter().position(|x| x.name == s.value) {
+                        Some(i) => Some(i),
+                        None => {
+                            let known: Vec<&str> = sites.iter().map(|x| x.name.as_str()).collect();
+                            r.error(
+                                loc(s),
+                                format!("{mp}.site"),
+                                format!(
+                                    "no site named {:?} in `sites:` (known: {})",
+                                    s.value,
+                                    if known.is_empty() {
+                                        "none".into()
+                                    } else {
+                                        known.join(", ")
+                                    }
+                                ),
+                            );
+                            None
+                        }
+                    },
+                };
                 members.push(Member {
                     address,
                     weight: weight.unwrap_or(0) as u32,
                     priority: priority.unwrap_or(1) as u32,
-                    site: m.site.as_ref().map(|s| s.value.clone()),
+                    site,
                 });
             }
-            if policy == Policy::Weighted
+            if policy.topology && sites.is_empty() {
+                r.error(
+                    loc(list),
+                    format!("{base}.policy"),
+                    "topology needs a `sites:` map",
+                );
+            }
+            if policy.order != Order::RoundRobin
                 && !members.is_empty()
                 && members.iter().all(|m| m.weight == 0)
             {

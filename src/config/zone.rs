@@ -99,14 +99,6 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         ),
     }
 
-    if let Some(s) = &file.sites {
-        r.warning(
-            Loc::from_saphyr(s.referenced),
-            "sites",
-            "the topology policy is not available yet; the key is ignored",
-        );
-    }
-
     let mut acc: BTreeMap<(LowerName, RecordType), Acc> = BTreeMap::new();
     if let Some(records) = &file.records {
         for (key, spec) in &records.0 {
@@ -129,10 +121,11 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         .iter()
         .flat_map(|c| c.0.iter().map(|(k, _)| k.value.clone()))
         .collect();
+    let sites = super::pools::sites(file.sites.as_ref(), file.nets_file.as_ref(), r);
     let pools = file
         .pools
         .as_ref()
-        .map(|p| super::pools::pools(p, &checks, &declared_checks, r))
+        .map(|p| super::pools::pools(p, &checks, &declared_checks, &sites, r))
         .unwrap_or_default();
     let bindings = match &file.names {
         Some(entries) => {
@@ -162,6 +155,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
             rrsets: acc.into_values().map(|a| a.rrset).collect(),
             pools,
             bindings,
+            sites,
             source: r.file().to_path_buf(),
         }),
         _ => None,

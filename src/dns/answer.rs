@@ -94,6 +94,29 @@ pub struct Client {
 }
 
 impl Client {
+    /// The prefix as hashed by `sticky`: its octets (zeroed past the prefix) and its length.
+    fn key(&self) -> [u8; 17] {
+        let mut k = [0u8; 17];
+        match self.addr {
+            IpAddr::V4(a) => {
+                let bits = u32::from(a)
+                    & u32::MAX
+                        .checked_shl(32 - u32::from(self.prefix.min(32)))
+                        .unwrap_or(0);
+                k[..4].copy_from_slice(&bits.to_be_bytes());
+            }
+            IpAddr::V6(a) => {
+                let bits = u128::from(a)
+                    & u128::MAX
+                        .checked_shl(128 - u32::from(self.prefix.min(128)))
+                        .unwrap_or(0);
+                k[..16].copy_from_slice(&bits.to_be_bytes());
+            }
+        }
+        k[16] = self.prefix;
+        k
+    }
+
     fn of(q: &Query, peer: IpAddr) -> Client {
         match q.edns.and_then(|e| e.ecs) {
             Some(ecs) if ecs.source > 0 => {
@@ -179,7 +202,7 @@ fn respond(
 fn resolve(
     snap: &Snapshot,
     q: &Query,
-    _client: Client,
+    client: Client,
     w: &mut Writer,
     r: &mut Reply,
 ) -> Result<(), Full> {
@@ -221,7 +244,17 @@ fn resolve(
         }
     }
     match zone.nodes.get(q.name()) {
-        Some(node) => answer_node(snap, zone, node, q.qtype, wire::HEADER_LEN, apex_at, w, r),
+        Some(node) => answer_node(
+            snap,
+            zone,
+            node,
+            q.qtype,
+            client,
+            wire::HEADER_LEN,
+            apex_at,
+            w,
+            r,
+        ),
         None => {
             // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
             r.rcode = wire::RCODE_NXDOMAIN;
@@ -240,6 +273,7 @@ fn answer_node<'z>(
     zone: &'z Zone,
     mut node: &'z Node,
     qtype: u16,
+    client: Client,
     mut owner_at: usize,
     apex_at: usize,
     w: &mut Writer,
@@ -251,7 +285,25 @@ fn answer_node<'z>(
         {
             return match qtype {
                 wire::TYPE_A | wire::TYPE_AAAA => {
-                    pool_records(pool.family(qtype), zone, owner_at, apex_at, w, r)
+                    // Step 4 (topology) was applied per site when the table was published;
+                    // here the client's site only picks the view. The matched prefix decided
+                    // the answer: it is the ECS scope (RFC 7871 §7.2.1).
+                    let site = match (&zone.topology, pool.topology) {
+                        (Some(t), true) => match t.lookup(client.addr, client.prefix) {
+                            Some((site, len)) => {
+                                r.scope = r.scope.max(len);
+                                Some(site)
+                            }
+                            None => {
+                                // No site covers the client: valid for its whole prefix.
+                                r.scope = r.scope.max(client.prefix);
+                                None
+                            }
+                        },
+                        _ => None,
+                    };
+                    let fam = pool.view(site).family(qtype);
+                    pool_records(fam, zone, client, owner_at, apex_at, w, r)
                 }
                 wire::TYPE_ANY => {
                     write_rrset(w, &zone.any_hinfo, owner_at)?;
@@ -312,6 +364,7 @@ fn answer_node<'z>(
 fn pool_records(
     fam: &FamilyAnswer,
     zone: &Zone,
+    client: Client,
     owner_at: usize,
     apex_at: usize,
     w: &mut Writer,
@@ -330,9 +383,16 @@ fn pool_records(
             rec_len,
             wire: records,
             weights,
+            keys,
         } => {
             let ptr = wire::pointer(owner_at).ok_or(Full)?;
-            let picked = order::pick(*order, weights, *max, &mut fastrand::Rng::new());
+            let picked = if *order == order::Order::Sticky {
+                // The hashed prefix decided the answer.
+                r.scope = r.scope.max(client.prefix);
+                order::sticky(keys, weights, &client.key(), *max)
+            } else {
+                order::pick(*order, weights, *max, &mut fastrand::Rng::new())
+            };
             for i in picked.iter() {
                 let start = w.pos();
                 w.put(&records[i * rec_len..(i + 1) * rec_len])?;

@@ -13,7 +13,7 @@ pub mod order;
 use std::net::IpAddr;
 
 use crate::health::Status;
-use crate::model::{Member, Policy, Pool, WhenAllDown};
+use crate::model::{Member, Pool, Site, SiteRef, WhenAllDown};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -27,13 +27,31 @@ impl Family {
     }
 }
 
+/// A member that may be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub address: IpAddr,
+    pub weight: u32,
+    pub site: Option<usize>,
+}
+
+impl From<&Member> for Candidate {
+    fn from(m: &Member) -> Candidate {
+        Candidate {
+            address: m.address,
+            weight: m.weight,
+            site: m.site,
+        }
+    }
+}
+
 /// What a pool answers for one address family, before per-query ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Eligible {
-    /// The members to choose from, with their weights; `degraded` when some member of the
-    /// family is down (the TTL is then halved).
+    /// The members to choose from; `degraded` when some member of the family is down (the TTL
+    /// is then halved).
     Members {
-        members: Vec<(IpAddr, u32)>,
+        members: Vec<Candidate>,
         degraded: bool,
     },
     /// No member of this family, or `when_all_down: none`: NODATA.
@@ -71,16 +89,47 @@ pub fn eligible<'p>(
         return all_down(pool, family, &family_members, status, fallback);
     }
     // 3. failover: the first priority group that has a usable member
-    let chosen: Vec<&Member> = if pool.policy == Policy::Failover {
+    let chosen: Vec<&Member> = if pool.policy.failover {
         let best = usable.iter().map(|m| m.priority).min().unwrap_or(0);
         usable.into_iter().filter(|m| m.priority == best).collect()
     } else {
         usable
     };
     Eligible::Members {
-        members: chosen.iter().map(|m| (m.address, m.weight)).collect(),
+        members: chosen.into_iter().map(Candidate::from).collect(),
         degraded,
     }
+}
+
+/// Step 4, topology: the members of `site`, else of its fallback sites in order (`any`: all),
+/// else all of them. `site` is `None` for clients no site covers.
+pub fn topology(members: &[Candidate], site: Option<usize>, sites: &[Site]) -> Vec<Candidate> {
+    let Some(site) = site else {
+        return members.to_vec();
+    };
+    let of = |s: usize| -> Vec<Candidate> {
+        members
+            .iter()
+            .copied()
+            .filter(|m| m.site == Some(s))
+            .collect()
+    };
+    let own = of(site);
+    if !own.is_empty() {
+        return own;
+    }
+    for f in sites.get(site).map_or(&[][..], |s| &s.fallback) {
+        match f {
+            SiteRef::Any => return members.to_vec(),
+            SiteRef::Site(t) => {
+                let v = of(*t);
+                if !v.is_empty() {
+                    return v;
+                }
+            }
+        }
+    }
+    members.to_vec()
 }
 
 fn all_down<'p>(
@@ -94,17 +143,24 @@ fn all_down<'p>(
         WhenAllDown::All => Eligible::Members {
             members: members
                 .iter()
-                .map(|m| (m.address, m.weight.max(1)))
+                .map(|m| Candidate {
+                    weight: m.weight.max(1),
+                    ..Candidate::from(*m)
+                })
                 .collect(),
             degraded: true,
         },
         WhenAllDown::None => Eligible::NoData,
         WhenAllDown::ServFail => Eligible::ServFail,
         WhenAllDown::Addresses(addrs) => {
-            let members: Vec<(IpAddr, u32)> = addrs
+            let members: Vec<Candidate> = addrs
                 .iter()
                 .filter(|a| Family::of(a) == family)
-                .map(|a| (*a, 1))
+                .map(|a| Candidate {
+                    address: *a,
+                    weight: 1,
+                    site: None,
+                })
                 .collect();
             if members.is_empty() {
                 Eligible::NoData
@@ -135,7 +191,17 @@ fn all_down<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Member;
+    use crate::model::{Member, Order, Policy};
+
+    const RR: Policy = Policy::ROUND_ROBIN;
+    const WEIGHTED: Policy = Policy {
+        order: Order::Weighted,
+        ..Policy::ROUND_ROBIN
+    };
+    const FAILOVER: Policy = Policy {
+        failover: true,
+        ..Policy::ROUND_ROBIN
+    };
     use proptest::prelude::*;
 
     fn member(a: &str, priority: u32) -> Member {
@@ -162,7 +228,7 @@ mod tests {
     fn addrs(e: &Eligible) -> Vec<String> {
         match e {
             Eligible::Members { members, .. } => {
-                members.iter().map(|(a, _)| a.to_string()).collect()
+                members.iter().map(|c| c.address.to_string()).collect()
             }
             other => vec![format!("{other:?}")],
         }
@@ -175,7 +241,7 @@ mod tests {
     #[test]
     fn health_filters_and_failover_picks_the_first_live_group() {
         let p = pool(
-            Policy::Failover,
+            FAILOVER,
             WhenAllDown::All,
             vec![
                 member("10.0.0.1", 1),
@@ -226,7 +292,7 @@ mod tests {
         let ms = vec![member("10.0.0.1", 1)];
         assert_eq!(
             eligible(
-                &pool(Policy::RoundRobin, WhenAllDown::None, ms.clone()),
+                &pool(RR, WhenAllDown::None, ms.clone()),
                 Family::V4,
                 &all_down,
                 &none
@@ -235,7 +301,7 @@ mod tests {
         );
         assert_eq!(
             eligible(
-                &pool(Policy::RoundRobin, WhenAllDown::ServFail, ms.clone()),
+                &pool(RR, WhenAllDown::ServFail, ms.clone()),
                 Family::V4,
                 &all_down,
                 &none
@@ -243,7 +309,7 @@ mod tests {
             Eligible::ServFail
         );
         let fb = pool(
-            Policy::RoundRobin,
+            RR,
             WhenAllDown::Addresses(vec!["192.0.2.9".parse().unwrap()]),
             ms.clone(),
         );
@@ -256,12 +322,8 @@ mod tests {
             Eligible::NoData,
             "no member of the family"
         );
-        let other = pool(
-            Policy::RoundRobin,
-            WhenAllDown::All,
-            vec![member("10.9.9.9", 1)],
-        );
-        let via = pool(Policy::RoundRobin, WhenAllDown::Pool("other".into()), ms);
+        let other = pool(RR, WhenAllDown::All, vec![member("10.9.9.9", 1)]);
+        let via = pool(RR, WhenAllDown::Pool("other".into()), ms);
         let up_other = |_: &Pool, m: &Member| {
             if m.address.to_string() == "10.9.9.9" {
                 Status::Up
@@ -285,7 +347,7 @@ mod tests {
             max in 1usize..5,
             seed in any::<u64>(),
         ) {
-            let policy = [Policy::RoundRobin, Policy::Weighted, Policy::Failover][policy as usize];
+            let policy = [RR, WEIGHTED, FAILOVER][policy as usize];
             let members: Vec<Member> = states.iter().enumerate().map(|(i, (_, prio, w))| Member {
                 address: IpAddr::from([10, 0, 0, i as u8 + 1]), weight: *w, priority: *prio, site: None,
             }).collect();
@@ -298,15 +360,70 @@ mod tests {
             let Eligible::Members { members: chosen, .. } = eligible(&p, Family::V4, &status_of, &none) else {
                 panic!("fail-open pools always answer");
             };
-            let weights: Vec<u32> = chosen.iter().map(|(_, w)| *w).collect();
+            let weights: Vec<u32> = chosen.iter().map(|c| c.weight).collect();
             let mut rng = fastrand::Rng::with_seed(seed);
-            let picked = order::pick(if policy == Policy::Weighted { order::Order::Weighted } else { order::Order::Rotate }, &weights, max, &mut rng);
+            let picked = order::pick(policy.order, &weights, max, &mut rng);
             for i in picked.iter() {
-                let m = members.iter().find(|m| m.address == chosen[i].0).unwrap();
+                let m = members.iter().find(|m| m.address == chosen[i].address).unwrap();
                 if any_up {
                     prop_assert_ne!(status_of(&p, m), Status::Down);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+    use crate::model::{Site, SiteRef};
+
+    fn c(a: &str, site: Option<usize>) -> Candidate {
+        Candidate {
+            address: a.parse().unwrap(),
+            weight: 1,
+            site,
+        }
+    }
+
+    #[test]
+    fn own_site_then_fallbacks_in_order_then_all() {
+        let sites = vec![
+            Site {
+                name: "fra".into(),
+                nets: vec![],
+                fallback: vec![SiteRef::Site(1)],
+            },
+            Site {
+                name: "ber".into(),
+                nets: vec![],
+                fallback: vec![SiteRef::Site(2), SiteRef::Any],
+            },
+            Site {
+                name: "muc".into(),
+                nets: vec![],
+                fallback: vec![],
+            },
+        ];
+        let all = vec![
+            c("10.0.0.1", Some(0)),
+            c("10.0.0.2", Some(1)),
+            c("10.0.0.3", None),
+        ];
+        let addrs = |v: Vec<Candidate>| v.iter().map(|c| c.address.to_string()).collect::<Vec<_>>();
+        assert_eq!(addrs(topology(&all, Some(0), &sites)), ["10.0.0.1"]);
+        assert_eq!(addrs(topology(&all, Some(1), &sites)), ["10.0.0.2"]);
+        // fra down: its clients go to ber
+        let no_fra = vec![all[1], all[2]];
+        assert_eq!(addrs(topology(&no_fra, Some(0), &sites)), ["10.0.0.2"]);
+        // ber down: muc has nobody, then any
+        let no_ber = vec![all[0], all[2]];
+        assert_eq!(
+            addrs(topology(&no_ber, Some(1), &sites)),
+            ["10.0.0.1", "10.0.0.3"]
+        );
+        // muc has no fallback: all; unknown clients: all
+        assert_eq!(topology(&all, Some(2), &sites).len(), 3);
+        assert_eq!(topology(&all, None, &sites).len(), 3);
     }
 }

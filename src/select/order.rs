@@ -4,14 +4,57 @@
 /// Most answers a pool may give (`max_answers` is validated against it).
 pub const MAX_PICK: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Consecutive members from a random start, wrapping around: over many queries every
-    /// member leads equally often, and no counter is shared between UDP threads.
-    Rotate,
-    /// Sample without replacement, each draw proportional to weight, so weights hold across
-    /// many resolvers even though each caches only the first few answers.
-    Weighted,
+pub use crate::model::Order;
+
+/// The seed of the sticky hash. Fixed forever: every gslbd node and every restart must map a
+/// client to the same member.
+pub const STICKY_SEED: u64 = 0x6773_6c62_6473_7469; // "gslbdsti"
+
+/// The hash key of a member for sticky ordering (computed when the table is published).
+pub fn member_key(addr: &std::net::IpAddr) -> u64 {
+    match addr {
+        std::net::IpAddr::V4(a) => xxhash_rust::xxh3::xxh3_64_with_seed(&a.octets(), STICKY_SEED),
+        std::net::IpAddr::V6(a) => xxhash_rust::xxh3::xxh3_64_with_seed(&a.octets(), STICKY_SEED),
+    }
+}
+
+/// Step 5 for `sticky`: weighted rendezvous hashing (highest random weight) of the client
+/// prefix over the members. Each member scores `-weight / ln(u)` with `u` uniform in (0, 1) from
+/// a hash of (client, member); the best `max` scores win. A member that leaves takes only its own
+/// clients with it; one that returns takes back exactly those. `client` is the prefix's octets
+/// followed by its length.
+pub fn sticky(keys: &[u64], weights: &[u32], client: &[u8], max: usize) -> Picked {
+    let n = keys.len().min(weights.len()).min(u16::MAX as usize);
+    let k = max.min(n).min(MAX_PICK);
+    let mut out = Picked {
+        idx: [0; MAX_PICK],
+        len: 0,
+    };
+    let mut scores = [0f64; MAX_PICK];
+    for i in 0..n {
+        let w = f64::from(weights[i].max(1));
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(client, keys[i]);
+        // (h + 0.5) / 2^64 is in (0, 1): ln is finite and negative.
+        let u = (h as f64 + 0.5) / 18_446_744_073_709_551_616.0;
+        let score = -w / u.ln();
+        // insert into the top-k, kept sorted by score (k is small)
+        let mut at = out.len;
+        while at > 0 && scores[at - 1] < score {
+            at -= 1;
+        }
+        if at >= k {
+            continue;
+        }
+        let end = out.len.min(k - 1);
+        for j in (at..end).rev() {
+            scores[j + 1] = scores[j];
+            out.idx[j + 1] = out.idx[j];
+        }
+        scores[at] = score;
+        out.idx[at] = i as u16;
+        out.len = (out.len + 1).min(k);
+    }
+    out
 }
 
 /// Indices chosen for one answer, in answer order.
@@ -44,8 +87,9 @@ impl Picked {
     }
 }
 
-/// Choose up to `max` of the members whose weights are given. `rng` supplies the randomness of
-/// weighted sampling and the rotation start.
+/// Choose up to `max` of the members whose weights are given, for `round-robin` (rotation)
+/// and `weighted`; `sticky` uses [`sticky`]. `rng` supplies the randomness of weighted sampling
+/// and the rotation start.
 pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) -> Picked {
     let n = weights.len().min(u16::MAX as usize);
     let k = max.min(n).min(MAX_PICK);
@@ -57,7 +101,7 @@ pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) 
         return out;
     }
     let total: u64 = weights[..n].iter().map(|&w| u64::from(w)).sum();
-    if order == Order::Rotate || total == 0 {
+    if order != Order::Weighted || total == 0 {
         let start = rng.usize(..n);
         for j in 0..k {
             out.push((start + j) % n);
@@ -93,7 +137,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut first = [0u32; 3];
         for _ in 0..3000 {
-            let p = pick(Order::Rotate, &[1, 1, 1], 2, &mut rng);
+            let p = pick(Order::RoundRobin, &[1, 1, 1], 2, &mut rng);
             let v: Vec<usize> = p.iter().collect();
             assert_eq!(v.len(), 2);
             assert_eq!(v[1], (v[0] + 1) % 3, "consecutive in rotation");
@@ -118,6 +162,64 @@ mod tests {
         assert!((2.7..3.3).contains(&ratio), "{first:?}");
     }
 
+    fn client(a: [u8; 3]) -> [u8; 4] {
+        [a[0], a[1], a[2], 24]
+    }
+
+    #[test]
+    fn sticky_is_pinned_across_versions_and_nodes() {
+        // A golden mapping: if this changes, every deployed client moves. Never update it
+        // without a migration note.
+        let members: Vec<std::net::IpAddr> = ["192.0.2.10", "192.0.2.11", "192.0.2.12"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let keys: Vec<u64> = members.iter().map(member_key).collect();
+        let picks: Vec<usize> = (0..12u8)
+            .map(|i| {
+                sticky(&keys, &[100, 100, 100], &client([10, i, 0]), 1)
+                    .iter()
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(picks, GOLDEN);
+    }
+
+    const GOLDEN: [usize; 12] = [0, 0, 1, 1, 1, 2, 0, 1, 1, 0, 2, 0];
+
+    #[test]
+    fn sticky_moves_only_the_failed_members_clients() {
+        let members: Vec<std::net::IpAddr> = (1..=5u8)
+            .map(|i| std::net::IpAddr::from([192, 0, 2, i]))
+            .collect();
+        let keys: Vec<u64> = members.iter().map(member_key).collect();
+        let w = [100u32; 5];
+        let clients: Vec<[u8; 4]> = (0..10_000u32)
+            .map(|i| client([(i >> 16) as u8 + 10, (i >> 8) as u8, i as u8]))
+            .collect();
+        let before: Vec<usize> = clients
+            .iter()
+            .map(|c| sticky(&keys, &w, c, 1).iter().next().unwrap())
+            .collect();
+        // member 2 fails: the table drops it from the eligible list
+        let keep: Vec<usize> = vec![0, 1, 3, 4];
+        let keys2: Vec<u64> = keep.iter().map(|&i| keys[i]).collect();
+        let after: Vec<usize> = clients
+            .iter()
+            .map(|c| keep[sticky(&keys2, &w[..4], c, 1).iter().next().unwrap()])
+            .collect();
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        let owned_by_2 = before.iter().filter(|&&b| b == 2).count();
+        assert_eq!(moved, owned_by_2, "only member 2's clients move");
+        assert!(before.iter().zip(&after).all(|(b, a)| b == a || *b == 2));
+        // shares are even (5 members: ~2000 each)
+        for m in 0..5 {
+            let share = before.iter().filter(|&&b| b == m).count();
+            assert!((1700..2300).contains(&share), "member {m}: {share}");
+        }
+    }
+
     proptest! {
         #[test]
         fn picks_are_distinct_in_range_and_never_zero_weight(
@@ -127,7 +229,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let mut rng = fastrand::Rng::with_seed(seed);
-            let order = if weighted { Order::Weighted } else { Order::Rotate };
+            let order = if weighted { Order::Weighted } else { Order::RoundRobin };
             let p = pick(order, &weights, max, &mut rng);
             let v: Vec<usize> = p.iter().collect();
             let mut sorted = v.clone();

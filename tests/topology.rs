@@ -1,0 +1,204 @@
+//! Client-dependent answers end to end: topology by EDNS Client Subnet (or the resolver's
+//! address), site fallback, the ECS scope that decided the answer, and sticky clients.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::backend::{Backend, Mode};
+use common::{Ask, Server, addresses, ecs_of};
+
+fn zone(dir: &Path, body: &str) {
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    let text = format!(
+        "zone: t.test.\nsoa: {{ mname: ns1.t.test., rname: hostmaster.t.test. }}\nns: [ns1.t.test.]\nrecords:\n  ns1: {{ A: [192.0.2.53] }}\n{body}"
+    );
+    std::fs::write(dir.join("zones/t.yaml"), text).unwrap();
+}
+
+fn geo_zone(dir: &Path, port: u16) {
+    std::fs::write(dir.join("zones.nets"), "# CIDR site\n10.3.0.0/16 muc\n").unwrap();
+    zone(
+        dir,
+        &format!(
+            "sites:
+  fra: [10.1.0.0/16, 2001:db8:1::/48]
+  ber: {{ nets: [10.2.0.0/16], fallback: [fra] }}
+  muc: []
+  local: [127.0.0.0/8]
+nets_file: ../zones.nets
+checks:
+  web: {{ tcp: {{ port: {port} }}, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+pools:
+  geo:
+    policy: topology
+    checks: [web]
+    max_answers: 4
+    members:
+      - {{ address: 127.0.22.1, site: fra }}
+      - {{ address: 127.0.22.2, site: ber }}
+      - {{ address: 127.0.22.3, site: muc }}
+      - {{ address: 127.0.22.4, site: local }}
+names:
+  geo: {{ pool: geo }}
+"
+        ),
+    );
+}
+
+/// (addresses, ECS scope) of one answer.
+fn ask(s: &Server, subnet: Option<(&str, u8)>) -> (Vec<String>, Option<u8>) {
+    let mut q = Ask::new("geo.t.test.", "A");
+    if let Some((a, p)) = subnet {
+        q = q.ecs(a, p);
+    }
+    let m = s.udp(&q);
+    (addresses(&m), ecs_of(&m).map(|e| e.2))
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn topology_answers_by_client_subnet_with_the_deciding_scope() {
+    // one port for all four members
+    let first = Backend::start("127.0.22.1", 0, Mode::Ok);
+    let port = first.addr.port();
+    let mut backends = vec![first];
+    for i in 2..=4 {
+        backends.push(Backend::start(&format!("127.0.22.{i}"), port, Mode::Ok));
+    }
+    let d = tempfile::tempdir().unwrap();
+    geo_zone(d.path(), port);
+    let s = Server::start(d.path(), &[]);
+    for i in 1..=4 {
+        s.wait_log(&format!("health: 127.0.22.{i} check web: unknown -> up"), 5);
+    }
+
+    // Each site's clients get their site's member; the scope is the site prefix that matched,
+    // so a resolver caches the answer for the whole /16, not per /24.
+    assert_eq!(
+        ask(&s, Some(("10.1.2.0", 24))),
+        (strs(&["127.0.22.1"]), Some(16))
+    );
+    assert_eq!(
+        ask(&s, Some(("10.2.9.0", 24))),
+        (strs(&["127.0.22.2"]), Some(16))
+    );
+    // from nets_file
+    assert_eq!(
+        ask(&s, Some(("10.3.4.0", 24))),
+        (strs(&["127.0.22.3"]), Some(16))
+    );
+    // a /32 source is used as its /24; the scope never exceeds what decided
+    assert_eq!(
+        ask(&s, Some(("10.1.2.3", 32))),
+        (strs(&["127.0.22.1"]), Some(16))
+    );
+    // IPv6 client in fra
+    assert_eq!(
+        ask(&s, Some(("2001:db8:1:2::", 56))),
+        (strs(&["127.0.22.1"]), Some(48))
+    );
+    // No site covers 192.0.2.0/24: every member, valid for that /24.
+    let (all, scope) = ask(&s, Some(("192.0.2.0", 24)));
+    assert_eq!(all.len(), 4);
+    assert_eq!(scope, Some(24));
+    // No ECS: the resolver's own address decides (127.0.0.1 is in "local"), and no ECS
+    // option is returned.
+    assert_eq!(ask(&s, None), (strs(&["127.0.22.4"]), None));
+
+    // ber goes down: its clients fall back to fra, in the order the site lists.
+    backends[1].stop();
+    let start = Instant::now();
+    while ask(&s, Some(("10.2.9.0", 24))).0 != strs(&["127.0.22.1"]) {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask(&s, Some(("10.2.9.0", 24))).1, Some(16));
+    // muc has no fallback list: when it is down, its clients get every healthy member.
+    backends[2].stop();
+    let start = Instant::now();
+    loop {
+        let (got, _) = ask(&s, Some(("10.3.4.0", 24)));
+        if got == strs(&["127.0.22.1", "127.0.22.4"]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{got:?}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sticky_clients_keep_their_member_and_only_a_failed_members_clients_move() {
+    let first = Backend::start("127.0.23.1", 0, Mode::Ok);
+    let port = first.addr.port();
+    let mut backends = vec![first];
+    for i in 2..=4 {
+        backends.push(Backend::start(&format!("127.0.23.{i}"), port, Mode::Ok));
+    }
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        &format!(
+            "checks:
+  web: {{ tcp: {{ port: {port} }}, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+pools:
+  s:
+    policy: sticky
+    checks: [web]
+    max_answers: 1
+    members: [{{ address: 127.0.23.1 }}, {{ address: 127.0.23.2 }}, {{ address: 127.0.23.3 }}, {{ address: 127.0.23.4 }}]
+names:
+  s: {{ pool: s }}
+"
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    for i in 1..=4 {
+        s.wait_log(&format!("health: 127.0.23.{i} check web: unknown -> up"), 5);
+    }
+    let prefixes: Vec<String> = (0..400u32)
+        .map(|i| format!("10.{}.{}.0", i / 256 + 40, i % 256))
+        .collect();
+    let map = |s: &Server| -> Vec<String> {
+        prefixes
+            .iter()
+            .map(|p| {
+                let m = s.udp(&Ask::new("s.t.test.", "A").ecs(p, 24));
+                // the hashed prefix decided: scope 24
+                assert_eq!(ecs_of(&m).map(|e| e.2), Some(24));
+                addresses(&m).remove(0)
+            })
+            .collect()
+    };
+    let before = map(&s);
+    assert_eq!(
+        before,
+        map(&s),
+        "the same client always gets the same member"
+    );
+    let used: BTreeSet<&String> = before.iter().collect();
+    assert_eq!(used.len(), 4, "clients spread over every member");
+
+    backends[3].stop();
+    s.wait_log("127.0.23.4 check web: up -> down", 5);
+    let during = map(&s);
+    for (i, (b, a)) in before.iter().zip(&during).enumerate() {
+        if b == "127.0.23.4" {
+            assert_ne!(a, "127.0.23.4", "{}", prefixes[i]);
+        } else {
+            assert_eq!(a, b, "{} moved though its member is up", prefixes[i]);
+        }
+    }
+    backends[3].restart();
+    s.wait_log("127.0.23.4 check web: down -> up", 5);
+    assert_eq!(map(&s), before, "clients return to their member");
+}
