@@ -7,7 +7,10 @@
 #
 # W1: a static A record (gslbd gdnsd knot nsd). W2: a name on a health-checked 3-member pool
 # (gslbd round-robin with a tcp check; gdnsd multifo with tcp_connect), members are real
-# listeners on 127.0.1.1-3:8080, all up; every answer carries the 3 addresses.
+# listeners on 127.0.1.1-3:8080, all up; every answer carries the 3 addresses. W3: a topology
+# pool queried with EDNS Client Subnet from two subnets by two dnsperf processes (gslbd
+# topology over a site map; gdnsd geoip with a `nets` map); 10.1/16 -> 127.0.2.1,
+# 10.2/16 -> 127.0.2.2.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
 # (QPS ÷ CPU share: dnsperf saturates before a fast server does) and, at a fixed offered rate,
@@ -28,9 +31,13 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CPU_QPS=${CPU_QPS:-80000}
-WORKLOADS=${WORKLOADS:-w1 w2}
+WORKLOADS=${WORKLOADS:-w1 w2 w3}
 W1_SERVERS=${W1_SERVERS:-gslbd gdnsd knot nsd}
 W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
+W3_SERVERS=${W3_SERVERS:-gslbd gdnsd}
+DNSPERF_HALF_ARGS=(-T 1 -c 2 -q 100 -t 2)
+ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
+ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
 DNSPERF_ARGS=(-T 2 -c 4 -q 200 -t 2)
 
 for tool in dnsperf taskset dig cargo; do
@@ -67,8 +74,17 @@ pools:
     ttl: 30
     max_answers: 3
     members: [{ address: ${BACKENDS[0]} }, { address: ${BACKENDS[1]} }, { address: ${BACKENDS[2]} }]
+  geo:
+    policy: topology
+    ttl: 30
+    members: [{ address: 127.0.2.1, site: dc1 }, { address: 127.0.2.2, site: dc2 }, { address: 127.0.2.3, site: dc3 }]
+sites:
+  dc1: { nets: [10.1.0.0/16], fallback: [dc3] }
+  dc2: { nets: [10.2.0.0/16], fallback: [dc3] }
+  dc3: []
 names:
   pool: { pool: pool }
+  geo: { pool: geo }
 YAML
     fi
     GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve --zones "$dir/zones" --listen "$ADDR:$port" \
@@ -100,27 +116,50 @@ dnsperf_field() { awk -v k="$1" '$0 ~ k { for (i = 1; i <= NF; i++) if ($i ~ /^[
 echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,us_user,us_sys,check" >"$OUT/raw.csv"
 echo "www.$ZONE A" >"$WORK/q-w1.txt"
 echo "pool.$ZONE A" >"$WORK/q-w2.txt"
+echo "geo.$ZONE A" >"$WORK/q-w3.txt"
 measure() { # WORKLOAD SERVER REP
     local wl=$1 server=$2 rep=$3 dir=$WORK/$1-$2-$3 s0 s1 t0 t1 qps lost cpu per_core us uu usys done_q kind=static check=ok
-    [ "$wl" = w2 ] && kind=dyn
+    [ "$wl" != w1 ] && kind=dyn
     start_server "$server" pinned "$kind" default "$dir" || { echo "$wl,$server,$rep,,,,,,,,,start-failed" >>"$OUT/raw.csv"; SPID=""; return 0; }
     if [ "$wl" = w2 ]; then
         # every answer must carry the three healthy members before we measure
         wait_answer "$SPORT" "pool.$ZONE" A '127\.0\.1\.3' 10 || true
         [ "$(answer_addrs "$SPORT" "pool.$ZONE")" = "127.0.1.1 127.0.1.2 127.0.1.3" ] || check="pool=$(answer_addrs "$SPORT" "pool.$ZONE")"
     fi
+    if [ "$wl" = w3 ]; then
+        local a b
+        a=$(answer_addrs "$SPORT" "geo.$ZONE" +subnet=10.1.2.0/24)
+        b=$(answer_addrs "$SPORT" "geo.$ZONE" +subnet=10.2.2.0/24)
+        [ "$a" = 127.0.2.1 ] && [ "$b" = 127.0.2.2 ] || check="geo10.1=$a;geo10.2=$b"
+    fi
     local lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-$wl.txt")
-    taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" >/dev/null 2>&1 || true
-    read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
-    taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$DURATION" >"$dir/perf.txt" 2>&1 || true
-    read -r -a s1 < <(cpu_split "$SPID"); t1=$(date +%s.%N)
-    qps=$(dnsperf_field "Queries per second" "$dir/perf.txt")
-    lost=$(awk '/Queries lost:/ {print $3}' "$dir/perf.txt")
+    if [ "$wl" = w3 ]; then
+        # two clients, one per subnet, each with half the load
+        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$ECS_A" >/dev/null 2>&1 &
+        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$ECS_B" >/dev/null 2>&1 || true
+        wait $! || true
+        read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
+        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -E "$ECS_A" >"$dir/perf-a.txt" 2>&1 &
+        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -E "$ECS_B" >"$dir/perf-b.txt" 2>&1 || true
+        wait $! || true  # only the dnsperf job: a bare wait would wait for the server too
+        read -r -a s1 < <(cpu_split "$SPID"); t1=$(date +%s.%N)
+        qps=$(awk '/Queries per second/ { s += $4 } END { printf "%.0f", s }' "$dir/perf-a.txt" "$dir/perf-b.txt")
+        lost=$(awk '/Queries lost:/ { s += $3 } END { print s }' "$dir/perf-a.txt" "$dir/perf-b.txt")
+    else
+        taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" >/dev/null 2>&1 || true
+        read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
+        taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$DURATION" >"$dir/perf.txt" 2>&1 || true
+        read -r -a s1 < <(cpu_split "$SPID"); t1=$(date +%s.%N)
+        qps=$(dnsperf_field "Queries per second" "$dir/perf.txt")
+        lost=$(awk '/Queries lost:/ {print $3}' "$dir/perf.txt")
+    fi
     cpu=$(awk -v c=$(( s1[0] + s1[1] - s0[0] - s0[1] )) -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", c / (b - a) }')
     per_core=$(awk -v q="$qps" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", q * 100 / c }')
     # fixed offered rate: CPU time per answered query (one tick = 10 ms)
+    local ecs=()
+    [ "$wl" = w3 ] && ecs=(-E "$ECS_A")
     read -r -a s0 < <(cpu_split "$SPID")
-    taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -Q "$CPU_QPS" >"$dir/fixed.txt" 2>&1 || true
+    taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" "${ecs[@]}" -l "$DURATION" -Q "$CPU_QPS" >"$dir/fixed.txt" 2>&1 || true
     read -r -a s1 < <(cpu_split "$SPID")
     done_q=$(awk '/Queries completed:/ {print $3}' "$dir/fixed.txt")
     us=$(awk -v c=$(( s1[0] + s1[1] - s0[0] - s0[1] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
@@ -134,8 +173,7 @@ measure() { # WORKLOAD SERVER REP
 case " $WORKLOADS " in *" w2 "*) log "starting W2 backends ${BACKENDS[*]}:$BACKEND_PORT"; start_backends ;; esac
 for rep in $(seq 1 "$REPS"); do
     for wl in $WORKLOADS; do
-        servers=$W1_SERVERS
-        [ "$wl" = w2 ] && servers=$W2_SERVERS
+        case $wl in w1) servers=$W1_SERVERS ;; w2) servers=$W2_SERVERS ;; *) servers=$W3_SERVERS ;; esac
         for server in $servers; do measure "$wl" "$server" "$rep"; done
     done
 done
