@@ -20,7 +20,7 @@ use crate::health::Status;
 use crate::model::Config;
 use crate::probe;
 use crate::state;
-use crate::table::{ProbeKey, Table};
+use crate::table::{LoadKey, ProbeKey, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -241,10 +241,17 @@ async fn writer(
     mut stop: watch::Receiver<bool>,
 ) {
     let (report_tx, mut reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
+    let (load_tx, mut load_reports) = mpsc::channel::<probe::load::LoadReport>(REPORT_QUEUE);
     let mut probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>> = table
         .probes()
         .map(|(k, _)| (k.clone(), probe::spawn(k.clone(), report_tx.clone())))
         .collect();
+    let mut load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>> = table
+        .loads()
+        .map(|k| (k.clone(), probe::load::spawn(k.clone(), load_tx.clone())))
+        .collect();
+    // Slow-start ramps and stale load reports change answers as time passes.
+    let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut state_dir = table.config().server.state_dir.clone();
     let mut dirty = false;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -271,6 +278,13 @@ async fn writer(
                     ),
                 }
             }
+            Some(r) = load_reports.recv() => {
+                if let Err(e) = &r.load {
+                    tracing::debug!(member = %r.key.address, "load report failed: {e}");
+                }
+                table.observe_load(&r.key, r.load, std::time::Instant::now());
+            }
+            _ = clock.tick() => table.tick(std::time::Instant::now()),
             Some(Command::Reload) = commands.recv() => {
                 let sources = sources.clone();
                 let loaded = tokio::task::spawn_blocking(move || load(&sources)).await;
@@ -293,6 +307,12 @@ async fn writer(
                         for k in &changes.added {
                             probers.insert(k.clone(), probe::spawn(k.clone(), report_tx.clone()));
                         }
+                        for k in &changes.loads_removed {
+                            if let Some(h) = load_probers.remove(k) { h.abort(); }
+                        }
+                        for k in &changes.loads_added {
+                            load_probers.insert(k.clone(), probe::load::spawn(k.clone(), load_tx.clone()));
+                        }
                         state_dir = new_state_dir;
                         dirty = true;
                         tracing::info!(
@@ -313,6 +333,7 @@ async fn writer(
             }
             _ = stop.changed() => {
                 for (_, h) in probers.drain() { h.abort(); }
+                for (_, h) in load_probers.drain() { h.abort(); }
                 save(&table, &state_dir);
                 return;
             }

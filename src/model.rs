@@ -181,6 +181,25 @@ pub enum Order {
     /// Weighted rendezvous hash of the client prefix: a client keeps its member, and only a
     /// failed member's clients move.
     Sticky,
+    /// Sample without replacement by spare capacity (weight × smoothed load report).
+    LeastLoaded,
+}
+
+/// How a pool's members report their load (for `least-loaded`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoadSpec {
+    pub kind: LoadKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LoadKind {
+    /// HAProxy agent-check text on a TCP port: `75%` (share of the weight to use), `up`,
+    /// `down`, `drain`, `maint`, combined with spaces or commas.
+    Agent { port: u16 },
+    /// An HTTP endpoint whose body is the load in percent (`90` = 90 % busy).
+    Http { port: u16, path: String },
 }
 
 /// A site of the topology map.
@@ -223,6 +242,10 @@ pub struct Pool {
     pub max_answers: usize,
     pub when_all_down: WhenAllDown,
     pub members: Vec<Member>,
+    /// Load reports, for `least-loaded`.
+    pub load: Option<LoadSpec>,
+    /// A member that comes back up ramps from 10 % to its full weight over this window.
+    pub slow_start: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

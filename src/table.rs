@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -22,6 +22,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use crate::dns::wire::{self, CLASS_IN};
 use crate::health::{self, Outcome, State, Status, Transition};
 use crate::model::{self, CheckSpec, Config, Order};
+use crate::probe::load::{AgentState, Load};
 use crate::select::order;
 use crate::select::{self, Eligible, Family};
 
@@ -419,6 +420,47 @@ pub struct ProbeKey {
     pub spec: CheckSpec,
 }
 
+/// One load source: an address and how to ask it. Pools that share it share its reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoadKey {
+    pub address: IpAddr,
+    pub spec: model::LoadSpec,
+}
+
+/// Smoothed load reports of one source.
+#[derive(Debug, Clone, Default)]
+struct LoadState {
+    /// Spare capacity, smoothed: `c ← c + α (report − c)`.
+    capacity: Option<f64>,
+    state: Option<AgentState>,
+    /// When the last good report arrived; older than three intervals is stale.
+    at: Option<Instant>,
+    pools: Vec<u32>,
+}
+
+/// Weight of a new report in the smoothed capacity.
+const LOAD_ALPHA: f64 = 0.5;
+/// A load report older than this many intervals is forgotten (the member counts as idle).
+const LOAD_STALE_INTERVALS: u32 = 3;
+/// Where a member starts when it comes back up with `slow_start`.
+const SLOW_START_FLOOR: f64 = 0.1;
+
+impl LoadState {
+    fn fresh(&self, spec: &model::LoadSpec, now: Instant) -> bool {
+        self.at.is_some_and(|t| {
+            now.saturating_duration_since(t) <= spec.interval * LOAD_STALE_INTERVALS
+        })
+    }
+}
+
+/// The share of its weight a member gets `since` it came back up, with `slow_start`.
+pub fn slow_start_factor(window: Duration, since: Duration) -> f64 {
+    if window.is_zero() || since >= window {
+        return 1.0;
+    }
+    SLOW_START_FLOOR + (1.0 - SLOW_START_FLOOR) * since.as_secs_f64() / window.as_secs_f64()
+}
+
 struct Probe {
     state: State,
     /// Pool ids whose answers depend on this probe.
@@ -437,6 +479,11 @@ pub struct Table {
     pool_refs: Vec<(usize, usize)>,
     pool_answers: Vec<Arc<PoolAnswer>>,
     probes: HashMap<Arc<ProbeKey>, Probe>,
+    loads: HashMap<Arc<LoadKey>, LoadState>,
+    /// When each address last went from down to up (for slow start).
+    came_up: HashMap<IpAddr, Instant>,
+    /// The time of the last event the table saw; answers are computed as of this time.
+    now: Instant,
     generation: u64,
 }
 
@@ -445,6 +492,8 @@ pub struct Table {
 pub struct ProbeChanges {
     pub added: Vec<Arc<ProbeKey>>,
     pub removed: Vec<Arc<ProbeKey>>,
+    pub loads_added: Vec<Arc<LoadKey>>,
+    pub loads_removed: Vec<Arc<LoadKey>>,
 }
 
 impl Table {
@@ -462,6 +511,9 @@ impl Table {
             pool_refs: Vec::new(),
             pool_answers: Vec::new(),
             probes: HashMap::new(),
+            loads: HashMap::new(),
+            came_up: HashMap::new(),
+            now,
             generation: 1,
         };
         t.index_probes(|key| match restored(key) {
@@ -506,20 +558,92 @@ impl Table {
         outcome: Outcome,
         now: Instant,
     ) -> Option<Transition> {
+        self.now = now;
         let probe = self.probes.get_mut(key)?;
         let tr = probe.state.observe(outcome, key.spec.thresholds, now)?;
+        if tr.from == Status::Down && tr.to == Status::Up {
+            self.came_up.insert(key.address, now);
+        }
         let pools = probe.pools.clone();
-        for id in pools {
+        self.republish(&pools);
+        Some(tr)
+    }
+
+    /// Every load source.
+    pub fn loads(&self) -> impl Iterator<Item = &Arc<LoadKey>> {
+        self.loads.keys()
+    }
+
+    /// Take one load report: smooth it and republish the pools that use it.
+    pub fn observe_load(&mut self, key: &LoadKey, load: Result<Load, String>, now: Instant) {
+        self.now = now;
+        let Some(l) = self.loads.get_mut(key) else {
+            return;
+        };
+        let Ok(load) = load else { return };
+        if let Some(c) = load.capacity {
+            let prev = if l.fresh(&key.spec, now) {
+                l.capacity
+            } else {
+                None
+            };
+            l.capacity = Some(prev.map_or(c, |p| p + LOAD_ALPHA * (c - p)));
+        }
+        if load.state.is_some() {
+            l.state = load.state;
+        }
+        l.at = Some(now);
+        let pools = l.pools.clone();
+        self.republish(&pools);
+    }
+
+    /// Time passes: pools whose members are ramping up or whose load reports went stale are
+    /// recomputed. Cheap when nothing depends on time.
+    pub fn tick(&mut self, now: Instant) {
+        self.now = now;
+        let mut due: Vec<u32> = Vec::new();
+        for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
+            let pool = &self.config.zones[zi].pools[pi];
+            let ramping = pool.slow_start.is_some_and(|w| {
+                pool.members.iter().any(|m| {
+                    self.came_up.get(&m.address).is_some_and(|t| {
+                        now.saturating_duration_since(*t) <= w + Duration::from_secs(1)
+                    })
+                })
+            });
+            let stale = pool.load.as_ref().is_some_and(|spec| {
+                pool.members.iter().any(|m| {
+                    let key = LoadKey {
+                        address: m.address,
+                        spec: spec.clone(),
+                    };
+                    self.loads
+                        .get(&key)
+                        .is_some_and(|l| l.capacity.is_some() && !l.fresh(spec, now))
+                })
+            });
+            if ramping || stale {
+                due.push(id as u32);
+            }
+        }
+        if !due.is_empty() {
+            self.republish(&due);
+        }
+    }
+
+    fn republish(&mut self, pools: &[u32]) {
+        for &id in pools {
             self.pool_answers[id as usize] = Arc::new(self.answer_of(id));
         }
         self.live.publish(self.snapshot());
-        Some(tr)
     }
 
     /// Replace the config. Probes whose (address, spec) stays keep their state.
     pub fn reload(&mut self, config: Config, now: Instant) -> Result<ProbeChanges, BuildError> {
         let zones = Arc::new(Snapshot::build_zones(&config.zones)?);
         let old: HashMap<Arc<ProbeKey>, Probe> = std::mem::take(&mut self.probes);
+        let old_loads: HashMap<Arc<LoadKey>, LoadState> = std::mem::take(&mut self.loads);
+        self.now = now;
         self.config = config;
         self.zones = zones;
         self.index_probes(|key| {
@@ -538,7 +662,25 @@ impl Table {
                 .filter(|k| !self.probes.contains_key(*k))
                 .cloned()
                 .collect(),
+            loads_added: self
+                .loads
+                .keys()
+                .filter(|k| !old_loads.contains_key(*k))
+                .cloned()
+                .collect(),
+            loads_removed: old_loads
+                .keys()
+                .filter(|k| !self.loads.contains_key(*k))
+                .cloned()
+                .collect(),
         };
+        // Load sources that stay keep their smoothed reports.
+        for (k, l) in self.loads.iter_mut() {
+            if let Some(o) = old_loads.get(k) {
+                let pools = std::mem::take(&mut l.pools);
+                *l = LoadState { pools, ..o.clone() };
+            }
+        }
         self.generation += 1;
         self.recompute_all();
         self.live.publish(self.snapshot());
@@ -564,6 +706,16 @@ impl Table {
         for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
             let pool = &self.config.zones[zi].pools[pi];
             for m in &pool.members {
+                if let Some(spec) = &pool.load {
+                    let key = LoadKey {
+                        address: m.address,
+                        spec: spec.clone(),
+                    };
+                    let l = self.loads.entry(Arc::new(key)).or_default();
+                    if !l.pools.contains(&(id as u32)) {
+                        l.pools.push(id as u32);
+                    }
+                }
                 for c in &pool.checks {
                     let key = ProbeKey {
                         address: m.address,
@@ -598,8 +750,24 @@ impl Table {
             .collect();
     }
 
-    /// The status of a member of a pool: all of the pool's checks combined (no checks: up).
+    /// The load source of a member, if its pool has one.
+    fn load_of(&self, pool: &model::Pool, m: &model::Member) -> Option<&LoadState> {
+        let spec = pool.load.as_ref()?;
+        self.loads.get(&LoadKey {
+            address: m.address,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The status of a member of a pool: all of the pool's checks combined (no checks: up);
+    /// an agent that says `down` or `maint` takes the member down too.
     fn member_status(&self, pool: &model::Pool, m: &model::Member) -> Status {
+        if let (Some(l), Some(spec)) = (self.load_of(pool, m), &pool.load)
+            && l.state == Some(AgentState::Down)
+            && l.fresh(spec, self.now)
+        {
+            return Status::Down;
+        }
         health::combine(pool.checks.iter().map(|c| {
             let key = ProbeKey {
                 address: m.address,
@@ -619,8 +787,15 @@ impl Table {
         let pool = &zone.pools[pi];
         let status = |p: &model::Pool, m: &model::Member| self.member_status(p, m);
         let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
-        let v4 = select::eligible(pool, Family::V4, &status, &fallback);
-        let v6 = select::eligible(pool, Family::V6, &status, &fallback);
+        let mut v4 = select::eligible(pool, Family::V4, &status, &fallback);
+        let mut v6 = select::eligible(pool, Family::V6, &status, &fallback);
+        for e in [&mut v4, &mut v6] {
+            if let Eligible::Members { members, .. } = e {
+                for c in members.iter_mut() {
+                    c.weight = self.effective_weight(pool, c);
+                }
+            }
+        }
         let sites: Vec<Option<usize>> = if pool.policy.topology {
             std::iter::once(None)
                 .chain((0..zone.sites.len()).map(Some))
@@ -639,6 +814,35 @@ impl Table {
             name: pool.name.clone(),
             topology: pool.policy.topology,
             views,
+        }
+    }
+}
+
+impl Table {
+    /// Weight × spare capacity (fresh load reports, smoothed) × slow-start ramp. A drained
+    /// member gets 0: weighted sampling then never picks it while another member has weight.
+    /// Scaled by 100 so that small capacities keep their proportion.
+    fn effective_weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
+        let Some(m) = pool.members.iter().find(|m| m.address == c.address) else {
+            return c.weight;
+        };
+        let mut w = f64::from(c.weight) * 100.0;
+        if let (Some(l), Some(spec)) = (self.load_of(pool, m), &pool.load)
+            && l.fresh(spec, self.now)
+        {
+            if l.state == Some(AgentState::Drain) {
+                return 0;
+            }
+            w *= l.capacity.unwrap_or(1.0);
+        }
+        if let (Some(window), Some(t)) = (pool.slow_start, self.came_up.get(&m.address)) {
+            w *= slow_start_factor(window, self.now.saturating_duration_since(*t));
+        }
+        // A member with some capacity never drops to 0: it keeps a small share.
+        if w > 0.0 {
+            (w.round() as u32).max(1)
+        } else {
+            0
         }
     }
 }

@@ -294,7 +294,7 @@ pools:
         "sites.ber.fallback[1]: no site named \"nowhere\" (known: fra, ber, or any)",
         "pools.a.policy: steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky",
         "pools.a.members[0].site: no site named \"muc\" in `sites:` (known: fra, ber)",
-        "pools.b.policy: \"least-loaded\" is not available yet",
+        "pools.b.load: least-loaded needs `load: { agent: { port: N } }` or `load: { http: { port: N, path: /load } }`",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

@@ -202,3 +202,152 @@ names:
     s.wait_log("127.0.23.4 check web: down -> up", 5);
     assert_eq!(map(&s), before, "clients return to their member");
 }
+
+/// Share of first answers per address over `n` queries.
+fn shares(s: &Server, name: &str, n: usize) -> std::collections::BTreeMap<String, f64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let m = s.udp(&Ask::new(name, "A"));
+        if let Some(r) = m.answers.first() {
+            *counts.entry(r.data.to_string()).or_insert(0usize) += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(k, v)| (k, v as f64 / n as f64))
+        .collect()
+}
+
+#[test]
+fn least_loaded_shifts_answers_away_from_a_busy_member_without_herding() {
+    // Three members reporting load over HTTP (busy percent), and three HAProxy agents.
+    let first = Backend::start("127.0.24.1", 0, Mode::Text);
+    let port = first.addr.port();
+    let mut http = vec![first];
+    for i in 2..=3 {
+        http.push(Backend::start(&format!("127.0.24.{i}"), port, Mode::Text));
+    }
+    for b in &http {
+        b.set_text("10");
+    }
+    let a1 = Backend::start("127.0.25.1", 0, Mode::Agent);
+    let aport = a1.addr.port();
+    let agents = [a1, Backend::start("127.0.25.2", aport, Mode::Agent)];
+    agents[0].set_text("up 100%");
+    agents[1].set_text("up 100%");
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        &format!(
+            "pools:
+  api:
+    policy: least-loaded
+    max_answers: 1
+    load: {{ http: {{ port: {port}, path: /load }}, interval: 300ms, timeout: 200ms }}
+    members: [{{ address: 127.0.24.1 }}, {{ address: 127.0.24.2 }}, {{ address: 127.0.24.3 }}]
+  agent:
+    policy: least-loaded
+    max_answers: 1
+    load: {{ agent: {{ port: {aport} }}, interval: 300ms, timeout: 200ms }}
+    members: [{{ address: 127.0.25.1 }}, {{ address: 127.0.25.2 }}]
+names:
+  api: {{ pool: api }}
+  agent: {{ pool: agent }}
+"
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    std::thread::sleep(Duration::from_millis(700));
+    let even = shares(&s, "api.t.test.", 600);
+    for (m, share) in &even {
+        assert!(
+            (0.2..0.47).contains(share),
+            "even load, uneven share: {m} {share} in {even:?}"
+        );
+    }
+    // Member 1 reports 90 % load: within two report intervals it gets a small share, and the
+    // others share the rest — nobody gets everything.
+    http[0].set_text("90");
+    std::thread::sleep(Duration::from_millis(2 * 330 + 100));
+    let after = shares(&s, "api.t.test.", 600);
+    let busy = after.get("127.0.24.1").copied().unwrap_or(0.0);
+    assert!(busy < 0.2, "busy member still gets {busy}: {after:?}");
+    for other in ["127.0.24.2", "127.0.24.3"] {
+        let sh = after.get(other).copied().unwrap_or(0.0);
+        assert!((0.3..0.62).contains(&sh), "{other}: {sh} in {after:?}");
+    }
+    // An agent saying "drain" gets no new answers while the other member is up; "down" likewise.
+    agents[0].set_text("drain");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        shares(&s, "agent.t.test.", 100).get("127.0.25.2"),
+        Some(&1.0)
+    );
+    agents[0].set_text("up 100%");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        shares(&s, "agent.t.test.", 300)
+            .get("127.0.25.1")
+            .copied()
+            .unwrap_or(0.0)
+            > 0.3
+    );
+    agents[1].set_text("down");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        shares(&s, "agent.t.test.", 100).get("127.0.25.1"),
+        Some(&1.0)
+    );
+}
+
+#[test]
+fn slow_start_ramps_a_returning_member() {
+    let first = Backend::start("127.0.26.1", 0, Mode::Ok);
+    let port = first.addr.port();
+    let mut b = vec![first];
+    for i in 2..=3 {
+        b.push(Backend::start(&format!("127.0.26.{i}"), port, Mode::Ok));
+    }
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        &format!(
+            "checks:
+  web: {{ tcp: {{ port: {port} }}, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+pools:
+  w:
+    policy: weighted
+    max_answers: 1
+    checks: [web]
+    slow_start: 4s
+    members: [{{ address: 127.0.26.1 }}, {{ address: 127.0.26.2 }}, {{ address: 127.0.26.3 }}]
+names:
+  w: {{ pool: w }}
+"
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    for i in 1..=3 {
+        s.wait_log(&format!("health: 127.0.26.{i} check web: unknown -> up"), 5);
+    }
+    b[0].stop();
+    s.wait_log("127.0.26.1 check web: up -> down", 5);
+    b[0].restart();
+    s.wait_log("127.0.26.1 check web: down -> up", 5);
+    let back = Instant::now();
+    // just back: about 10 % of the weight (≈ 5 % of first answers), well below its full third
+    let early = shares(&s, "w.t.test.", 400)
+        .get("127.0.26.1")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(early < 0.15, "{early}");
+    // after the window it has its full share again
+    std::thread::sleep(
+        Duration::from_secs(4).saturating_sub(back.elapsed()) + Duration::from_millis(500),
+    );
+    let late = shares(&s, "w.t.test.", 600)
+        .get("127.0.26.1")
+        .copied()
+        .unwrap_or(0.0);
+    assert!((0.25..0.42).contains(&late), "{late}");
+}

@@ -187,6 +187,31 @@ pub struct PoolFile {
     pub when_all_down: Option<Spanned<String>>,
     pub fallback: Option<Spanned<FallbackFile>>,
     pub members: Option<Spanned<Vec<Spanned<MemberFile>>>>,
+    pub load: Option<Spanned<LoadFile>>,
+    pub slow_start: Option<Spanned<String>>,
+}
+
+/// `load: { agent: { port } | http: { port, path }, interval, timeout }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadFile {
+    pub agent: Option<Spanned<AgentFile>>,
+    pub http: Option<Spanned<LoadHttpFile>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub port: Spanned<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadHttpFile {
+    pub port: Spanned<i64>,
+    pub path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

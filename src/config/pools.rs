@@ -163,21 +163,14 @@ fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Poli
             "round-robin" => (3, Some(Order::RoundRobin)),
             "weighted" => (3, Some(Order::Weighted)),
             "sticky" => (3, Some(Order::Sticky)),
-            "least-loaded" => {
-                r.error(
-                    loc(p),
-                    &path,
-                    "\"least-loaded\" is not available yet; use round-robin, weighted or sticky",
-                );
-                continue;
-            }
+            "least-loaded" => (3, Some(Order::LeastLoaded)),
             other => {
-                r.error(loc(p), &path, format!("{other:?} is not a policy step: use failover, topology, round-robin, weighted or sticky"));
+                r.error(loc(p), &path, format!("{other:?} is not a policy step: use failover, topology, round-robin, weighted, sticky or least-loaded"));
                 continue;
             }
         };
         if r_step < rank || (r_step == 3 && ordered) || (r_step == rank && r_step < 3) {
-            r.error(loc(p), &path, "steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky; list each once, in that order");
+            r.error(loc(p), &path, "steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky, least-loaded; list each once, in that order");
             return policy;
         }
         rank = r_step;
@@ -192,6 +185,85 @@ fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Poli
         }
     }
     policy
+}
+
+fn load(
+    l: &Spanned<super::format::LoadFile>,
+    base: &str,
+    r: &mut Reporter,
+) -> Option<crate::model::LoadSpec> {
+    use crate::model::{LoadKind, LoadSpec};
+    let f = &l.value;
+    let kind = match (&f.agent, &f.http) {
+        (Some(a), None) => LoadKind::Agent {
+            port: ranged(
+                &a.value.port,
+                1,
+                65535,
+                &format!("{base}.agent.port"),
+                "port",
+                r,
+            )? as u16,
+        },
+        (None, Some(h)) => {
+            let path = h
+                .value
+                .path
+                .as_ref()
+                .map_or("/".to_string(), |p| p.value.clone());
+            if !path.starts_with('/') {
+                r.error(
+                    loc(l),
+                    format!("{base}.http.path"),
+                    format!("{path:?} must start with /"),
+                );
+            }
+            LoadKind::Http {
+                port: ranged(
+                    &h.value.port,
+                    1,
+                    65535,
+                    &format!("{base}.http.port"),
+                    "port",
+                    r,
+                )? as u16,
+                path,
+            }
+        }
+        _ => {
+            r.error(
+                loc(l),
+                base,
+                "give exactly one source: agent: { port: N } or http: { port: N, path: /load }",
+            );
+            return None;
+        }
+    };
+    let interval = duration(
+        &f.interval,
+        DEFAULT_INTERVAL,
+        &format!("{base}.interval"),
+        r,
+    )?;
+    let timeout = duration(
+        &f.timeout,
+        DEFAULT_TIMEOUT.min(interval),
+        &format!("{base}.timeout"),
+        r,
+    )?;
+    if timeout > interval || interval < MIN_INTERVAL {
+        r.error(
+            loc(l),
+            base,
+            "the timeout must not exceed the interval, which must be at least 100ms",
+        );
+        return None;
+    }
+    Some(LoadSpec {
+        kind,
+        interval,
+        timeout,
+    })
 }
 
 /// Checks by name.
@@ -687,6 +759,22 @@ fn pool(
     if r.error_count() > errors {
         return None;
     }
+    let load = p
+        .load
+        .as_ref()
+        .and_then(|l| load(l, &format!("{base}.load"), r));
+    if policy.order == Order::LeastLoaded && p.load.is_none() {
+        r.error(loc(key), format!("{base}.load"), "least-loaded needs `load: { agent: { port: N } }` or `load: { http: { port: N, path: /load } }`");
+    }
+    let slow_start = duration(
+        &p.slow_start,
+        Duration::ZERO,
+        &format!("{base}.slow_start"),
+        r,
+    );
+    if r.error_count() > errors {
+        return None;
+    }
     Some(Pool {
         name: key.value.clone(),
         policy,
@@ -695,6 +783,8 @@ fn pool(
         max_answers,
         when_all_down,
         members,
+        load,
+        slow_start: slow_start.filter(|d| !d.is_zero()),
     })
 }
 

@@ -11,6 +11,7 @@
 mod exec;
 mod file;
 mod http;
+pub mod load;
 mod tcp;
 
 use std::net::IpAddr;

@@ -222,6 +222,8 @@ mod tests {
             max_answers: 2,
             when_all_down: when,
             members,
+            load: None,
+            slow_start: None,
         }
     }
 

@@ -101,7 +101,7 @@ pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) 
         return out;
     }
     let total: u64 = weights[..n].iter().map(|&w| u64::from(w)).sum();
-    if order != Order::Weighted || total == 0 {
+    if !matches!(order, Order::Weighted | Order::LeastLoaded) || total == 0 {
         let start = rng.usize(..n);
         for j in 0..k {
             out.push((start + j) % n);

@@ -26,17 +26,27 @@ pub enum Mode {
     Smtp = 5,
     /// Greets with a refusal: `554 no service`.
     SmtpRefuse = 6,
+    /// An HAProxy agent: says the current text (`set_text`) as one line and closes.
+    Agent = 7,
+    /// HTTP `200 OK` with the current text as the body (a load endpoint).
+    Text = 8,
 }
 
 pub struct Backend {
     pub addr: SocketAddr,
     mode: Arc<AtomicU8>,
+    text: Arc<std::sync::Mutex<String>>,
     pub requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Backend {
+    /// The text of `Agent` and `Text` modes.
+    pub fn set_text(&self, text: &str) {
+        *self.text.lock().unwrap() = text.to_string();
+    }
+
     /// Listen on `ip:port` (port 0 picks one).
     pub fn start(ip: &str, port: u16, mode: Mode) -> Backend {
         let listener =
@@ -45,6 +55,7 @@ impl Backend {
         let mut b = Backend {
             addr,
             mode: Arc::new(AtomicU8::new(mode as u8)),
+            text: Arc::default(),
             requests: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
@@ -56,6 +67,7 @@ impl Backend {
     fn serve(&mut self, listener: TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let (mode, requests, stop) = (self.mode.clone(), self.requests.clone(), self.stop.clone());
+        let text = self.text.clone();
         self.thread = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -63,7 +75,8 @@ impl Backend {
                         let n = requests.fetch_add(1, Ordering::Relaxed);
                         let m = mode.load(Ordering::Relaxed);
                         let stop = stop.clone();
-                        std::thread::spawn(move || handle(s, m, n, &stop));
+                        let t = text.lock().unwrap().clone();
+                        std::thread::spawn(move || handle(s, m, n, &t, &stop));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -184,7 +197,7 @@ impl Drop for Backend {
     }
 }
 
-fn handle(mut s: TcpStream, mode: u8, n: usize, stop: &AtomicBool) {
+fn handle(mut s: TcpStream, mode: u8, n: usize, text: &str, stop: &AtomicBool) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let greet = |s: &mut TcpStream, line: &str| {
         let _ = s.write_all(line.as_bytes());
@@ -195,6 +208,10 @@ fn handle(mut s: TcpStream, mode: u8, n: usize, stop: &AtomicBool) {
     }
     if mode == Mode::SmtpRefuse as u8 {
         return greet(&mut s, "554 no service\r\n");
+    }
+    if mode == Mode::Agent as u8 {
+        let _ = s.write_all(format!("{text}\n").as_bytes());
+        return;
     }
     // read the request head
     let mut buf = [0u8; 4096];
@@ -215,6 +232,7 @@ fn handle(mut s: TcpStream, mode: u8, n: usize, stop: &AtomicBool) {
     match mode {
         m if m == Mode::Ok as u8 => reply(&mut s, "200 OK", "200 OK"),
         m if m == Mode::Unavailable as u8 => reply(&mut s, "503 Service Unavailable", "down"),
+        m if m == Mode::Text as u8 => reply(&mut s, "200 OK", text),
         m if m == Mode::FailOneInThree as u8 => {
             if n % 3 == 2 {
                 reply(&mut s, "503 Service Unavailable", "down")

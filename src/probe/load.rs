@@ -1,0 +1,189 @@
+//! Load reports for `least-loaded`: what a member says about its spare capacity.
+//!
+//! Two sources: the HAProxy agent-check text protocol on a TCP port (connect, read one line,
+//! e.g. `up 75%`, `drain`, `down`; a percentage is the share of the configured weight the member
+//! wants, as in HAProxy), or an HTTP endpoint whose body is the load in percent (`90` = busy,
+//! 10 % spare). Like probes, a report only says what was found; the table smooths and expires.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::model::LoadKind;
+use crate::table::LoadKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    Up,
+    /// No new answers while anything else is healthy.
+    Drain,
+    Down,
+}
+
+/// One report: spare capacity in 0..=1 and/or a state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    pub capacity: Option<f64>,
+    pub state: Option<AgentState>,
+}
+
+#[derive(Debug)]
+pub struct LoadReport {
+    pub key: Arc<LoadKey>,
+    /// `Err` with the reason when the member could not be asked (treated as no report).
+    pub load: Result<Load, String>,
+}
+
+/// HAProxy agent-check words, separated by spaces, commas or tabs: `75%`, `up`/`ready`,
+/// `drain`, `down`/`fail`/`stopped`/`maint`; unknown words (`maxconn:30`) are ignored.
+pub fn parse_agent(text: &str) -> Result<Load, String> {
+    let mut load = Load {
+        capacity: None,
+        state: None,
+    };
+    for word in text.split([' ', ',', '\t', '\r', '\n']) {
+        let w = word.trim().to_ascii_lowercase();
+        if let Some(p) = w.strip_suffix('%') {
+            let v: f64 = p
+                .parse()
+                .map_err(|_| format!("{word:?} is not a percentage"))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("{word:?} is not within 0%..100%"));
+            }
+            load.capacity = Some(v / 100.0);
+        } else {
+            load.state = match w.as_str() {
+                "up" | "ready" => Some(AgentState::Up),
+                "drain" => Some(AgentState::Drain),
+                "down" | "fail" | "failed" | "stopped" | "maint" => Some(AgentState::Down),
+                _ => load.state,
+            };
+        }
+    }
+    if load.capacity.is_none() && load.state.is_none() {
+        return Err(format!("nothing understood in {:?}", text.trim()));
+    }
+    Ok(load)
+}
+
+/// An HTTP load endpoint's body: the load in percent, `90` or `90%` or `0.9`-style `90.0`.
+pub fn parse_http_load(body: &str) -> Result<Load, String> {
+    let t = body.trim().trim_end_matches('%');
+    let v: f64 = t
+        .parse()
+        .map_err(|_| format!("{:?} is not a load in percent", body.trim()))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{v} is not within 0..100"));
+    }
+    Ok(Load {
+        capacity: Some(1.0 - v / 100.0),
+        state: None,
+    })
+}
+
+/// Ask a member for its load once, bounded by `timeout`.
+pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Load, String> {
+    let work = async {
+        match kind {
+            LoadKind::Agent { port } => {
+                let mut s = tokio::net::TcpStream::connect(SocketAddr::new(addr, *port))
+                    .await
+                    .map_err(|e| super::tcp::connect_error(&e))?;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 256];
+                while !buf.contains(&b'\n') && buf.len() < 512 {
+                    match s.read(&mut chunk).await {
+                        Ok(0) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e) => return Err(format!("read failed: {e}")),
+                    }
+                }
+                parse_agent(&String::from_utf8_lossy(&buf))
+            }
+            LoadKind::Http { port, path } => {
+                let url = match addr {
+                    IpAddr::V4(a) => format!("http://{a}:{port}{path}"),
+                    IpAddr::V6(a) => format!("http://[{a}]:{port}{path}"),
+                };
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .pool_max_idle_per_host(0)
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+                if !resp.status().is_success() {
+                    return Err(format!("http {}", resp.status().as_u16()));
+                }
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                parse_http_load(&body[..body.len().min(64)])
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout {}", humantime::format_duration(timeout))),
+    }
+}
+
+/// Ask every interval (±10 %) until the writer goes away or the task is aborted.
+pub fn spawn(key: Arc<LoadKey>, tx: mpsc::Sender<LoadReport>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut rng = fastrand::Rng::new();
+        loop {
+            let start = Instant::now();
+            let load = ask(&key.spec.kind, key.address, key.spec.timeout).await;
+            if tx
+                .send(LoadReport {
+                    key: key.clone(),
+                    load,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let jittered = key.spec.interval.as_secs_f64() * (0.9 + 0.2 * rng.f64());
+            tokio::time::sleep_until((start + Duration::from_secs_f64(jittered)).into()).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_words() {
+        assert_eq!(
+            parse_agent("75%\n").unwrap(),
+            Load {
+                capacity: Some(0.75),
+                state: None
+            }
+        );
+        assert_eq!(
+            parse_agent("up, 10% maxconn:30\n").unwrap(),
+            Load {
+                capacity: Some(0.1),
+                state: Some(AgentState::Up)
+            }
+        );
+        assert_eq!(parse_agent("drain").unwrap().state, Some(AgentState::Drain));
+        assert_eq!(parse_agent("MAINT").unwrap().state, Some(AgentState::Down));
+        assert!(parse_agent("150%").is_err());
+        assert!(parse_agent("hello").is_err());
+        assert!(parse_agent("").is_err());
+    }
+
+    #[test]
+    fn http_load_is_busy_percent() {
+        assert!((parse_http_load("90\n").unwrap().capacity.unwrap() - 0.1).abs() < 1e-9);
+        assert_eq!(parse_http_load("0%").unwrap().capacity, Some(1.0));
+        assert!(parse_http_load("-3").is_err());
+        assert!(parse_http_load("lots").is_err());
+    }
+}
