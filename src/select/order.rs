@@ -221,6 +221,37 @@ mod tests {
     }
 
     proptest! {
+        /// For any member set, weights and client: the sticky choice is deterministic, distinct,
+        /// and removing one member changes the choice only for clients whose first pick it was.
+        #[test]
+        fn sticky_removal_moves_only_the_removed_members_clients(
+            n in 2usize..12,
+            weights in proptest::collection::vec(1u32..500, 12),
+            gone in 0usize..12,
+            clients in proptest::collection::vec(any::<[u8; 4]>(), 1..50),
+        ) {
+            let gone = gone % n;
+            let members: Vec<std::net::IpAddr> = (0..n).map(|i| std::net::IpAddr::from([198, 51, 100, i as u8])).collect();
+            let keys: Vec<u64> = members.iter().map(member_key).collect();
+            let kept: Vec<usize> = (0..n).filter(|&i| i != gone).collect();
+            let keys2: Vec<u64> = kept.iter().map(|&i| keys[i]).collect();
+            let w2: Vec<u32> = kept.iter().map(|&i| weights[i]).collect();
+            for c in &clients {
+                let a = sticky(&keys, &weights[..n], c, 3);
+                let b = sticky(&keys, &weights[..n], c, 3);
+                prop_assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+                let first = a.iter().next().unwrap();
+                let after = kept[sticky(&keys2, &w2, c, 1).iter().next().unwrap()];
+                if first != gone {
+                    prop_assert_eq!(after, first);
+                }
+                let mut v: Vec<usize> = a.iter().collect();
+                v.sort();
+                v.dedup();
+                prop_assert_eq!(v.len(), a.len());
+            }
+        }
+
         #[test]
         fn picks_are_distinct_in_range_and_never_zero_weight(
             weights in proptest::collection::vec(0u32..1000, 0..40),
