@@ -62,13 +62,7 @@ fn zone(dir: &Path, body: &str) {
 
 /// Three HTTP backends on 127.0.<net>.1-3, all on one port.
 fn backends(net: u8, mode: Mode) -> Vec<Backend> {
-    let first = Backend::start(&format!("127.0.{net}.1"), 0, mode);
-    let port = first.addr.port();
-    let mut v = vec![first];
-    for i in 2..=3 {
-        v.push(Backend::start(&format!("127.0.{net}.{i}"), port, mode));
-    }
-    v
+    Backend::group(net, 3, mode)
 }
 
 fn http_pool(net: u8, port: u16, interval: &str, rise: u32, fall: u32, extra: &str) -> String {

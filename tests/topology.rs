@@ -65,12 +65,8 @@ fn strs(v: &[&str]) -> Vec<String> {
 #[test]
 fn topology_answers_by_client_subnet_with_the_deciding_scope() {
     // one port for all four members
-    let first = Backend::start("127.0.22.1", 0, Mode::Ok);
-    let port = first.addr.port();
-    let mut backends = vec![first];
-    for i in 2..=4 {
-        backends.push(Backend::start(&format!("127.0.22.{i}"), port, Mode::Ok));
-    }
+    let mut backends = Backend::group(22, 4, Mode::Ok);
+    let port = backends[0].addr.port();
     let d = tempfile::tempdir().unwrap();
     geo_zone(d.path(), port);
     let s = Server::start(d.path(), &[]);
@@ -138,12 +134,8 @@ fn topology_answers_by_client_subnet_with_the_deciding_scope() {
 
 #[test]
 fn sticky_clients_keep_their_member_and_only_a_failed_members_clients_move() {
-    let first = Backend::start("127.0.23.1", 0, Mode::Ok);
-    let port = first.addr.port();
-    let mut backends = vec![first];
-    for i in 2..=4 {
-        backends.push(Backend::start(&format!("127.0.23.{i}"), port, Mode::Ok));
-    }
+    let mut backends = Backend::group(23, 4, Mode::Ok);
+    let port = backends[0].addr.port();
     let d = tempfile::tempdir().unwrap();
     zone(
         d.path(),
@@ -221,12 +213,8 @@ fn shares(s: &Server, name: &str, n: usize) -> std::collections::BTreeMap<String
 #[test]
 fn least_loaded_shifts_answers_away_from_a_busy_member_without_herding() {
     // Three members reporting load over HTTP (busy percent), and three HAProxy agents.
-    let first = Backend::start("127.0.24.1", 0, Mode::Text);
-    let port = first.addr.port();
-    let mut http = vec![first];
-    for i in 2..=3 {
-        http.push(Backend::start(&format!("127.0.24.{i}"), port, Mode::Text));
-    }
+    let http = Backend::group(24, 3, Mode::Text);
+    let port = http[0].addr.port();
     for b in &http {
         b.set_text("10");
     }
@@ -302,12 +290,8 @@ names:
 
 #[test]
 fn slow_start_ramps_a_returning_member() {
-    let first = Backend::start("127.0.26.1", 0, Mode::Ok);
-    let port = first.addr.port();
-    let mut b = vec![first];
-    for i in 2..=3 {
-        b.push(Backend::start(&format!("127.0.26.{i}"), port, Mode::Ok));
-    }
+    let mut b = Backend::group(26, 3, Mode::Ok);
+    let port = b[0].addr.port();
     let d = tempfile::tempdir().unwrap();
     zone(
         d.path(),

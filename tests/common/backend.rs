@@ -84,6 +84,18 @@ impl Backend {
         }));
     }
 
+    /// `count` backends on 127.0.`net`.1, .2, … all on one port (health checks use one port
+    /// for every member).
+    pub fn group(net: u8, count: u8, mode: Mode) -> Vec<Backend> {
+        let first = Backend::start(&format!("127.0.{net}.1"), 0, mode);
+        let port = first.addr.port();
+        let mut v = vec![first];
+        for i in 2..=count {
+            v.push(Backend::start(&format!("127.0.{net}.{i}"), port, mode));
+        }
+        v
+    }
+
     pub fn set(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::Relaxed);
     }
