@@ -601,7 +601,17 @@ impl Table {
     /// recomputed. Cheap when nothing depends on time.
     pub fn tick(&mut self, now: Instant) {
         self.now = now;
+        // Stale reports are forgotten once (the member counts at full weight again) and their
+        // pools recomputed once; nothing stays "due" forever.
         let mut due: Vec<u32> = Vec::new();
+        for (key, l) in self.loads.iter_mut() {
+            if l.at.is_some() && !l.fresh(&key.spec, now) {
+                l.capacity = None;
+                l.state = None;
+                l.at = None;
+                due.extend(l.pools.iter().copied());
+            }
+        }
         for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
             let pool = &self.config.zones[zi].pools[pi];
             let ramping = pool.slow_start.is_some_and(|w| {
@@ -611,21 +621,12 @@ impl Table {
                     })
                 })
             });
-            let stale = pool.load.as_ref().is_some_and(|spec| {
-                pool.members.iter().any(|m| {
-                    let key = LoadKey {
-                        address: m.address,
-                        spec: spec.clone(),
-                    };
-                    self.loads
-                        .get(&key)
-                        .is_some_and(|l| l.capacity.is_some() && !l.fresh(spec, now))
-                })
-            });
-            if ramping || stale {
+            if ramping {
                 due.push(id as u32);
             }
         }
+        due.sort_unstable();
+        due.dedup();
         if !due.is_empty() {
             self.republish(&due);
         }
@@ -1007,5 +1008,58 @@ mod tests {
         assert_eq!(&*r.targets[0].name, b"\x04mail\x07example\x00");
         // the exchange keeps its case in the data
         assert_eq!(&r.wire[14..19], b"\x04Mail");
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use crate::probe::load::Load;
+
+    fn config() -> Config {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        let mut c = crate::config::load(&crate::config::Sources {
+            config: None,
+            zones_dir: Some(dir),
+        })
+        .expect("bundled zones")
+        .config;
+        let pool = &mut c.zones[0].pools[0];
+        pool.policy.order = Order::LeastLoaded;
+        pool.load = Some(model::LoadSpec {
+            kind: model::LoadKind::Agent { port: 9 },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+        });
+        c
+    }
+
+    #[test]
+    fn stale_load_reports_are_forgotten_once() {
+        let t0 = Instant::now();
+        let mut t = Table::new(config(), &|_| None, t0).unwrap();
+        let key = t.loads().next().unwrap().clone();
+        let load = Load {
+            capacity: Some(0.2),
+            state: None,
+        };
+        t.observe_load(&key, Ok(load), t0);
+        assert_eq!(t.loads.get(&*key).unwrap().capacity, Some(0.2));
+        // fresh: nothing to do
+        let g = t.live.load().pools[0].clone();
+        t.tick(t0 + Duration::from_secs(2));
+        assert!(
+            Arc::ptr_eq(&g, &t.live.load().pools[0]),
+            "no republish while fresh"
+        );
+        // three intervals later the report is forgotten and the pool recomputed, once
+        t.tick(t0 + Duration::from_secs(4));
+        assert_eq!(t.loads.get(&*key).unwrap().capacity, None);
+        let g = t.live.load().pools[0].clone();
+        t.tick(t0 + Duration::from_secs(5));
+        assert!(
+            Arc::ptr_eq(&g, &t.live.load().pools[0]),
+            "not recomputed again"
+        );
     }
 }
