@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::admin;
 use crate::config::{self, Sources};
 use crate::dns::{tcp, udp};
 use crate::health::Status;
 use crate::model::Config;
 use crate::probe;
 use crate::state;
-use crate::table::{LoadKey, ProbeKey, Table};
+use crate::table::{LoadKey, Override, OverrideKind, ProbeKey, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -29,6 +30,8 @@ pub struct Options {
     pub listen: Vec<SocketAddr>,
     /// UDP threads (and sockets) per listen address; default: one per CPU.
     pub udp_threads: Option<usize>,
+    /// `--api`: replaces the config's `api.listen`.
+    pub api: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub enum Error {
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    Api(String),
 }
 
 /// Load the config, logging warnings; errors are logged one per line.
@@ -116,6 +121,36 @@ pub fn run(opts: Options) -> Result<(), Error> {
         },
         now,
     )?;
+    let mut table = table;
+    match state::load_overrides(&state_dir) {
+        Ok(saved) => {
+            for (addr, o) in saved {
+                tracing::info!(member = %addr, "override restored: {addr} {:?} ({})", o.kind, o.reason);
+                table.set_override(addr, Some(o));
+            }
+        }
+        Err(e) => tracing::warn!("overrides not restored: {e}"),
+    }
+    let api_addr = opts.api.unwrap_or(cfg.server.api_listen);
+    let token = match &cfg.server.api_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| {
+                    Error::Api(format!(
+                        "cannot read the API token file {}: {e}",
+                        f.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    if !api_addr.ip().is_loopback() && token.is_none() {
+        return Err(Error::Api(format!(
+            "refusing to serve the admin API on {api_addr} without a token: set api.token_file, or listen on loopback"
+        )));
+    }
     let restored_count = table
         .probes()
         .filter(|(_, s)| s.status != Status::Unknown)
@@ -175,8 +210,26 @@ pub fn run(opts: Options) -> Result<(), Error> {
             cfg.zones.len(),
             table.probes().count(),
         );
+        let api_listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|source| Error::Bind {
+            addr: api_addr,
+            proto: "tcp (admin API)",
+            source,
+        })?;
+        let api_bound = api_listener.local_addr().map_err(Error::Runtime)?;
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        let writer = tokio::spawn(writer(table, opts.sources.clone(), cfg.server.listen.clone(), cmd_rx, stop_rx.clone()));
+        let (api_tx, api_rx) = mpsc::channel(64);
+        let (ready_tx, ready_rx) = watch::channel(false);
+        tasks.push(tokio::spawn(admin::serve(api_listener, api_tx, token, ready_rx, stop_rx.clone())));
+        tracing::info!("admin API on http://{api_bound}");
+        let writer = tokio::spawn(writer(
+            table,
+            opts.sources.clone(),
+            cfg.server.listen.clone(),
+            cmd_rx,
+            api_rx,
+            ready_tx,
+            stop_rx.clone(),
+        ));
         signals.wait(&cmd_tx).await;
         let _ = stop_tx.send(true);
         for t in tasks {
@@ -231,110 +284,228 @@ impl Signals {
 /// Probe reports queued for the writer at most; a prober waits when the writer is behind.
 const REPORT_QUEUE: usize = 1024;
 
-/// The one writer: owns the table, runs the probers, turns their reports into health, reloads,
-/// and saves the last-known health (at most once a second, and at exit).
+/// The one writer: owns the table, runs the probers, turns their reports into health, applies
+/// overrides and reloads, and saves state (health at most once a second; overrides before the
+/// API answers).
+struct Writer {
+    table: Table,
+    sources: Sources,
+    listen: Vec<SocketAddr>,
+    state_dir: std::path::PathBuf,
+    probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>>,
+    load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>>,
+    report_tx: mpsc::Sender<probe::Report>,
+    load_tx: mpsc::Sender<probe::load::LoadReport>,
+}
+
+impl Writer {
+    /// Re-read the config; make it live if it is valid. `Ok` says what changed; `Err` holds the
+    /// diagnostics.
+    async fn reload(&mut self) -> Result<String, String> {
+        let sources = self.sources.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&sources))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut cfg = match loaded {
+            Ok(l) => {
+                for w in &l.warnings.items {
+                    tracing::warn!("{w}");
+                }
+                l.config
+            }
+            Err(diags) => return Err(diags.to_string()),
+        };
+        if cfg.server.listen != self.listen {
+            tracing::warn!("reload: listen addresses changed; they take effect on restart");
+        }
+        cfg.server.listen = self.listen.clone();
+        let state_dir = cfg.server.state_dir.clone();
+        let changes = self
+            .table
+            .reload(cfg, std::time::Instant::now())
+            .map_err(|e| e.to_string())?;
+        for k in &changes.removed {
+            if let Some(h) = self.probers.remove(k) {
+                h.abort();
+            }
+        }
+        for k in &changes.added {
+            self.probers
+                .insert(k.clone(), probe::spawn(k.clone(), self.report_tx.clone()));
+        }
+        for k in &changes.loads_removed {
+            if let Some(h) = self.load_probers.remove(k) {
+                h.abort();
+            }
+        }
+        for k in &changes.loads_added {
+            self.load_probers.insert(
+                k.clone(),
+                probe::load::spawn(k.clone(), self.load_tx.clone()),
+            );
+        }
+        self.state_dir = state_dir;
+        Ok(format!(
+            "generation {}: {} probe(s) added, {} removed",
+            self.table.generation(),
+            changes.added.len(),
+            changes.removed.len()
+        ))
+    }
+
+    /// Set or clear an override, then save all of them (atomically) before confirming.
+    fn set_override(
+        &mut self,
+        address: std::net::IpAddr,
+        change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
+    ) -> Result<(), String> {
+        if change.is_some() && !self.table.is_member(address) {
+            return Err(format!("{address} is not a member of any pool"));
+        }
+        if change.is_none() && !self.table.overrides().contains_key(&address) {
+            return Err(format!("{address} has no override"));
+        }
+        let previous = self.table.overrides().get(&address).cloned();
+        let now = unix_now();
+        let ov = change.map(|(kind, reason, expires)| Override {
+            kind,
+            reason,
+            set_unix: now,
+            expires_unix: expires.map(|d| now + d.as_secs().max(1)),
+        });
+        self.table.set_override(address, ov.clone());
+        let mut saved = self.table.overrides().clone();
+        if let Err(e) = state::save_overrides(&self.state_dir, &saved) {
+            // Not saved means not done: put the previous one back.
+            self.table.set_override(address, previous);
+            saved.clear();
+            return Err(format!(
+                "cannot save overrides in {}: {e}",
+                self.state_dir.display()
+            ));
+        }
+        match &ov {
+            Some(o) => {
+                tracing::info!(member = %address, "override: {address} {:?} ({})", o.kind, o.reason)
+            }
+            None => tracing::info!(member = %address, "override: {address} cleared"),
+        }
+        Ok(())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 async fn writer(
-    mut table: Table,
+    table: Table,
     sources: Sources,
     listen: Vec<SocketAddr>,
     mut commands: mpsc::Receiver<Command>,
+    mut api: mpsc::Receiver<admin::Request>,
+    ready: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (report_tx, mut reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
     let (load_tx, mut load_reports) = mpsc::channel::<probe::load::LoadReport>(REPORT_QUEUE);
-    let mut probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>> = table
+    let probers = table
         .probes()
         .map(|(k, _)| (k.clone(), probe::spawn(k.clone(), report_tx.clone())))
         .collect();
-    let mut load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>> = table
+    let load_probers = table
         .loads()
         .map(|k| (k.clone(), probe::load::spawn(k.clone(), load_tx.clone())))
         .collect();
-    // Slow-start ramps and stale load reports change answers as time passes.
-    let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
-    let mut state_dir = table.config().server.state_dir.clone();
+    let state_dir = table.config().server.state_dir.clone();
+    let mut w = Writer {
+        table,
+        sources,
+        listen,
+        state_dir,
+        probers,
+        load_probers,
+        report_tx,
+        load_tx,
+    };
+    let _ = ready.send(w.table.first_round_done());
     let mut dirty = false;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Slow-start ramps, stale load reports and expiring overrides change answers over time.
+    let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         tokio::select! {
             Some(r) = reports.recv() => {
-                match table.observe(&r.key, r.outcome.clone(), std::time::Instant::now()) {
+                let names = w.table.check_names(&r.key);
+                match w.table.observe(&r.key, r.outcome.clone(), std::time::Instant::now()) {
                     Some(tr) => {
                         dirty = true;
                         tracing::info!(
                             member = %r.key.address,
-                            check = %table.check_names(&r.key),
+                            check = %names,
                             from = %tr.from,
                             to = %tr.to,
                             "health: {} check {}: {} -> {}: {}",
-                            r.key.address, table.check_names(&r.key), tr.from, tr.to, r.outcome.reason
+                            r.key.address, names, tr.from, tr.to, r.outcome.reason
                         );
                     }
                     None => tracing::debug!(
                         member = %r.key.address,
-                        check = %table.check_names(&r.key),
+                        check = %names,
                         "probe: {} check {}: {}",
-                        r.key.address, table.check_names(&r.key), r.outcome.reason
+                        r.key.address, names, r.outcome.reason
                     ),
+                }
+                if !*ready.borrow() && w.table.first_round_done() {
+                    let _ = ready.send(true);
+                    tracing::info!("ready: the first probe round has finished");
                 }
             }
             Some(r) = load_reports.recv() => {
                 if let Err(e) = &r.load {
                     tracing::debug!(member = %r.key.address, "load report failed: {e}");
                 }
-                table.observe_load(&r.key, r.load, std::time::Instant::now());
+                w.table.observe_load(&r.key, r.load, std::time::Instant::now());
             }
-            _ = clock.tick() => table.tick(std::time::Instant::now()),
-            Some(Command::Reload) = commands.recv() => {
-                let sources = sources.clone();
-                let loaded = tokio::task::spawn_blocking(move || load(&sources)).await;
-                let cfg = match loaded {
-                    Ok(Ok(cfg)) => cfg,
-                    Ok(Err(e)) => { tracing::error!("reload refused, still serving the previous configuration: {e}"); continue }
-                    Err(e) => { tracing::error!("reload failed: {e}"); continue }
-                };
-                let mut cfg = cfg;
-                if cfg.server.listen != listen {
-                    tracing::warn!("reload: listen addresses changed; they take effect on restart");
-                }
-                cfg.server.listen = listen.clone();
-                let new_state_dir = cfg.server.state_dir.clone();
-                match table.reload(cfg, std::time::Instant::now()) {
-                    Ok(changes) => {
-                        for k in &changes.removed {
-                            if let Some(h) = probers.remove(k) { h.abort(); }
-                        }
-                        for k in &changes.added {
-                            probers.insert(k.clone(), probe::spawn(k.clone(), report_tx.clone()));
-                        }
-                        for k in &changes.loads_removed {
-                            if let Some(h) = load_probers.remove(k) { h.abort(); }
-                        }
-                        for k in &changes.loads_added {
-                            load_probers.insert(k.clone(), probe::load::spawn(k.clone(), load_tx.clone()));
-                        }
-                        state_dir = new_state_dir;
-                        dirty = true;
-                        tracing::info!(
-                            generation = table.generation(),
-                            probes_added = changes.added.len(),
-                            probes_removed = changes.removed.len(),
-                            "reload: new configuration is live"
-                        );
+            _ = clock.tick() => {
+                w.table.tick(std::time::Instant::now());
+                if w.table.expire_overrides(unix_now()) {
+                    tracing::info!("override expired");
+                    if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
+                        tracing::warn!("cannot save overrides: {e}");
                     }
-                    Err(e) => tracing::error!("reload refused, still serving the previous configuration: {e}"),
                 }
             }
+            Some(Command::Reload) = commands.recv() => match w.reload().await {
+                Ok(msg) => { dirty = true; tracing::info!("reload: new configuration is live ({msg})") }
+                Err(e) => tracing::error!("reload refused, still serving the previous configuration:\n{e}"),
+            },
+            Some(req) = api.recv() => match req {
+                admin::Request::Status(reply) => { let _ = reply.send(w.table.status(std::time::Instant::now())); }
+                admin::Request::Override { address, change, reply } => {
+                    let _ = reply.send(w.set_override(address, change));
+                }
+                admin::Request::Reload(reply) => {
+                    let r = w.reload().await;
+                    match &r {
+                        Ok(msg) => { dirty = true; tracing::info!("reload: new configuration is live ({msg})") }
+                        Err(e) => tracing::error!("reload refused, still serving the previous configuration:\n{e}"),
+                    }
+                    let _ = reply.send(r);
+                }
+            },
             _ = flush.tick() => {
                 if dirty {
                     dirty = false;
-                    save(&table, &state_dir);
+                    save(&w.table, &w.state_dir);
                 }
             }
             _ = stop.changed() => {
-                for (_, h) in probers.drain() { h.abort(); }
-                for (_, h) in load_probers.drain() { h.abort(); }
-                save(&table, &state_dir);
+                for (_, h) in w.probers.drain() { h.abort(); }
+                for (_, h) in w.load_probers.drain() { h.abort(); }
+                save(&w.table, &w.state_dir);
                 return;
             }
         }

@@ -10,6 +10,7 @@
 //! Everything a query needs is computed when the config changes and published as one immutable
 //! snapshot; the query path reads it without locks and allocates nothing.
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod dns;

@@ -32,6 +32,9 @@ enum Command {
         /// UDP sockets and threads per listen address (default: one per CPU).
         #[arg(long, value_name = "N")]
         udp_threads: Option<usize>,
+        /// Admin API address (replaces `api.listen` from the config; default 127.0.0.1:8053).
+        #[arg(long, value_name = "ADDR:PORT")]
+        api: Option<SocketAddr>,
     },
     /// Validate everything `serve` would load; print problems as file:line:column: message.
     Check {
@@ -66,12 +69,14 @@ fn main() -> ExitCode {
             files,
             listen,
             udp_threads,
+            api,
         } => {
             init_logs();
             let opts = daemon::Options {
                 sources: files.sources(),
                 listen,
                 udp_threads,
+                api,
             };
             match daemon::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -103,3 +103,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+const OVERRIDES_FILE: &str = "overrides.json";
+
+#[derive(Serialize, Deserialize)]
+struct OverridesFile {
+    version: u32,
+    overrides: std::collections::BTreeMap<IpAddr, crate::table::Override>,
+}
+
+/// The overrides in force, written atomically before the API confirms a change.
+pub fn save_overrides(
+    dir: &Path,
+    overrides: &std::collections::BTreeMap<IpAddr, crate::table::Override>,
+) -> std::io::Result<()> {
+    let file = OverridesFile {
+        version: VERSION,
+        overrides: overrides.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(OVERRIDES_FILE), &bytes)
+}
+
+/// Overrides saved by an earlier run (none if there is no file).
+pub fn load_overrides(
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<IpAddr, crate::table::Override>, String> {
+    let path = dir.join(OVERRIDES_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let file: OverridesFile =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file.overrides)
+}

@@ -420,6 +420,28 @@ pub struct ProbeKey {
     pub spec: CheckSpec,
 }
 
+/// An operator's override of a member (DESIGN §4), set through the admin API and kept in
+/// `state_dir/overrides.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverrideKind {
+    /// No new answers while any other member can take them.
+    Drain,
+    /// Up whatever the checks say.
+    ForceUp,
+    /// Down whatever the checks say.
+    ForceDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Override {
+    pub kind: OverrideKind,
+    pub reason: String,
+    /// Seconds since the Unix epoch when it was set, and when it ends (if ever).
+    pub set_unix: u64,
+    pub expires_unix: Option<u64>,
+}
+
 /// One load source: an address and how to ask it. Pools that share it share its reports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoadKey {
@@ -482,6 +504,7 @@ pub struct Table {
     loads: HashMap<Arc<LoadKey>, LoadState>,
     /// When each address last went from down to up (for slow start).
     came_up: HashMap<IpAddr, Instant>,
+    overrides: std::collections::BTreeMap<IpAddr, Override>,
     /// The time of the last event the table saw; answers are computed as of this time.
     now: Instant,
     generation: u64,
@@ -513,6 +536,7 @@ impl Table {
             probes: HashMap::new(),
             loads: HashMap::new(),
             came_up: HashMap::new(),
+            overrides: Default::default(),
             now,
             generation: 1,
         };
@@ -567,6 +591,90 @@ impl Table {
         let pools = probe.pools.clone();
         self.republish(&pools);
         Some(tr)
+    }
+
+    /// The overrides in force.
+    pub fn overrides(&self) -> &std::collections::BTreeMap<IpAddr, Override> {
+        &self.overrides
+    }
+
+    /// Whether `addr` is a member of any pool.
+    pub fn is_member(&self, addr: IpAddr) -> bool {
+        self.config
+            .zones
+            .iter()
+            .flat_map(|z| &z.pools)
+            .flat_map(|p| &p.members)
+            .any(|m| m.address == addr)
+    }
+
+    /// Set (`Some`) or clear (`None`) the override of a member and republish. Restored
+    /// overrides of addresses that are no longer members are kept (a reload may bring them
+    /// back); the API refuses new ones for unknown addresses.
+    pub fn set_override(&mut self, addr: IpAddr, o: Option<Override>) {
+        match o {
+            Some(o) => self.overrides.insert(addr, o),
+            None => self.overrides.remove(&addr),
+        };
+        self.recompute_all();
+        self.live.publish(self.snapshot());
+    }
+
+    /// Drop overrides whose expiry has passed (`now_unix`, seconds since the epoch). Returns
+    /// whether any was dropped.
+    pub fn expire_overrides(&mut self, now_unix: u64) -> bool {
+        let before = self.overrides.len();
+        self.overrides
+            .retain(|_, o| o.expires_unix.is_none_or(|t| t > now_unix));
+        let changed = self.overrides.len() != before;
+        if changed {
+            self.recompute_all();
+            self.live.publish(self.snapshot());
+        }
+        changed
+    }
+
+    /// Whether every probe has reported at least once (the first round is done).
+    pub fn first_round_done(&self) -> bool {
+        self.probes.values().all(|p| p.state.last_at.is_some())
+    }
+
+    /// Every zone, pool and member as the admin API shows them.
+    pub fn status(&self, now: Instant) -> serde_json::Value {
+        use serde_json::json;
+        let zones: Vec<_> = self.config.zones.iter().map(|z| {
+            let pools: Vec<_> = z.pools.iter().map(|p| {
+                let members: Vec<_> = p.members.iter().map(|m| {
+                    let checks: Vec<_> = p.checks.iter().map(|c| {
+                        let key = ProbeKey { address: m.address, spec: c.spec.clone() };
+                        match self.probes.get(&key) {
+                            Some(pr) => json!({
+                                "check": c.name,
+                                "status": pr.state.status.to_string(),
+                                "since_seconds": now.saturating_duration_since(pr.state.since).as_secs(),
+                                "last_result": pr.state.last.as_ref().map(|o| o.reason.clone()),
+                                "last_seconds_ago": pr.state.last_at.map(|t| now.saturating_duration_since(t).as_secs()),
+                            }),
+                            None => json!({ "check": c.name, "status": "unknown" }),
+                        }
+                    }).collect();
+                    let load = self.load_of(p, m).and_then(|l| l.capacity);
+                    json!({
+                        "address": m.address,
+                        "status": self.member_status(p, m).to_string(),
+                        "weight": m.weight,
+                        "priority": m.priority,
+                        "site": m.site.map(|s| z.sites[s].name.clone()),
+                        "override": self.overrides.get(&m.address),
+                        "spare_capacity": load,
+                        "checks": checks,
+                    })
+                }).collect();
+                json!({ "pool": p.name, "members": members })
+            }).collect();
+            json!({ "zone": z.origin.to_string(), "pools": pools })
+        }).collect();
+        json!({ "generation": self.generation, "zones": zones })
     }
 
     /// Every load source.
@@ -760,9 +868,15 @@ impl Table {
         })
     }
 
-    /// The status of a member of a pool: all of the pool's checks combined (no checks: up);
-    /// an agent that says `down` or `maint` takes the member down too.
+    /// The status of a member of a pool: an operator's force-up/force-down first, then all of
+    /// the pool's checks combined (no checks: up); an agent that says `down` or `maint` takes
+    /// the member down too.
     fn member_status(&self, pool: &model::Pool, m: &model::Member) -> Status {
+        match self.overrides.get(&m.address).map(|o| o.kind) {
+            Some(OverrideKind::ForceUp) => return Status::Up,
+            Some(OverrideKind::ForceDown) => return Status::Down,
+            _ => {}
+        }
         if let (Some(l), Some(spec)) = (self.load_of(pool, m), &pool.load)
             && l.state == Some(AgentState::Down)
             && l.fresh(spec, self.now)
@@ -794,6 +908,15 @@ impl Table {
             if let Eligible::Members { members, .. } = e {
                 for c in members.iter_mut() {
                     c.weight = self.effective_weight(pool, c);
+                }
+                // Drained members get no new answers while any other member can take them.
+                let drained = |c: &select::Candidate| {
+                    self.overrides
+                        .get(&c.address)
+                        .is_some_and(|o| o.kind == OverrideKind::Drain)
+                };
+                if members.iter().any(|c| !drained(c)) {
+                    members.retain(|c| !drained(c));
                 }
             }
         }

@@ -40,7 +40,7 @@ impl Server {
     pub fn start_on(listen: &str, cwd: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .current_dir(cwd)
-            .args(["serve", "--listen", listen])
+            .args(["serve", "--listen", listen, "--api", "127.0.0.1:0"])
             .args(args)
             .env("GSLBD_LOG", "debug")
             .stdin(Stdio::null())
@@ -66,7 +66,8 @@ impl Server {
                     l.push_str(&line);
                     l.push('\n');
                 }
-                if line.contains(" serving ") && line.contains("zone(s)") {
+                // the admin API is announced last, after every listener
+                if line.contains("admin API on http://") {
                     let _ = tx.send(first);
                 }
             }
@@ -84,6 +85,41 @@ impl Server {
             }
         };
         Server { child, addr, log }
+    }
+
+    /// The admin API's base URL (`http://127.0.0.1:PORT`).
+    pub fn api(&self) -> String {
+        self.log()
+            .lines()
+            .find_map(|l| l.split("admin API on ").nth(1))
+            .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+            .expect("admin API address in the log")
+    }
+
+    /// One HTTP/1.1 request to the admin API: (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+        let addr = self.api().trim_start_matches("http://").to_string();
+        let mut s = TcpStream::connect(&addr).expect("connect to the admin API");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the response");
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
     }
 
     /// Every address the server announced ("listening on udp and tcp ADDR").

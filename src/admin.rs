@@ -1,0 +1,217 @@
+//! The admin HTTP API (axum), on loopback by default.
+//!
+//! ```text
+//!  GET  /livez                      200 while the process runs
+//!  GET  /readyz                     503 until the first probe round has finished
+//!  GET  /v1/status                  every zone, pool and member: health per check, override, load
+//!  POST /v1/members/{addr}/{action} drain | undrain | force-up | force-down | clear
+//!                                   body (optional): {"reason": "...", "expires": "2h"}
+//!  POST /v1/reload                  like SIGHUP; answers when the new config is live, or with
+//!                                   the diagnostics if it was refused
+//! ```
+//! The API never touches the table: it sends a request to the writer and waits for its reply,
+//! so an override is live and saved (atomically) before the API answers. Writes need
+//! `Authorization: Bearer <token>` when a token file is configured. Errors are JSON
+//! `{"error": "..."}` with a 4xx status; nothing is half-applied.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::table::OverrideKind;
+
+/// What the API asks of the writer.
+pub enum Request {
+    Status(oneshot::Sender<serde_json::Value>),
+    /// Set or clear a member's override; the reply says whether it was done.
+    Override {
+        address: IpAddr,
+        change: Option<(OverrideKind, String, Option<Duration>)>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Reload(oneshot::Sender<Result<String, String>>),
+}
+
+#[derive(Clone)]
+struct Api {
+    writer: mpsc::Sender<Request>,
+    token: Option<String>,
+    ready: watch::Receiver<bool>,
+}
+
+/// Serve the API on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    writer: mpsc::Sender<Request>,
+    token: Option<String>,
+    ready: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api = Api {
+        writer,
+        token,
+        ready,
+    };
+    let app = Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .route("/v1/members/{address}/{action}", post(member))
+        .route("/v1/reload", post(reload))
+        .with_state(api);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("admin API stopped: {e}");
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Whether a write may proceed: no token configured, or the right bearer token given.
+fn authorized(api: &Api, headers: &HeaderMap) -> bool {
+    let Some(token) = &api.token else { return true };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given == Some(token.as_str())
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "a valid `Authorization: Bearer <token>` is needed for writes",
+    )
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    if *api.ready.borrow() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first probe round has not finished\n",
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if api.writer.send(Request::Status(tx)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    reason: Option<String>,
+    expires: Option<String>,
+}
+
+async fn member(
+    State(api): State<Api>,
+    Path((address, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    let Ok(address) = address.parse::<IpAddr>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{address:?} is not an IP address"),
+        );
+    };
+    let change: Change = if body.iter().all(u8::is_ascii_whitespace) {
+        Change::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(c) => c,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not {{\"reason\": \"...\", \"expires\": \"2h\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let expires = match &change.expires {
+        None => None,
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() => Some(d),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expires: {s:?} is not a duration (e.g. 30m, 2h)"),
+                );
+            }
+        },
+    };
+    let reason = change.reason.unwrap_or_default();
+    let change = match action.as_str() {
+        "drain" => Some((OverrideKind::Drain, reason, expires)),
+        "force-up" => Some((OverrideKind::ForceUp, reason, expires)),
+        "force-down" => Some((OverrideKind::ForceDown, reason, expires)),
+        "undrain" | "clear" => None,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("{other:?} is not an action: drain, undrain, force-up, force-down, clear"),
+            );
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    if api
+        .writer
+        .send(Request::Override {
+            address,
+            change,
+            reply: tx,
+        })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(Ok(())) => Json(json!({ "address": address, "action": action })).into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    let (tx, rx) = oneshot::channel();
+    if api.writer.send(Request::Reload(tx)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(Ok(msg)) => Json(json!({ "reloaded": msg })).into_response(),
+        Ok(Err(diagnostics)) => error(StatusCode::UNPROCESSABLE_ENTITY, diagnostics),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}

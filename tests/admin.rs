@@ -1,0 +1,243 @@
+//! The admin API against the real binary: overrides take effect at once, survive `kill -9`,
+//! bad requests are refused whole, writes need the token when one is set.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Ask, Server, addresses};
+
+fn zone(dir: &Path, token: bool) {
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(
+        dir.join("zones/a.yaml"),
+        "zone: a.test.
+soa: { mname: ns1.a.test., rname: hostmaster.a.test. }
+ns: [ns1.a.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+pools:
+  web: { max_answers: 3, members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: 192.0.2.3 }] }
+names:
+  www: { pool: web }
+",
+    )
+    .unwrap();
+    if token {
+        std::fs::write(dir.join("token"), "s3cret\n").unwrap();
+        std::fs::write(dir.join("gslbd.yaml"), "api: { token_file: token }\n").unwrap();
+    }
+}
+
+fn seen(s: &Server) -> BTreeSet<String> {
+    (0..10)
+        .flat_map(|_| addresses(&s.udp(&Ask::new("www.a.test.", "A"))))
+        .collect()
+}
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn drain_takes_effect_at_once_and_survives_kill_9() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let mut s = Server::start(d.path(), &[]);
+    assert_eq!(s.http("GET", "/livez", "", None).0, 200);
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+
+    let (code, body) = s.http(
+        "POST",
+        "/v1/members/192.0.2.2/drain",
+        r#"{"reason": "patching", "expires": "2h"}"#,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    // no waiting: the answer changed before the API answered
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.3"]));
+    let (_, status) = s.http("GET", "/v1/status", "", None);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let m = &v["zones"][0]["pools"][0]["members"][1];
+    assert_eq!(m["address"], "192.0.2.2");
+    assert_eq!(m["override"]["kind"], "drain");
+    assert_eq!(m["override"]["reason"], "patching");
+    assert!(m["override"]["expires_unix"].as_u64().is_some());
+
+    // kill -9 right after the API answered: nothing is lost
+    s.signal(libc::SIGKILL);
+    assert!(s.wait_exit(5).is_some());
+    drop(s);
+    let s = Server::start(d.path(), &[]);
+    assert!(
+        s.log()
+            .contains("override restored: 192.0.2.2 Drain (patching)"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.3"]));
+
+    // force-down, then clear: back to every member
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.1/force-down", "", None)
+            .0,
+        200
+    );
+    assert_eq!(seen(&s), set(&["192.0.2.3"]));
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.1/clear", "", None).0,
+        200
+    );
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.2/undrain", "", None).0,
+        200
+    );
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+}
+
+#[test]
+fn a_drained_member_still_answers_when_nothing_else_can() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let s = Server::start(d.path(), &[]);
+    for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        assert_eq!(
+            s.http("POST", &format!("/v1/members/{a}/drain"), "", None)
+                .0,
+            200
+        );
+    }
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+}
+
+#[test]
+fn overrides_expire_on_time() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let s = Server::start(d.path(), &[]);
+    assert_eq!(
+        s.http(
+            "POST",
+            "/v1/members/192.0.2.3/force-down",
+            r#"{"expires": "1s"}"#,
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2"]));
+    let start = Instant::now();
+    while seen(&s) != set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]) {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_whole() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), true);
+    let s = Server::start(d.path(), &[]);
+    let t = Some("s3cret");
+    // the token guards writes, not reads
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.1/drain", "", None).0,
+        401
+    );
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.1/drain", "", Some("wrong"))
+            .0,
+        401
+    );
+    assert_eq!(s.http("GET", "/v1/status", "", None).0, 200);
+    for (path, body, code, says) in [
+        ("/v1/members/192.0.2.9/drain", "", 404, "not a member"),
+        ("/v1/members/not-an-ip/drain", "", 400, "not an IP address"),
+        ("/v1/members/192.0.2.1/explode", "", 404, "not an action"),
+        (
+            "/v1/members/192.0.2.1/drain",
+            "{\"reason\": ",
+            400,
+            "the body is not",
+        ),
+        (
+            "/v1/members/192.0.2.1/drain",
+            r#"{"expires": "soon"}"#,
+            400,
+            "not a duration",
+        ),
+        (
+            "/v1/members/192.0.2.1/drain",
+            r#"{"color": "red"}"#,
+            400,
+            "the body is not",
+        ),
+        ("/v1/members/192.0.2.1/clear", "", 404, "no override"),
+    ] {
+        let (c, b) = s.http("POST", path, body, t);
+        assert_eq!(c, code, "{path} {body}: {b}");
+        assert!(
+            b.contains(says) && b.contains("\"error\""),
+            "{path} {body}: {b}"
+        );
+    }
+    // nothing above changed anything
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+    assert!(!d.path().join("state/overrides.json").exists());
+    assert_eq!(s.http("POST", "/v1/members/192.0.2.1/drain", "", t).0, 200);
+    assert_eq!(seen(&s), set(&["192.0.2.2", "192.0.2.3"]));
+}
+
+#[test]
+fn reload_through_the_api_answers_when_live_or_with_the_diagnostics() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let s = Server::start(d.path(), &[]);
+    let text = std::fs::read_to_string(d.path().join("zones/a.yaml")).unwrap();
+    std::fs::write(
+        d.path().join("zones/a.yaml"),
+        text.replace("192.0.2.3 }", "192.0.2.300 }"),
+    )
+    .unwrap();
+    let (code, body) = s.http("POST", "/v1/reload", "", None);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("is not an IPv4 or IPv6 address"), "{body}");
+    assert_eq!(seen(&s).len(), 3);
+    std::fs::write(
+        d.path().join("zones/a.yaml"),
+        text.replace("192.0.2.3 }", "192.0.2.4 }"),
+    )
+    .unwrap();
+    let (code, body) = s.http("POST", "/v1/reload", "", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.4"]));
+}
+
+#[test]
+fn readyz_waits_for_the_first_probe_round() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    // a probe that takes 1.5 s (a command that sleeps) keeps the server unready until it ends
+    std::fs::write(
+        d.path().join("zones/a.yaml"),
+        "zone: a.test.
+soa: { mname: ns1.a.test., rname: hostmaster.a.test. }
+ns: [ns1.a.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+checks:
+  slow: { exec: { command: [/bin/sh, -c, 'sleep 1.5'] }, interval: 5s, timeout: 3s }
+pools:
+  web: { checks: [slow], members: [{ address: 192.0.2.1 }] }
+names:
+  www: { pool: web }
+",
+    )
+    .unwrap();
+    let s = Server::start(d.path(), &[]);
+    assert_eq!(s.http("GET", "/readyz", "", None).0, 503);
+    s.wait_log("ready: the first probe round has finished", 5);
+    assert_eq!(s.http("GET", "/readyz", "", None).0, 200);
+}
