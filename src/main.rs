@@ -41,6 +41,50 @@ enum Command {
         #[command(flatten)]
         files: Files,
     },
+    /// Talk to a running server's admin API.
+    Ctl {
+        /// The admin API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8053")]
+        api: String,
+        /// File holding the bearer token for writes.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Every pool and member: health per check, override.
+    Status {
+        /// The API's JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// No new answers for ADDRESS while another member can take them.
+    Drain(MemberArgs),
+    /// Undo a drain.
+    Undrain(MemberArgs),
+    /// Treat ADDRESS as up whatever its checks say.
+    ForceUp(MemberArgs),
+    /// Treat ADDRESS as down whatever its checks say.
+    ForceDown(MemberArgs),
+    /// Remove any override of ADDRESS.
+    Clear(MemberArgs),
+    /// Reload the configuration (like SIGHUP); prints the diagnostics if it is refused.
+    Reload,
+}
+
+#[derive(Args)]
+struct MemberArgs {
+    address: String,
+    /// Why (shown in status and logs).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Ends by itself after this long (e.g. 30m, 2h).
+    #[arg(long)]
+    expires: Option<String>,
 }
 
 #[derive(Args)]
@@ -87,6 +131,39 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(files.sources()),
+        Command::Ctl {
+            api,
+            token_file,
+            command,
+        } => {
+            use gslbd::ctl::Action;
+            let member = |action, a: MemberArgs| Action::Member {
+                action,
+                address: a.address,
+                reason: a.reason,
+                expires: a.expires,
+            };
+            let action = match command {
+                CtlCommand::Status { json } => Action::Status { json },
+                CtlCommand::Drain(a) => member("drain", a),
+                CtlCommand::Undrain(a) => member("undrain", a),
+                CtlCommand::ForceUp(a) => member("force-up", a),
+                CtlCommand::ForceDown(a) => member("force-down", a),
+                CtlCommand::Clear(a) => member("clear", a),
+                CtlCommand::Reload => Action::Reload,
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match gslbd::ctl::run(&api, token_file.as_deref(), action) {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gslbd ctl: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

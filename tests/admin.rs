@@ -241,3 +241,76 @@ names:
     s.wait_log("ready: the first probe round has finished", 5);
     assert_eq!(s.http("GET", "/readyz", "", None).0, 200);
 }
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(common::BIN)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ctl_drains_shows_and_fails_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), true);
+    let s = Server::start(d.path(), &[]);
+    let api = s.api();
+    let token = d.path().join("token");
+    let token = token.to_str().unwrap();
+
+    let (code, out, err) = ctl(&[
+        "--api",
+        &api,
+        "--token-file",
+        token,
+        "drain",
+        "192.0.2.2",
+        "--reason",
+        "patching",
+        "--expires",
+        "2h",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("192.0.2.2: drain done"), "{out}");
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.3"]));
+
+    let (code, out, _) = ctl(&["--api", &api, "status"]);
+    assert_eq!(code, 0);
+    let row = out
+        .lines()
+        .find(|l| l.contains("192.0.2.2"))
+        .expect("a row for the member");
+    assert!(row.contains("drain (patching)"), "{out}");
+    assert!(out.lines().next().unwrap().starts_with("ZONE"), "{out}");
+    let (_, json, _) = ctl(&["--api", &api, "status", "--json"]);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&json).is_ok(),
+        "{json}"
+    );
+
+    // a wrong token, an unknown member, a server that is not there: one line, non-zero exit
+    std::fs::write(d.path().join("bad"), "nope").unwrap();
+    let bad = d.path().join("bad");
+    let (code, _, err) = ctl(&[
+        "--api",
+        &api,
+        "--token-file",
+        bad.to_str().unwrap(),
+        "undrain",
+        "192.0.2.2",
+    ]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(err.contains("Bearer") && err.contains("401"), "{err}");
+    let (code, _, err) = ctl(&["--api", &api, "--token-file", token, "drain", "192.0.2.99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a member of any pool"), "{err}");
+    let (code, _, err) = ctl(&["--api", "http://127.0.0.1:9", "status"]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(err.contains("is gslbd serve running?"), "{err}");
+}
