@@ -221,6 +221,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
         let (ready_tx, ready_rx) = watch::channel(false);
         tasks.push(tokio::spawn(admin::serve(api_listener, api_tx, token, ready_rx, stop_rx.clone())));
         tracing::info!("admin API on http://{api_bound}");
+        // systemd Type=notify: everything is listening now (no-op without NOTIFY_SOCKET).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let writer = tokio::spawn(writer(
             table,
             opts.sources.clone(),
@@ -231,6 +233,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             stop_rx.clone(),
         ));
         signals.wait(&cmd_tx).await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;

@@ -124,3 +124,48 @@ fn a_bad_config_is_refused_at_start() {
     assert!(err.contains("zones/r.yaml:1:7: ns: missing"), "{err}");
     assert!(!err.contains("listening"), "{err}");
 }
+
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let d = tempfile::tempdir().unwrap();
+    let sock_path = d.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    /// Kills the child even when an assertion fails, so no server outlives the test.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(
+        Command::new(BIN)
+            .current_dir(root())
+            .args(["serve", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < end, "did not exit within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
