@@ -3,6 +3,7 @@
 //! ```text
 //!  GET  /livez                      200 while the process runs
 //!  GET  /readyz                     503 until the first probe round has finished
+//!  GET  /metrics                    Prometheus (OpenMetrics text)
 //!  GET  /v1/status                  every zone, pool and member: health per check, override, load
 //!  POST /v1/members/{addr}/{action} drain | undrain | force-up | force-down | clear
 //!                                   body (optional): {"reason": "...", "expires": "2h"}
@@ -43,6 +44,7 @@ pub enum Request {
 struct Api {
     writer: mpsc::Sender<Request>,
     token: Option<String>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     ready: watch::Receiver<bool>,
 }
 
@@ -51,17 +53,20 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     writer: mpsc::Sender<Request>,
     token: Option<String>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     ready: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let api = Api {
         writer,
         token,
+        metrics,
         ready,
     };
     let app = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/status", get(status))
         .route("/v1/members/{address}/{action}", post(member))
         .route("/v1/reload", post(reload))
@@ -108,6 +113,18 @@ async fn readyz(State(api): State<Api>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Prometheus text exposition (OpenMetrics); no token needed.
+async fn metrics_text(State(api): State<Api>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        api.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn status(State(api): State<Api>) -> Response {

@@ -18,6 +18,7 @@ use crate::admin;
 use crate::config::{self, Sources};
 use crate::dns::{tcp, udp};
 use crate::health::Status;
+use crate::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels};
 use crate::model::Config;
 use crate::probe;
 use crate::state;
@@ -112,6 +113,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         }
     };
     let now = std::time::Instant::now();
+    let metrics = Arc::new(Metrics::new());
     let table = Table::new(
         cfg.clone(),
         &|k: &ProbeKey| {
@@ -120,6 +122,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 .copied()
         },
         now,
+        metrics.clone(),
     )?;
     let mut table = table;
     match state::load_overrides(&state_dir) {
@@ -219,7 +222,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (api_tx, api_rx) = mpsc::channel(64);
         let (ready_tx, ready_rx) = watch::channel(false);
-        tasks.push(tokio::spawn(admin::serve(api_listener, api_tx, token, ready_rx, stop_rx.clone())));
+        tasks.push(tokio::spawn(admin::serve(api_listener, api_tx, token, metrics.clone(), ready_rx, stop_rx.clone())));
         tracing::info!("admin API on http://{api_bound}");
         // systemd Type=notify: everything is listening now (no-op without NOTIFY_SOCKET).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -442,9 +445,18 @@ async fn writer(
         tokio::select! {
             Some(r) = reports.recv() => {
                 let names = w.table.check_names(&r.key);
-                match w.table.observe(&r.key, r.outcome.clone(), std::time::Instant::now()) {
+                let metrics = w.table.metrics().clone();
+                metrics.probe(&names, r.outcome.ok, &r.outcome.reason, r.elapsed);
+                let tr = w.table.observe(&r.key, r.outcome.clone(), std::time::Instant::now());
+                set_check_gauge(&w.table, &r.key);
+                match tr {
                     Some(tr) => {
                         dirty = true;
+                        metrics.transitions.get_or_create(&TransitionLabels {
+                            member: r.key.address.to_string(),
+                            check: names.clone(),
+                            to: tr.to.to_string(),
+                        }).inc();
                         tracing::info!(
                             member = %r.key.address,
                             check = %names,
@@ -481,10 +493,11 @@ async fn writer(
                     }
                 }
             }
-            Some(Command::Reload) = commands.recv() => match w.reload().await {
-                Ok(msg) => { dirty = true; tracing::info!("reload: new configuration is live ({msg})") }
-                Err(e) => tracing::error!("reload refused, still serving the previous configuration:\n{e}"),
-            },
+            Some(Command::Reload) = commands.recv() => {
+                let r = w.reload().await;
+                dirty |= r.is_ok();
+                log_reload(&w.table, &r);
+            }
             Some(req) = api.recv() => match req {
                 admin::Request::Status(reply) => { let _ = reply.send(w.table.status(std::time::Instant::now())); }
                 admin::Request::Override { address, change, reply } => {
@@ -492,10 +505,8 @@ async fn writer(
                 }
                 admin::Request::Reload(reply) => {
                     let r = w.reload().await;
-                    match &r {
-                        Ok(msg) => { dirty = true; tracing::info!("reload: new configuration is live ({msg})") }
-                        Err(e) => tracing::error!("reload refused, still serving the previous configuration:\n{e}"),
-                    }
+                    dirty |= r.is_ok();
+                    log_reload(&w.table, &r);
                     let _ = reply.send(r);
                 }
             },
@@ -513,6 +524,46 @@ async fn writer(
             }
         }
     }
+}
+
+/// Log a reload and count it; after a good one, the check gauges follow the new probe set.
+fn log_reload(table: &Table, r: &Result<String, String>) {
+    let m = table.metrics();
+    let result = match r {
+        Ok(msg) => {
+            tracing::info!("reload: new configuration is live ({msg})");
+            m.check_up.clear();
+            for (k, _) in table.probes() {
+                set_check_gauge(table, k);
+            }
+            "ok"
+        }
+        Err(e) => {
+            tracing::error!("reload refused, still serving the previous configuration:\n{e}");
+            "rejected"
+        }
+    };
+    m.reloads.get_or_create(&ResultLabels { result }).inc();
+}
+
+/// `gslbd_check_up` of one probe: 1 up, 0 down, -1 not known yet.
+fn set_check_gauge(table: &Table, key: &ProbeKey) {
+    let Some(state) = table.probe_state(key) else {
+        return;
+    };
+    let v = match state.status {
+        Status::Up => 1,
+        Status::Down => 0,
+        Status::Unknown => -1,
+    };
+    table
+        .metrics()
+        .check_up
+        .get_or_create(&CheckLabels {
+            member: key.address.to_string(),
+            check: table.check_names(key),
+        })
+        .set(v);
 }
 
 fn save(table: &Table, dir: &std::path::Path) {

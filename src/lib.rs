@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dns;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod select;

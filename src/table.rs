@@ -21,6 +21,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{self, CLASS_IN};
 use crate::health::{self, Outcome, State, Status, Transition};
+use crate::metrics::{Counters, Hits, Metrics, ZoneStats};
 use crate::model::{self, CheckSpec, Config, Order};
 use crate::probe::load::{AgentState, Load};
 use crate::select::order;
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub pools: Vec<Arc<PoolAnswer>>,
     /// Counts up with every published config, for logs and metrics.
     pub generation: u64,
+    /// What the query path counts into (kept across snapshots).
+    pub counters: Arc<Counters>,
 }
 
 /// What a pool answers right now, per address family.
@@ -147,6 +150,8 @@ pub enum FamilyAnswer {
         weights: Box<[u32]>,
         /// Sticky hash keys of the members (empty unless the order is sticky).
         keys: Box<[u64]>,
+        /// Per member: how often it was handed out (metrics).
+        hits: Box<[Hits]>,
     },
 }
 
@@ -163,6 +168,8 @@ pub struct Zone {
     pub has_cuts: bool,
     /// The site map, if the zone has one.
     pub topology: Option<Topology>,
+    /// Query counters (metrics).
+    pub stats: Arc<ZoneStats>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,12 +252,17 @@ pub struct BuildError {
 impl Snapshot {
     /// Build the static part of a config. Pools are numbered in config order (zone by zone);
     /// their answers come from [`Table`], which knows the health.
-    fn build_zones(zones: &[model::Zone]) -> Result<HashMap<Box<[u8]>, Zone>, BuildError> {
+    fn build_zones(
+        zones: &[model::Zone],
+        counters: &Counters,
+    ) -> Result<HashMap<Box<[u8]>, Zone>, BuildError> {
         let mut out = HashMap::with_capacity(zones.len());
         let mut first_pool = 0u32;
         for z in zones {
             let apex = lower_wire(&z.origin);
-            out.insert(apex.into_boxed_slice(), build_zone(z, first_pool)?);
+            let mut zone = build_zone(z, first_pool)?;
+            zone.stats = counters.zone(&z.origin.to_string());
+            out.insert(apex.into_boxed_slice(), zone);
             first_pool += z.pools.len() as u32;
         }
         Ok(out)
@@ -263,7 +275,7 @@ impl Snapshot {
             server: model::Server::default(),
             zones: zones.to_vec(),
         };
-        let table = Table::new(config, &|_| None, Instant::now())?;
+        let table = Table::new(config, &|_| None, Instant::now(), Arc::new(Metrics::new()))?;
         let mut snap = Snapshot::clone_of(&table.live.load());
         snap.generation = generation;
         Ok(snap)
@@ -274,6 +286,7 @@ impl Snapshot {
             zones: s.zones.clone(),
             pools: s.pools.clone(),
             generation: s.generation,
+            counters: s.counters.clone(),
         }
     }
 
@@ -282,6 +295,7 @@ impl Snapshot {
             zones: Arc::new(HashMap::new()),
             pools: Vec::new(),
             generation: 0,
+            counters: Arc::default(),
         }
     }
 
@@ -410,6 +424,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         any_hinfo,
         has_cuts: !cuts.is_empty(),
         topology: Topology::build(&z.sites),
+        stats: Arc::default(),
     })
 }
 
@@ -508,6 +523,7 @@ pub struct Table {
     /// The time of the last event the table saw; answers are computed as of this time.
     now: Instant,
     generation: u64,
+    metrics: Arc<Metrics>,
 }
 
 /// What a reload changed in the set of probes.
@@ -525,8 +541,9 @@ impl Table {
         config: Config,
         restored: &dyn Fn(&ProbeKey) -> Option<Status>,
         now: Instant,
+        metrics: Arc<Metrics>,
     ) -> Result<Table, BuildError> {
-        let zones = Arc::new(Snapshot::build_zones(&config.zones)?);
+        let zones = Arc::new(Snapshot::build_zones(&config.zones, &metrics.counters)?);
         let mut t = Table {
             live: Live::new(Snapshot::empty()),
             config,
@@ -539,6 +556,7 @@ impl Table {
             overrides: Default::default(),
             now,
             generation: 1,
+            metrics,
         };
         t.index_probes(|key| match restored(key) {
             Some(s) => State::with_status(s, now),
@@ -546,6 +564,7 @@ impl Table {
         });
         t.recompute_all();
         t.live.publish(t.snapshot());
+        t.metrics.generation.set(t.generation as i64);
         Ok(t)
     }
 
@@ -567,6 +586,11 @@ impl Table {
         self.probes
             .get(key)
             .map_or_else(String::new, |p| p.names.join("/"))
+    }
+
+    /// Every probe and its state.
+    pub fn probe_state(&self, key: &ProbeKey) -> Option<&State> {
+        self.probes.get(key).map(|p| &p.state)
     }
 
     /// Every probe and its state.
@@ -743,13 +767,40 @@ impl Table {
     fn republish(&mut self, pools: &[u32]) {
         for &id in pools {
             self.pool_answers[id as usize] = Arc::new(self.answer_of(id));
+            self.gauge_pool(id);
         }
         self.live.publish(self.snapshot());
     }
 
+    /// Set the `member_up` gauges of one pool.
+    fn gauge_pool(&self, id: u32) {
+        let (zi, pi) = self.pool_refs[id as usize];
+        let zone = &self.config.zones[zi];
+        let pool = &zone.pools[pi];
+        for m in &pool.members {
+            let up = self.member_status(pool, m) != Status::Down;
+            self.metrics
+                .member_up
+                .get_or_create(&crate::metrics::MemberLabels {
+                    zone: zone.origin.to_string(),
+                    pool: pool.name.clone(),
+                    member: m.address.to_string(),
+                })
+                .set(i64::from(up));
+        }
+    }
+
+    /// The metrics this table reports into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Replace the config. Probes whose (address, spec) stays keep their state.
     pub fn reload(&mut self, config: Config, now: Instant) -> Result<ProbeChanges, BuildError> {
-        let zones = Arc::new(Snapshot::build_zones(&config.zones)?);
+        let zones = Arc::new(Snapshot::build_zones(
+            &config.zones,
+            &self.metrics.counters,
+        )?);
         let old: HashMap<Arc<ProbeKey>, Probe> = std::mem::take(&mut self.probes);
         let old_loads: HashMap<Arc<LoadKey>, LoadState> = std::mem::take(&mut self.loads);
         self.now = now;
@@ -793,6 +844,9 @@ impl Table {
         self.generation += 1;
         self.recompute_all();
         self.live.publish(self.snapshot());
+        self.metrics.generation.set(self.generation as i64);
+        // Zones and members the new config dropped stop being exported.
+        self.metrics.counters.prune();
         Ok(changes)
     }
 
@@ -801,6 +855,7 @@ impl Table {
             zones: self.zones.clone(),
             pools: self.pool_answers.clone(),
             generation: self.generation,
+            counters: self.metrics.counters.clone(),
         }
     }
 
@@ -857,6 +912,20 @@ impl Table {
         self.pool_answers = (0..self.pool_refs.len() as u32)
             .map(|id| Arc::new(self.answer_of(id)))
             .collect();
+        self.metrics.member_up.clear();
+        for id in 0..self.pool_refs.len() as u32 {
+            self.gauge_pool(id);
+        }
+        let m = &self.metrics.overrides;
+        m.clear();
+        for o in self.overrides.values() {
+            let kind = match o.kind {
+                OverrideKind::Drain => "drain",
+                OverrideKind::ForceUp => "force-up",
+                OverrideKind::ForceDown => "force-down",
+            };
+            m.get_or_create(&crate::metrics::KindLabels { kind }).inc();
+        }
     }
 
     /// The load source of a member, if its pool has one.
@@ -927,11 +996,16 @@ impl Table {
         } else {
             vec![None]
         };
+        let hits = |address: IpAddr| {
+            self.metrics
+                .counters
+                .member(&zone.origin.to_string(), &pool.name, address)
+        };
         let views = sites
             .into_iter()
             .map(|site| View {
-                v4: encode_family(pool, &v4, site, &zone.sites, Family::V4),
-                v6: encode_family(pool, &v6, site, &zone.sites, Family::V6),
+                v4: encode_family(pool, &v4, site, &zone.sites, Family::V4, &hits),
+                v6: encode_family(pool, &v6, site, &zone.sites, Family::V6, &hits),
             })
             .collect();
         PoolAnswer {
@@ -979,6 +1053,7 @@ fn encode_family(
     site: Option<usize>,
     sites: &[model::Site],
     f: Family,
+    hits: &dyn Fn(IpAddr) -> Hits,
 ) -> FamilyAnswer {
     let (members, degraded) = match e {
         Eligible::NoData => return FamilyAnswer::NoData,
@@ -1024,6 +1099,7 @@ fn encode_family(
         wire: out.into_boxed_slice(),
         weights: members.iter().map(|m| m.weight).collect(),
         keys,
+        hits: members.iter().map(|m| hits(m.address)).collect(),
     }
 }
 
@@ -1160,7 +1236,7 @@ mod table_tests {
     #[test]
     fn stale_load_reports_are_forgotten_once() {
         let t0 = Instant::now();
-        let mut t = Table::new(config(), &|_| None, t0).unwrap();
+        let mut t = Table::new(config(), &|_| None, t0, Arc::default()).unwrap();
         let key = t.loads().next().unwrap().clone();
         let load = Load {
             capacity: Some(0.2),

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::backend::{Backend, Mode};
 use common::{Ask, Server, addresses};
 
 fn zone(dir: &Path, token: bool) {
@@ -313,4 +314,138 @@ fn ctl_drains_shows_and_fails_clearly() {
     let (code, _, err) = ctl(&["--api", "http://127.0.0.1:9", "status"]);
     assert_eq!((code, err.lines().count()), (1, 1), "{err}");
     assert!(err.contains("is gslbd serve running?"), "{err}");
+}
+
+/// The value of one sample line of the text exposition, 0 if absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_queries_answers_probes_and_reloads() {
+    let d = tempfile::tempdir().unwrap();
+    let up = Backend::start("127.0.30.1", 0, Mode::Smtp);
+    let port = up.addr.port();
+    // 127.0.30.2 has no listener: its check fails with "connect refused".
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/m.yaml"),
+        format!(
+            "zone: m.test.
+soa: {{ mname: ns1.m.test., rname: hostmaster.m.test. }}
+ns: [ns1.m.test.]
+records:
+  ns1: {{ A: [192.0.2.53] }}
+checks:
+  smtp: {{ tcp: {{ port: {port} }}, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }}
+pools:
+  mail: {{ checks: [smtp], members: [{{ address: 127.0.30.1 }}, {{ address: 127.0.30.2 }}] }}
+names:
+  mail: {{ pool: mail }}
+"
+        ),
+    )
+    .unwrap();
+    let s = Server::start(d.path(), &[]);
+    s.wait_log("health: 127.0.30.2 check smtp: unknown -> down", 5);
+    s.wait_log("health: 127.0.30.1 check smtp: unknown -> up", 5);
+
+    let metrics = |s: &Server| {
+        let (code, text) = s.http("GET", "/metrics", "", None);
+        assert_eq!(code, 200, "{text}");
+        text
+    };
+    let q = r#"gslbd_dns_queries_total{zone="m.test.",qtype="A",rcode="NOERROR",transport="udp"}"#;
+    let nx =
+        r#"gslbd_dns_queries_total{zone="m.test.",qtype="AAAA",rcode="NXDOMAIN",transport="tcp"}"#;
+    let refused = r#"gslbd_dns_queries_total{zone="",qtype="A",rcode="REFUSED",transport="udp"}"#;
+    let hits1 = r#"gslbd_pool_answers_total{zone="m.test.",pool="mail",member="127.0.30.1"}"#;
+    let hits2 = r#"gslbd_pool_answers_total{zone="m.test.",pool="mail",member="127.0.30.2"}"#;
+    let before = metrics(&s);
+    for _ in 0..5 {
+        assert_eq!(
+            addresses(&s.udp(&Ask::new("mail.m.test.", "A"))),
+            ["127.0.30.1"]
+        );
+    }
+    s.tcp(&Ask::new("nope.m.test.", "AAAA"));
+    s.udp(&Ask::new("www.example.com.", "A"));
+    let after = metrics(&s);
+    assert_eq!(sample(&after, q) - sample(&before, q), 5.0, "{after}");
+    assert_eq!(sample(&after, nx) - sample(&before, nx), 1.0, "{after}");
+    assert_eq!(
+        sample(&after, refused) - sample(&before, refused),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, hits1) - sample(&before, hits1),
+        5.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, hits2), 0.0, "{after}");
+    for (series, value) in [
+        (
+            r#"gslbd_member_up{zone="m.test.",pool="mail",member="127.0.30.1"}"#,
+            1.0,
+        ),
+        (
+            r#"gslbd_member_up{zone="m.test.",pool="mail",member="127.0.30.2"}"#,
+            0.0,
+        ),
+        (r#"gslbd_check_up{member="127.0.30.1",check="smtp"}"#, 1.0),
+        (r#"gslbd_check_up{member="127.0.30.2",check="smtp"}"#, 0.0),
+        (
+            r#"gslbd_health_transitions_total{member="127.0.30.2",check="smtp",to="down"}"#,
+            1.0,
+        ),
+        ("gslbd_config_generation", 1.0),
+    ] {
+        assert_eq!(sample(&after, series), value, "{series} in\n{after}");
+    }
+    assert!(
+        sample(
+            &after,
+            r#"gslbd_probe_duration_seconds_count{check="smtp"}"#
+        ) >= 2.0
+    );
+    assert!(
+        sample(
+            &after,
+            r#"gslbd_probe_failures_total{check="smtp",reason="refused"}"#
+        ) >= 1.0,
+        "{after}"
+    );
+    // Never labelled by query name or client address.
+    assert!(!after.contains("www.example.com") && !after.contains("nope.m.test"));
+
+    // Probes keep running: their count moves between scrapes.
+    let probes = |t: &str| sample(t, r#"gslbd_probe_duration_seconds_count{check="smtp"}"#);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while probes(&metrics(&s)) <= probes(&after) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(probes(&metrics(&s)) > probes(&after));
+
+    // A rejected reload and a good one are counted; the generation moves with the good one.
+    let good = std::fs::read_to_string(d.path().join("zones/m.yaml")).unwrap();
+    std::fs::write(d.path().join("zones/m.yaml"), "zone: [").unwrap();
+    assert_eq!(s.http("POST", "/v1/reload", "", None).0, 422);
+    std::fs::write(d.path().join("zones/m.yaml"), good).unwrap();
+    assert_eq!(s.http("POST", "/v1/reload", "", None).0, 200);
+    let text = metrics(&s);
+    assert_eq!(
+        sample(&text, r#"gslbd_config_reloads_total{result="rejected"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"gslbd_config_reloads_total{result="ok"}"#),
+        1.0
+    );
+    assert_eq!(sample(&text, "gslbd_config_generation"), 2.0);
+    // The zone's counters survive the reload.
+    assert!(sample(&text, q) >= 5.0, "{text}");
+    drop(up);
 }

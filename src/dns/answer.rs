@@ -39,18 +39,26 @@ pub fn answer(
     peer: IpAddr,
     out: &mut [u8],
 ) -> Option<usize> {
+    let unzoned = &snap.counters.unzoned;
     match wire::parse(packet) {
-        Parsed::Drop => None,
+        Parsed::Drop => {
+            snap.counters.dropped(transport);
+            None
+        }
         Parsed::FormErr { id, flags } => {
+            unzoned.count(transport, 0, wire::RCODE_FORMERR);
             Some(error_reply(out, id, flags, wire::RCODE_FORMERR, None))
         }
-        Parsed::NotImp { id, flags } => Some(error_reply(
-            out,
-            id,
-            flags,
-            wire::RCODE_NOTIMP,
-            wire::parse_question(packet),
-        )),
+        Parsed::NotImp { id, flags } => {
+            unzoned.count(transport, 0, wire::RCODE_NOTIMP);
+            Some(error_reply(
+                out,
+                id,
+                flags,
+                wire::RCODE_NOTIMP,
+                wire::parse_question(packet),
+            ))
+        }
         Parsed::Query(q) => Some(respond(snap, &q, transport, peer, out)),
     }
 }
@@ -73,7 +81,9 @@ fn error_reply(out: &mut [u8], id: u16, flags: u16, rcode: u8, question: Option<
 
 /// Section counts and header bits decided while answering.
 #[derive(Default)]
-struct Reply {
+struct Reply<'z> {
+    /// The zone that took the query (for its counters).
+    zone: Option<&'z Zone>,
     rcode: u8,
     aa: bool,
     an: u16,
@@ -167,6 +177,9 @@ fn respond(
         w.set_flags(flags);
         w.set_count(3, 1);
         w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok, None);
+        snap.counters
+            .unzoned
+            .count(transport, q.qtype, crate::metrics::RCODE_BADVERS);
         return w.len();
     }
 
@@ -196,15 +209,17 @@ fn respond(
             e.ecs.as_ref().map(|ecs| (ecs, r.scope.min(ecs.source))),
         );
     }
+    let stats = r.zone.map_or(&snap.counters.unzoned, |z| &*z.stats);
+    stats.count(transport, q.qtype, r.rcode);
     w.len()
 }
 
-fn resolve(
-    snap: &Snapshot,
+fn resolve<'s>(
+    snap: &'s Snapshot,
     q: &Query,
     client: Client,
     w: &mut Writer,
-    r: &mut Reply,
+    r: &mut Reply<'s>,
 ) -> Result<(), Full> {
     if q.qclass != wire::CLASS_IN {
         r.rcode = wire::RCODE_REFUSED;
@@ -231,6 +246,7 @@ fn resolve(
     // Owner names are pointers into the question (offset 12), so they echo the client's case.
     let apex_at = wire::HEADER_LEN + q.suffix_offset(apex_labels_below);
     r.aa = true;
+    r.zone = Some(zone);
 
     if zone.has_cuts {
         // RFC 1034 §4.3.2 step 3b: the topmost cut above or at the name makes a referral.
@@ -384,6 +400,7 @@ fn pool_records(
             wire: records,
             weights,
             keys,
+            hits,
         } => {
             let ptr = wire::pointer(owner_at).ok_or(Full)?;
             let picked = if *order == order::Order::Sticky {
@@ -398,6 +415,7 @@ fn pool_records(
                 w.put(&records[i * rec_len..(i + 1) * rec_len])?;
                 w.patch_u16(start, ptr);
                 r.an += 1;
+                hits[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())
         }

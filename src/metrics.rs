@@ -1,0 +1,515 @@
+//! Prometheus metrics (`GET /metrics`), with prometheus-client and no global registry.
+//!
+//! The query path only adds to atomics that already exist: every zone has a [`ZoneStats`]
+//! (queries by transport × qtype × rcode, sharded per thread so two UDP threads do not fight
+//! over one cache line) and every pool member a hit counter, both created when a snapshot is
+//! built and found through it. They are read at scrape time by a [`Collector`]. Everything else
+//! (health, probes, reloads) is written by the one writer task into ordinary metric families.
+//! Never labelled by query name or client address: the label sets are bounded by the config.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::dns::answer::Transport;
+use crate::dns::wire;
+
+/// Query types counted by name; everything else is `other`.
+const QTYPES: [(u16, &str); 17] = [
+    (wire::TYPE_A, "A"),
+    (wire::TYPE_NS, "NS"),
+    (5, "CNAME"),
+    (wire::TYPE_SOA, "SOA"),
+    (12, "PTR"),
+    (wire::TYPE_MX, "MX"),
+    (16, "TXT"),
+    (wire::TYPE_AAAA, "AAAA"),
+    (wire::TYPE_SRV, "SRV"),
+    (43, "DS"),
+    (48, "DNSKEY"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (wire::TYPE_IXFR, "IXFR"),
+    (wire::TYPE_AXFR, "AXFR"),
+    (wire::TYPE_ANY, "ANY"),
+    (257, "CAA"),
+];
+const QTYPE_SLOTS: usize = QTYPES.len() + 1;
+
+/// Response codes counted by name (BADVERS is the extended code 16); everything else `other`.
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+pub const RCODE_BADVERS: u8 = 16;
+
+const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+const CELLS: usize = TRANSPORTS.len() * QTYPE_SLOTS * RCODES.len();
+const SHARDS: usize = 4;
+
+fn qtype_slot(qtype: u16) -> usize {
+    QTYPES
+        .iter()
+        .position(|(t, _)| *t == qtype)
+        .unwrap_or(QTYPES.len())
+}
+
+fn rcode_slot(rcode: u8) -> usize {
+    match rcode {
+        0..=5 => rcode as usize,
+        RCODE_BADVERS => 6,
+        _ => 7,
+    }
+}
+
+fn transport_slot(t: Transport) -> usize {
+    match t {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+    }
+}
+
+/// The shard of the calling thread: threads take shards in turn, once.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+#[repr(align(64))]
+struct Shard([AtomicU64; CELLS]);
+
+/// Query counters of one zone (or of queries no zone took).
+pub struct ZoneStats {
+    shards: Box<[Shard; SHARDS]>,
+}
+
+impl Default for ZoneStats {
+    fn default() -> Self {
+        ZoneStats {
+            shards: Box::new(std::array::from_fn(|_| {
+                Shard(std::array::from_fn(|_| AtomicU64::new(0)))
+            })),
+        }
+    }
+}
+
+impl ZoneStats {
+    /// Count one response. An atomic add; no allocation, no lock.
+    pub fn count(&self, transport: Transport, qtype: u16, rcode: u8) {
+        let cell = (transport_slot(transport) * QTYPE_SLOTS + qtype_slot(qtype)) * RCODES.len()
+            + rcode_slot(rcode);
+        self.shards[shard()].0[cell].fetch_add(1, Relaxed);
+    }
+
+    fn get(&self, cell: usize) -> u64 {
+        self.shards.iter().map(|s| s.0[cell].load(Relaxed)).sum()
+    }
+}
+
+/// A member's share of the answers of one pool.
+pub type Hits = Arc<AtomicU64>;
+
+/// The counters the query path adds to, kept across snapshots and reloads: a zone or member
+/// that stays keeps counting from where it was.
+#[derive(Default)]
+pub struct Counters {
+    /// Queries outside every zone, malformed ones, and those refused before a zone was found.
+    pub unzoned: ZoneStats,
+    /// Packets dropped without an answer (not a DNS query, or a response), by transport.
+    pub dropped: [AtomicU64; 2],
+    zones: Mutex<BTreeMap<String, Arc<ZoneStats>>>,
+    members: Mutex<BTreeMap<(String, String, IpAddr), Hits>>,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counters")
+    }
+}
+
+impl Counters {
+    pub fn dropped(&self, transport: Transport) {
+        self.dropped[transport_slot(transport)].fetch_add(1, Relaxed);
+    }
+
+    /// The counters of a zone, created on first use (at snapshot build time).
+    pub fn zone(&self, zone: &str) -> Arc<ZoneStats> {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        zones.entry(zone.to_string()).or_default().clone()
+    }
+
+    /// The hit counter of a member of a pool, created on first use.
+    pub fn member(&self, zone: &str, pool: &str, address: IpAddr) -> Hits {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members
+            .entry((zone.to_string(), pool.to_string(), address))
+            .or_default()
+            .clone()
+    }
+
+    /// Forget counters no snapshot uses any more (after a reload removed their zone or member).
+    pub fn prune(&self) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        zones.retain(|_, z| Arc::strong_count(z) > 1);
+        drop(zones);
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.retain(|_, m| Arc::strong_count(m) > 1);
+    }
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let zones: Vec<(String, Arc<ZoneStats>)> = self
+            .zones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut family = encoder.encode_descriptor(
+            "gslbd_dns_queries",
+            "DNS responses sent, by zone (empty: none of ours), query type, response code and transport",
+            None,
+            MetricType::Counter,
+        )?;
+        let all = std::iter::once(("", &self.unzoned))
+            .chain(zones.iter().map(|(name, z)| (name.as_str(), &**z)));
+        for (zone, stats) in all {
+            for (ti, transport) in TRANSPORTS.iter().enumerate() {
+                for qi in 0..QTYPE_SLOTS {
+                    let qtype = QTYPES.get(qi).map_or("other", |(_, n)| n);
+                    for (ri, rcode) in RCODES.iter().enumerate() {
+                        let v = stats.get((ti * QTYPE_SLOTS + qi) * RCODES.len() + ri);
+                        if v == 0 {
+                            continue;
+                        }
+                        let labels = [
+                            ("zone", zone),
+                            ("qtype", qtype),
+                            ("rcode", rcode),
+                            ("transport", transport),
+                        ];
+                        ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "gslbd_dns_dropped",
+            "Packets dropped without a response (not a query, or unparseable header)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (ti, transport) in TRANSPORTS.iter().enumerate() {
+            let v = self.dropped[ti].load(Relaxed);
+            ConstCounter::new(v).encode(family.encode_family(&[("transport", *transport)])?)?;
+        }
+
+        let members: Vec<((String, String, IpAddr), u64)> = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Relaxed)))
+            .collect();
+        let mut family = encoder.encode_descriptor(
+            "gslbd_pool_answers",
+            "Address records of a pool member handed out in answers",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((zone, pool, member), v) in &members {
+            let member = member.to_string();
+            let labels = [
+                ("zone", zone.as_str()),
+                ("pool", pool.as_str()),
+                ("member", member.as_str()),
+            ];
+            ConstCounter::new(*v).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub zone: String,
+    pub pool: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub member: String,
+    pub check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub member: String,
+    pub check: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub check: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn probe_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric gslbd exports, registered once at start.
+pub struct Metrics {
+    registry: Registry,
+    pub counters: Arc<Counters>,
+    /// 1 while a member can be handed out (up, or not yet probed), 0 while down.
+    pub member_up: Family<MemberLabels, Gauge>,
+    /// 1 up, 0 down, -1 not yet known.
+    pub check_up: Family<CheckLabels, Gauge>,
+    pub transitions: Family<TransitionLabels, Counter>,
+    pub probe_seconds: HistogramFamily<ProbeLabels>,
+    pub probe_failures: Family<FailureLabels, Counter>,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub generation: Gauge,
+    pub overrides: Family<KindLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let counters = Arc::new(Counters::default());
+        registry.register_collector(Box::new(counters.clone()));
+        let m = Metrics {
+            counters,
+            member_up: Family::default(),
+            check_up: Family::default(),
+            transitions: Family::default(),
+            probe_seconds: Family::new_with_constructor(probe_histogram),
+            probe_failures: Family::default(),
+            reloads: Family::default(),
+            generation: Gauge::default(),
+            overrides: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "gslbd_member_up",
+            "Whether a pool member is handed out (1) or down (0), after checks and overrides",
+            m.member_up.clone(),
+        );
+        registry.register(
+            "gslbd_check_up",
+            "Health of one check of one member: 1 up, 0 down, -1 not known yet",
+            m.check_up.clone(),
+        );
+        registry.register(
+            "gslbd_health_transitions",
+            "Health changes of a member's check, by the state it went to",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "gslbd_probe_duration_seconds",
+            "Time a health probe took, by check",
+            m.probe_seconds.clone(),
+        );
+        registry.register(
+            "gslbd_probe_failures",
+            "Failed health probes, by check and kind of failure",
+            m.probe_failures.clone(),
+        );
+        registry.register(
+            "gslbd_config_reloads",
+            "Configuration reloads, by result (ok, rejected)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "gslbd_config_generation",
+            "Generation of the configuration being served (1 at start, +1 per reload)",
+            m.generation.clone(),
+        );
+        registry.register(
+            "gslbd_overrides",
+            "Operator overrides in force, by kind",
+            m.overrides.clone(),
+        );
+        registry.register(
+            "gslbd_build",
+            "The version of gslbd",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The text exposition (OpenMetrics) of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Record one probe: its duration, and its failure class if it failed.
+    pub fn probe(&self, check: &str, ok: bool, reason: &str, elapsed: std::time::Duration) {
+        let check = check.to_string();
+        self.probe_seconds
+            .get_or_create(&ProbeLabels {
+                check: check.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.probe_failures
+                .get_or_create(&FailureLabels {
+                    check,
+                    reason: failure_class(reason),
+                })
+                .inc();
+        }
+    }
+}
+
+/// A bounded label for a probe failure, from its reason text.
+pub fn failure_class(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.starts_with("timeout") {
+        "timeout"
+    } else if r.contains("refused") {
+        "refused"
+    } else if r.contains("banner") {
+        "banner"
+    } else if r.contains("body") {
+        "body"
+    } else if r.starts_with("http ") {
+        "status"
+    } else if r.contains("certificate") || r.contains("tls") {
+        "tls"
+    } else if r.starts_with("exit") || r.starts_with("cannot run") {
+        "exit"
+    } else if r.contains("says down") || r.contains("not listed") {
+        "file"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_their_cells_and_reach_the_text() {
+        let m = Metrics::new();
+        let z = m.counters.zone("gslb.example.test");
+        for _ in 0..3 {
+            z.count(Transport::Udp, wire::TYPE_A, 0);
+        }
+        z.count(Transport::Tcp, wire::TYPE_AAAA, 3);
+        z.count(Transport::Udp, 99, 200);
+        m.counters.unzoned.count(Transport::Udp, wire::TYPE_A, 5);
+        m.counters
+            .member("gslb.example.test", "web", "192.0.2.1".parse().unwrap())
+            .fetch_add(7, Relaxed);
+        let text = m.encode();
+        for want in [
+            r#"gslbd_dns_queries_total{zone="gslb.example.test",qtype="A",rcode="NOERROR",transport="udp"} 3"#,
+            r#"gslbd_dns_queries_total{zone="gslb.example.test",qtype="AAAA",rcode="NXDOMAIN",transport="tcp"} 1"#,
+            r#"gslbd_dns_queries_total{zone="gslb.example.test",qtype="other",rcode="other",transport="udp"} 1"#,
+            r#"gslbd_dns_queries_total{zone="",qtype="A",rcode="REFUSED",transport="udp"} 1"#,
+            r#"gslbd_pool_answers_total{zone="gslb.example.test",pool="web",member="192.0.2.1"} 7"#,
+            r#"gslbd_build_info{version=""#,
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let z = Arc::new(ZoneStats::default());
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let z = z.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        z.count(Transport::Udp, wire::TYPE_A, 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(z.get(0), 6000);
+    }
+
+    #[test]
+    fn pruning_keeps_what_is_used() {
+        let c = Counters::default();
+        let kept = c.zone("a.test");
+        let _ = c.zone("b.test");
+        c.prune();
+        let zones: Vec<String> = c.zones.lock().unwrap().keys().cloned().collect();
+        assert_eq!(zones, ["a.test"]);
+        drop(kept);
+    }
+
+    #[test]
+    fn failure_classes() {
+        for (reason, class) in [
+            ("timeout 2s", "timeout"),
+            ("connect refused", "refused"),
+            ("http 503 (expected [200]) after 3 ms", "status"),
+            (r#"banner "554 no" does not match "^220 ""#, "banner"),
+            ("body does not contain \"ok\"", "body"),
+            ("exit 1", "exit"),
+            ("/x says down", "file"),
+            ("read failed: reset", "other"),
+        ] {
+            assert_eq!(failure_class(reason), class, "{reason}");
+        }
+    }
+}
