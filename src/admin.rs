@@ -6,7 +6,10 @@
 //!  GET  /metrics                    Prometheus (OpenMetrics text)
 //!  GET  /v1/status                  every zone, pool and member: health per check, override, load
 //!  POST /v1/members/{addr}/{action} drain | undrain | force-up | force-down | clear
+//!  POST /v1/sites/{site}/{action}   the same for every member placed in that site
 //!                                   body (optional): {"reason": "...", "expires": "2h"}
+//!  GET  /v1/explain?name=&client=IP[/LEN]&type=A|AAAA
+//!                                   the answer a client would get now, and every step of why
 //!  POST /v1/reload                  like SIGHUP; answers when the new config is live, or with
 //!                                   the diagnostics if it was refused
 //! ```
@@ -26,18 +29,22 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::table::OverrideKind;
+use crate::table::{OverrideKind, OverrideTarget};
 
 /// What the API asks of the writer.
 pub enum Request {
     Status(oneshot::Sender<serde_json::Value>),
-    /// Set or clear a member's override; the reply says whether it was done.
+    /// Set or clear a member's or a site's override; the reply says whether it was done.
     Override {
-        address: IpAddr,
+        target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<Duration>)>,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Reload(oneshot::Sender<Result<String, String>>),
+    Explain(
+        crate::table::Question,
+        oneshot::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 #[derive(Clone)]
@@ -69,7 +76,9 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/v1/status", get(status))
         .route("/v1/members/{address}/{action}", post(member))
+        .route("/v1/sites/{site}/{action}", post(site))
         .route("/v1/reload", post(reload))
+        .route("/v1/explain", get(explain))
         .with_state(api);
     let shutdown = async move {
         let _ = stop.changed().await;
@@ -160,10 +169,27 @@ async fn member(
             format!("{address:?} is not an IP address"),
         );
     };
+    apply(&api, OverrideTarget::Member(address), &action, &body).await
+}
+
+async fn site(
+    State(api): State<Api>,
+    Path((site, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&api, &headers) {
+        return unauthorized();
+    }
+    apply(&api, OverrideTarget::Site(site), &action, &body).await
+}
+
+/// Parse an override request and hand it to the writer.
+async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> Response {
     let change: Change = if body.iter().all(u8::is_ascii_whitespace) {
         Change::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(body) {
             Ok(c) => c,
             Err(e) => {
                 return error(
@@ -186,7 +212,7 @@ async fn member(
         },
     };
     let reason = change.reason.unwrap_or_default();
-    let change = match action.as_str() {
+    let change = match action {
         "drain" => Some((OverrideKind::Drain, reason, expires)),
         "force-up" => Some((OverrideKind::ForceUp, reason, expires)),
         "force-down" => Some((OverrideKind::ForceDown, reason, expires)),
@@ -202,7 +228,7 @@ async fn member(
     if api
         .writer
         .send(Request::Override {
-            address,
+            target: target.clone(),
             change,
             reply: tx,
         })
@@ -212,8 +238,41 @@ async fn member(
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     match rx.await {
-        Ok(Ok(())) => Json(json!({ "address": address, "action": action })).into_response(),
+        Ok(Ok(())) => {
+            let what = match &target {
+                OverrideTarget::Member(a) => json!({ "address": a, "action": action }),
+                OverrideTarget::Site(s) => json!({ "site": s, "action": action }),
+            };
+            Json(what).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
+async fn explain(
+    State(api): State<Api>,
+    query: Result<
+        axum::extract::Query<crate::table::Question>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let q = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected ?name=NAME&client=IP[/LEN][&type=A|AAAA]: {e}"),
+            );
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    if api.writer.send(Request::Explain(q, tx)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }

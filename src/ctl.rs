@@ -5,6 +5,21 @@ use std::path::Path;
 
 use serde_json::Value;
 
+/// What an override is for.
+pub enum Target {
+    Member(String),
+    Site(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Member(a) => write!(f, "{a}"),
+            Target::Site(s) => write!(f, "site {s}"),
+        }
+    }
+}
+
 /// What to ask the running server.
 pub enum Action {
     Status {
@@ -12,11 +27,17 @@ pub enum Action {
     },
     Member {
         action: &'static str,
-        address: String,
+        target: Target,
         reason: Option<String>,
         expires: Option<String>,
     },
     Reload,
+    Explain {
+        name: String,
+        client: String,
+        qtype: String,
+        json: bool,
+    },
 }
 
 /// Run one action against `api` (e.g. `http://127.0.0.1:8053`). Returns the text to print.
@@ -45,7 +66,7 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
             Action::Status { .. } => client.get(format!("{base}/v1/status")),
             Action::Member {
                 action,
-                address,
+                target,
                 reason,
                 expires,
             } => {
@@ -56,12 +77,27 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                 if let Some(e) = expires {
                     body.insert("expires".into(), Value::from(e.as_str()));
                 }
+                let path = match target {
+                    Target::Member(a) => format!("members/{}", encode_segment(a)),
+                    Target::Site(s) => format!("sites/{}", encode_segment(s)),
+                };
                 client
-                    .post(format!("{base}/v1/members/{address}/{action}"))
+                    .post(format!("{base}/v1/{path}/{action}"))
                     .header("content-type", "application/json")
                     .body(Value::Object(body).to_string())
             }
             Action::Reload => client.post(format!("{base}/v1/reload")),
+            Action::Explain {
+                name,
+                client: who,
+                qtype,
+                ..
+            } => client.get(format!(
+                "{base}/v1/explain?name={}&client={}&type={}",
+                encode_segment(name),
+                encode_segment(who),
+                encode_segment(qtype)
+            )),
         };
         let req = match &token {
             Some(t) => req.bearer_auth(t),
@@ -84,12 +120,171 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
         Ok(match action {
             Action::Status { json: true } => serde_json::to_string_pretty(&body).unwrap_or(text),
             Action::Status { json: false } => table(&body),
-            Action::Member {
-                action, address, ..
-            } => format!("{address}: {action} done"),
+            Action::Member { action, target, .. } => format!("{target}: {action} done"),
             Action::Reload => format!("reloaded: {}", body["reloaded"].as_str().unwrap_or("")),
+            Action::Explain { json: true, .. } => {
+                serde_json::to_string_pretty(&body).unwrap_or(text)
+            }
+            Action::Explain { json: false, .. } => explain_text(&body),
         })
     })
+}
+
+/// `/v1/explain` as text: the answer, the members, then one line per step.
+fn explain_text(v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let list = |v: &Value| -> String {
+        let items: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| match x {
+                Value::String(a) => a.clone(),
+                Value::Object(o) => format!(
+                    "{} ({})",
+                    o.get("address").and_then(Value::as_str).unwrap_or("?"),
+                    o.get("why").and_then(Value::as_str).unwrap_or("")
+                ),
+                other => other.to_string(),
+            })
+            .collect();
+        if items.is_empty() {
+            "-".into()
+        } else {
+            items.join(", ")
+        }
+    };
+    let q = &v["question"];
+    let a = &v["answer"];
+    let mut out = vec![format!(
+        "{} {} asked by {}",
+        s(&q["name"]),
+        s(&q["type"]),
+        s(&q["client"])
+    )];
+    let mut head = format!("answer: {}", s(&a["rcode"]));
+    if a["authoritative"] == Value::Bool(true) {
+        head.push_str(", authoritative");
+    }
+    if let Some(scope) = a["ecs_scope"].as_u64() {
+        head.push_str(&format!(", ECS scope /{scope}"));
+    }
+    out.push(head);
+    for section in ["answer", "authority"] {
+        for r in a[section].as_array().into_iter().flatten() {
+            out.push(format!(
+                "  {}{}",
+                if section == "authority" {
+                    "(authority) "
+                } else {
+                    ""
+                },
+                s(r)
+            ));
+        }
+    }
+    for c in v["cname_chain"].as_array().into_iter().flatten() {
+        out.push(format!("via {}", s(c)));
+    }
+    if let Some(why) = v["why"].as_str() {
+        out.push(format!("why: {why}"));
+    }
+    if v["pool"].is_string() {
+        let p = &v["policy"];
+        out.push(format!(
+            "zone {}, pool {}: {}{}{}, at most {} answer(s), ttl {}",
+            s(&v["zone"]),
+            s(&v["pool"]),
+            s(&p["order"]),
+            if p["failover"] == Value::Bool(true) {
+                " + failover"
+            } else {
+                ""
+            },
+            if p["topology"] == Value::Bool(true) {
+                " + topology"
+            } else {
+                ""
+            },
+            p["max_answers"],
+            p["ttl"]
+        ));
+    }
+    if let Some(members) = v["members"].as_array() {
+        out.push("members:".into());
+        for m in members {
+            let checks: Vec<String> = m["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}={} ({})",
+                        s(&c["check"]),
+                        s(&c["status"]),
+                        c["last_result"].as_str().unwrap_or("no result yet")
+                    )
+                })
+                .collect();
+            let mut line = format!("  {:<16} {:<7}", s(&m["address"]), s(&m["status"]));
+            if let Some(site) = m["site"].as_str() {
+                line.push_str(&format!(" site {site}"));
+            }
+            if let Some(k) = m["override"]["kind"].as_str() {
+                line.push_str(&format!(" override {k}"));
+            }
+            if !checks.is_empty() {
+                line.push_str(&format!(" {}", checks.join(", ")));
+            }
+            out.push(line);
+        }
+    }
+    if let Some(steps) = v["steps"].as_array() {
+        out.push("steps:".into());
+        for st in steps {
+            let mut line = format!("  {:<14}", s(&st["step"]));
+            if !st["kept"].is_null() {
+                line.push_str(&format!(" kept {}", list(&st["kept"])));
+            }
+            if !st["candidates"].is_null() {
+                line.push_str(&format!(" from {}", list(&st["candidates"])));
+            }
+            if st["dropped"].as_array().is_some_and(|d| !d.is_empty()) {
+                line.push_str(&format!("; dropped {}", list(&st["dropped"])));
+            }
+            if let Some(site) = st["client_site"].as_str() {
+                line.push_str(&format!("; client site {site} (/{})", st["matched_prefix"]));
+            }
+            if let Some(scope) = st["ecs_scope"].as_u64() {
+                line.push_str(&format!("; ECS scope /{scope}"));
+            }
+            if let Some(w) = st["weights"].as_object() {
+                let ws: Vec<String> = w.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line.push_str(&format!(" {}", ws.join(", ")));
+            }
+            if let Some(ttl) = st["ttl"].as_u64() {
+                line.push_str(&format!(" {ttl}"));
+            }
+            if let Some(n) = st["note"].as_str() {
+                line.push_str(&format!("  ({n})"));
+            }
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `/v1/status` as a table an operator can read.
@@ -102,15 +297,20 @@ fn table(v: &Value) -> String {
     for z in v["zones"].as_array().into_iter().flatten() {
         for p in z["pools"].as_array().into_iter().flatten() {
             for m in p["members"].as_array().into_iter().flatten() {
-                let ov = match &m["override"] {
-                    Value::Object(o) => {
-                        let reason = o.get("reason").and_then(Value::as_str).unwrap_or("");
-                        let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
-                        if reason.is_empty() {
-                            kind.to_string()
-                        } else {
-                            format!("{kind} ({reason})")
-                        }
+                let describe = |o: &serde_json::Map<String, Value>, by: &str| {
+                    let reason = o.get("reason").and_then(Value::as_str).unwrap_or("");
+                    let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
+                    match (reason.is_empty(), by.is_empty()) {
+                        (true, true) => kind.to_string(),
+                        (true, false) => format!("{kind} ({by})"),
+                        (false, true) => format!("{kind} ({reason})"),
+                        (false, false) => format!("{kind} ({by}: {reason})"),
+                    }
+                };
+                let ov = match (&m["override"], &m["site_override"]) {
+                    (Value::Object(o), _) => describe(o, ""),
+                    (_, Value::Object(o)) => {
+                        describe(o, &format!("site {}", m["site"].as_str().unwrap_or("?")))
                     }
                     _ => "-".into(),
                 };

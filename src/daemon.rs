@@ -22,7 +22,7 @@ use crate::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels};
 use crate::model::Config;
 use crate::probe;
 use crate::state;
-use crate::table::{LoadKey, Override, OverrideKind, ProbeKey, Table};
+use crate::table::{LoadKey, Override, OverrideKind, OverrideTarget, ProbeKey, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -127,9 +127,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let mut table = table;
     match state::load_overrides(&state_dir) {
         Ok(saved) => {
-            for (addr, o) in saved {
-                tracing::info!(member = %addr, "override restored: {addr} {:?} ({})", o.kind, o.reason);
-                table.set_override(addr, Some(o));
+            for (target, o) in saved.iter() {
+                tracing::info!(target = %target, "override restored: {target} {:?} ({})", o.kind, o.reason);
+                table.set_override(&target, Some(o.clone()));
             }
         }
         Err(e) => tracing::warn!("overrides not restored: {e}"),
@@ -362,16 +362,24 @@ impl Writer {
     /// Set or clear an override, then save all of them (atomically) before confirming.
     fn set_override(
         &mut self,
-        address: std::net::IpAddr,
+        target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
     ) -> Result<(), String> {
-        if change.is_some() && !self.table.is_member(address) {
-            return Err(format!("{address} is not a member of any pool"));
+        if change.is_some() {
+            match &target {
+                OverrideTarget::Member(a) if !self.table.is_member(*a) => {
+                    return Err(format!("{a} is not a member of any pool"));
+                }
+                OverrideTarget::Site(s) if !self.table.is_site(s) => {
+                    return Err(format!("{s:?} is not a site of any zone"));
+                }
+                _ => {}
+            }
         }
-        if change.is_none() && !self.table.overrides().contains_key(&address) {
-            return Err(format!("{address} has no override"));
+        let previous = self.table.overrides().get(&target).cloned();
+        if change.is_none() && previous.is_none() {
+            return Err(format!("{target} has no override"));
         }
-        let previous = self.table.overrides().get(&address).cloned();
         let now = unix_now();
         let ov = change.map(|(kind, reason, expires)| Override {
             kind,
@@ -379,12 +387,10 @@ impl Writer {
             set_unix: now,
             expires_unix: expires.map(|d| now + d.as_secs().max(1)),
         });
-        self.table.set_override(address, ov.clone());
-        let mut saved = self.table.overrides().clone();
-        if let Err(e) = state::save_overrides(&self.state_dir, &saved) {
+        self.table.set_override(&target, ov.clone());
+        if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
             // Not saved means not done: put the previous one back.
-            self.table.set_override(address, previous);
-            saved.clear();
+            self.table.set_override(&target, previous);
             return Err(format!(
                 "cannot save overrides in {}: {e}",
                 self.state_dir.display()
@@ -392,9 +398,9 @@ impl Writer {
         }
         match &ov {
             Some(o) => {
-                tracing::info!(member = %address, "override: {address} {:?} ({})", o.kind, o.reason)
+                tracing::info!(target = %target, "override: {target} {:?} ({})", o.kind, o.reason)
             }
-            None => tracing::info!(member = %address, "override: {address} cleared"),
+            None => tracing::info!(target = %target, "override: {target} cleared"),
         }
         Ok(())
     }
@@ -500,9 +506,10 @@ async fn writer(
             }
             Some(req) = api.recv() => match req {
                 admin::Request::Status(reply) => { let _ = reply.send(w.table.status(std::time::Instant::now())); }
-                admin::Request::Override { address, change, reply } => {
-                    let _ = reply.send(w.set_override(address, change));
+                admin::Request::Override { target, change, reply } => {
+                    let _ = reply.send(w.set_override(target, change));
                 }
+                admin::Request::Explain(q, reply) => { let _ = reply.send(w.table.explain(&q)); }
                 admin::Request::Reload(reply) => {
                     let r = w.reload().await;
                     dirty |= r.is_ok();

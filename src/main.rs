@@ -41,17 +41,41 @@ enum Command {
         #[command(flatten)]
         files: Files,
     },
+    /// What would CLIENT get for NAME now, and why (same as `gslbd ctl explain`).
+    Explain {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: ExplainArgs,
+    },
     /// Talk to a running server's admin API.
     Ctl {
-        /// The admin API.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8053")]
-        api: String,
-        /// File holding the bearer token for writes.
-        #[arg(long, value_name = "FILE")]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
         #[command(subcommand)]
         command: CtlCommand,
     },
+}
+
+#[derive(Args)]
+struct Conn {
+    /// The admin API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8053")]
+    api: String,
+    /// File holding the bearer token for writes.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ExplainArgs {
+    fn action(self) -> gslbd::ctl::Action {
+        gslbd::ctl::Action::Explain {
+            name: self.name,
+            client: self.client,
+            qtype: self.qtype,
+            json: self.json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -62,23 +86,45 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// No new answers for ADDRESS while another member can take them.
+    /// No new answers for ADDRESS (or --site) while another member can take them.
     Drain(MemberArgs),
     /// Undo a drain.
     Undrain(MemberArgs),
-    /// Treat ADDRESS as up whatever its checks say.
+    /// Treat ADDRESS (or --site) as up whatever the checks say.
     ForceUp(MemberArgs),
-    /// Treat ADDRESS as down whatever its checks say.
+    /// Treat ADDRESS (or --site) as down whatever the checks say.
     ForceDown(MemberArgs),
-    /// Remove any override of ADDRESS.
+    /// Remove the override of ADDRESS (or --site).
     Clear(MemberArgs),
     /// Reload the configuration (like SIGHUP); prints the diagnostics if it is refused.
     Reload,
+    /// What would CLIENT get for NAME now, and why (every step of the pipeline).
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The name asked, e.g. mail.gslb.example.com.
+    name: String,
+    /// The client: a resolver's address, or IP/LEN for an EDNS Client Subnet.
+    #[arg(long, value_name = "IP[/LEN]")]
+    client: String,
+    /// A or AAAA (or another type, answered as configured).
+    #[arg(long = "type", value_name = "TYPE", default_value = "A")]
+    qtype: String,
+    /// The API's JSON, for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct MemberArgs {
-    address: String,
+    /// The member's address (in every pool it is in).
+    #[arg(required_unless_present = "site", conflicts_with = "site")]
+    address: Option<String>,
+    /// Every member placed in this site instead (in every zone that has it).
+    #[arg(long, value_name = "NAME")]
+    site: Option<String>,
     /// Why (shown in status and logs).
     #[arg(long)]
     reason: Option<String>,
@@ -131,15 +177,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(files.sources()),
-        Command::Ctl {
-            api,
-            token_file,
-            command,
-        } => {
+        Command::Explain { conn, args } => ctl(conn, args.action()),
+        Command::Ctl { conn, command } => {
             use gslbd::ctl::Action;
             let member = |action, a: MemberArgs| Action::Member {
                 action,
-                address: a.address,
+                target: match (a.address, a.site) {
+                    (Some(address), _) => gslbd::ctl::Target::Member(address),
+                    (None, site) => gslbd::ctl::Target::Site(site.unwrap_or_default()),
+                },
                 reason: a.reason,
                 expires: a.expires,
             };
@@ -151,18 +197,23 @@ fn main() -> ExitCode {
                 CtlCommand::ForceDown(a) => member("force-down", a),
                 CtlCommand::Clear(a) => member("clear", a),
                 CtlCommand::Reload => Action::Reload,
+                CtlCommand::Explain(a) => a.action(),
             };
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            match gslbd::ctl::run(&api, token_file.as_deref(), action) {
-                Ok(out) => {
-                    println!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("gslbd ctl: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            ctl(conn, action)
+        }
+    }
+}
+
+fn ctl(conn: Conn, action: gslbd::ctl::Action) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match gslbd::ctl::run(&conn.api, conn.token_file.as_deref(), action) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gslbd ctl: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -297,7 +297,7 @@ fn probe_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub counters: Arc<Counters>,
-    /// 1 while a member can be handed out (up, or not yet probed), 0 while down.
+    /// 1 while a member is usable (up, or not yet probed), 0 while down.
     pub member_up: Family<MemberLabels, Gauge>,
     /// 1 up, 0 down, -1 not yet known.
     pub check_up: Family<CheckLabels, Gauge>,
@@ -340,7 +340,7 @@ impl Metrics {
         };
         registry.register(
             "gslbd_member_up",
-            "Whether a pool member is handed out (1) or down (0), after checks and overrides",
+            "Whether a pool member is usable (1) or down (0), after checks and force-up/force-down (drained members stay 1)",
             m.member_up.clone(),
         );
         registry.register(

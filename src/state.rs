@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::Status;
 use crate::model::CheckSpec;
-use crate::table::ProbeKey;
+use crate::table::{Overrides, ProbeKey};
 
 const HEALTH_FILE: &str = "health.json";
 const VERSION: u32 = 1;
@@ -109,26 +109,26 @@ const OVERRIDES_FILE: &str = "overrides.json";
 #[derive(Serialize, Deserialize)]
 struct OverridesFile {
     version: u32,
+    /// Member overrides by address.
     overrides: std::collections::BTreeMap<IpAddr, crate::table::Override>,
+    /// Site overrides by site name.
+    #[serde(default)]
+    sites: std::collections::BTreeMap<String, crate::table::Override>,
 }
 
 /// The overrides in force, written atomically before the API confirms a change.
-pub fn save_overrides(
-    dir: &Path,
-    overrides: &std::collections::BTreeMap<IpAddr, crate::table::Override>,
-) -> std::io::Result<()> {
+pub fn save_overrides(dir: &Path, overrides: &Overrides) -> std::io::Result<()> {
     let file = OverridesFile {
         version: VERSION,
-        overrides: overrides.clone(),
+        overrides: overrides.members.clone(),
+        sites: overrides.sites.clone(),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
     write_atomic(&dir.join(OVERRIDES_FILE), &bytes)
 }
 
 /// Overrides saved by an earlier run (none if there is no file).
-pub fn load_overrides(
-    dir: &Path,
-) -> Result<std::collections::BTreeMap<IpAddr, crate::table::Override>, String> {
+pub fn load_overrides(dir: &Path) -> Result<Overrides, String> {
     let path = dir.join(OVERRIDES_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -137,5 +137,8 @@ pub fn load_overrides(
     };
     let file: OverridesFile =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(file.overrides)
+    Ok(Overrides {
+        members: file.overrides,
+        sites: file.sites,
+    })
 }

@@ -15,6 +15,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod explain;
+
+pub use explain::Question;
+
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
@@ -448,6 +452,76 @@ pub enum OverrideKind {
     ForceDown,
 }
 
+/// What an override applies to: one member address (in every pool), or every member placed
+/// in a site of that name (in every zone). A member's own override wins over its site's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideTarget {
+    Member(IpAddr),
+    Site(String),
+}
+
+impl std::fmt::Display for OverrideTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OverrideTarget::Member(a) => write!(f, "{a}"),
+            OverrideTarget::Site(s) => write!(f, "site {s}"),
+        }
+    }
+}
+
+/// The overrides in force, as saved in `state_dir/overrides.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Overrides {
+    pub members: std::collections::BTreeMap<IpAddr, Override>,
+    #[serde(default)]
+    pub sites: std::collections::BTreeMap<String, Override>,
+}
+
+impl Overrides {
+    pub fn get(&self, t: &OverrideTarget) -> Option<&Override> {
+        match t {
+            OverrideTarget::Member(a) => self.members.get(a),
+            OverrideTarget::Site(s) => self.sites.get(s),
+        }
+    }
+
+    fn set(&mut self, t: &OverrideTarget, o: Option<Override>) {
+        match (t, o) {
+            (OverrideTarget::Member(a), Some(o)) => {
+                self.members.insert(*a, o);
+            }
+            (OverrideTarget::Member(a), None) => {
+                self.members.remove(a);
+            }
+            (OverrideTarget::Site(s), Some(o)) => {
+                self.sites.insert(s.clone(), o);
+            }
+            (OverrideTarget::Site(s), None) => {
+                self.sites.remove(s);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len() + self.sites.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (OverrideTarget, &Override)> {
+        self.members
+            .iter()
+            .map(|(a, o)| (OverrideTarget::Member(*a), o))
+            .chain(
+                self.sites
+                    .iter()
+                    .map(|(s, o)| (OverrideTarget::Site(s.clone()), o)),
+            )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Override {
     pub kind: OverrideKind,
@@ -519,7 +593,7 @@ pub struct Table {
     loads: HashMap<Arc<LoadKey>, LoadState>,
     /// When each address last went from down to up (for slow start).
     came_up: HashMap<IpAddr, Instant>,
-    overrides: std::collections::BTreeMap<IpAddr, Override>,
+    overrides: Overrides,
     /// The time of the last event the table saw; answers are computed as of this time.
     now: Instant,
     generation: u64,
@@ -618,8 +692,31 @@ impl Table {
     }
 
     /// The overrides in force.
-    pub fn overrides(&self) -> &std::collections::BTreeMap<IpAddr, Override> {
+    pub fn overrides(&self) -> &Overrides {
         &self.overrides
+    }
+
+    /// The override that applies to a member of `zone` at `address` placed in `site`: its own,
+    /// else its site's.
+    pub fn override_for(
+        &self,
+        zone: &model::Zone,
+        address: IpAddr,
+        site: Option<usize>,
+    ) -> Option<&Override> {
+        self.overrides.members.get(&address).or_else(|| {
+            let name = &zone.sites.get(site?)?.name;
+            self.overrides.sites.get(name)
+        })
+    }
+
+    /// Whether any zone has a site of this name.
+    pub fn is_site(&self, name: &str) -> bool {
+        self.config
+            .zones
+            .iter()
+            .flat_map(|z| &z.sites)
+            .any(|s| s.name == name)
     }
 
     /// Whether `addr` is a member of any pool.
@@ -632,14 +729,11 @@ impl Table {
             .any(|m| m.address == addr)
     }
 
-    /// Set (`Some`) or clear (`None`) the override of a member and republish. Restored
-    /// overrides of addresses that are no longer members are kept (a reload may bring them
-    /// back); the API refuses new ones for unknown addresses.
-    pub fn set_override(&mut self, addr: IpAddr, o: Option<Override>) {
-        match o {
-            Some(o) => self.overrides.insert(addr, o),
-            None => self.overrides.remove(&addr),
-        };
+    /// Set (`Some`) or clear (`None`) the override of a member or site and republish.
+    /// Restored overrides of addresses or sites that are no longer configured are kept (a
+    /// reload may bring them back); the API refuses new ones for unknown targets.
+    pub fn set_override(&mut self, target: &OverrideTarget, o: Option<Override>) {
+        self.overrides.set(target, o);
         self.recompute_all();
         self.live.publish(self.snapshot());
     }
@@ -648,8 +742,9 @@ impl Table {
     /// whether any was dropped.
     pub fn expire_overrides(&mut self, now_unix: u64) -> bool {
         let before = self.overrides.len();
-        self.overrides
-            .retain(|_, o| o.expires_unix.is_none_or(|t| t > now_unix));
+        let live = |o: &Override| o.expires_unix.is_none_or(|t| t > now_unix);
+        self.overrides.members.retain(|_, o| live(o));
+        self.overrides.sites.retain(|_, o| live(o));
         let changed = self.overrides.len() != before;
         if changed {
             self.recompute_all();
@@ -685,11 +780,12 @@ impl Table {
                     let load = self.load_of(p, m).and_then(|l| l.capacity);
                     json!({
                         "address": m.address,
-                        "status": self.member_status(p, m).to_string(),
+                        "status": self.member_status(z, p, m).to_string(),
                         "weight": m.weight,
                         "priority": m.priority,
                         "site": m.site.map(|s| z.sites[s].name.clone()),
-                        "override": self.overrides.get(&m.address),
+                        "override": self.overrides.members.get(&m.address),
+                        "site_override": m.site.and_then(|s| self.overrides.sites.get(&z.sites[s].name)),
                         "spare_capacity": load,
                         "checks": checks,
                     })
@@ -778,7 +874,7 @@ impl Table {
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
         for m in &pool.members {
-            let up = self.member_status(pool, m) != Status::Down;
+            let up = self.member_status(zone, pool, m) != Status::Down;
             self.metrics
                 .member_up
                 .get_or_create(&crate::metrics::MemberLabels {
@@ -918,7 +1014,7 @@ impl Table {
         }
         let m = &self.metrics.overrides;
         m.clear();
-        for o in self.overrides.values() {
+        for (_, o) in self.overrides.iter() {
             let kind = match o.kind {
                 OverrideKind::Drain => "drain",
                 OverrideKind::ForceUp => "force-up",
@@ -940,8 +1036,13 @@ impl Table {
     /// The status of a member of a pool: an operator's force-up/force-down first, then all of
     /// the pool's checks combined (no checks: up); an agent that says `down` or `maint` takes
     /// the member down too.
-    fn member_status(&self, pool: &model::Pool, m: &model::Member) -> Status {
-        match self.overrides.get(&m.address).map(|o| o.kind) {
+    pub(crate) fn member_status(
+        &self,
+        zone: &model::Zone,
+        pool: &model::Pool,
+        m: &model::Member,
+    ) -> Status {
+        match self.override_for(zone, m.address, m.site).map(|o| o.kind) {
             Some(OverrideKind::ForceUp) => return Status::Up,
             Some(OverrideKind::ForceDown) => return Status::Down,
             _ => {}
@@ -969,7 +1070,7 @@ impl Table {
         let (zi, pi) = self.pool_refs[id as usize];
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
-        let status = |p: &model::Pool, m: &model::Member| self.member_status(p, m);
+        let status = |p: &model::Pool, m: &model::Member| self.member_status(zone, p, m);
         let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
         let mut v4 = select::eligible(pool, Family::V4, &status, &fallback);
         let mut v6 = select::eligible(pool, Family::V6, &status, &fallback);
@@ -978,15 +1079,7 @@ impl Table {
                 for c in members.iter_mut() {
                     c.weight = self.effective_weight(pool, c);
                 }
-                // Drained members get no new answers while any other member can take them.
-                let drained = |c: &select::Candidate| {
-                    self.overrides
-                        .get(&c.address)
-                        .is_some_and(|o| o.kind == OverrideKind::Drain)
-                };
-                if members.iter().any(|c| !drained(c)) {
-                    members.retain(|c| !drained(c));
-                }
+                self.drop_drained(zone, members);
             }
         }
         let sites: Vec<Option<usize>> = if pool.policy.topology {
@@ -1017,10 +1110,22 @@ impl Table {
 }
 
 impl Table {
+    /// Drained members (or members of a drained site) get no new answers while any other
+    /// member can take them.
+    pub(crate) fn drop_drained(&self, zone: &model::Zone, members: &mut Vec<select::Candidate>) {
+        let drained = |c: &select::Candidate| {
+            self.override_for(zone, c.address, c.site)
+                .is_some_and(|o| o.kind == OverrideKind::Drain)
+        };
+        if members.iter().any(|c| !drained(c)) {
+            members.retain(|c| !drained(c));
+        }
+    }
+
     /// Weight × spare capacity (fresh load reports, smoothed) × slow-start ramp. A drained
     /// member gets 0: weighted sampling then never picks it while another member has weight.
     /// Scaled by 100 so that small capacities keep their proportion.
-    fn effective_weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
+    pub(crate) fn effective_weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
         let Some(m) = pool.members.iter().find(|m| m.address == c.address) else {
             return c.weight;
         };

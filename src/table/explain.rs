@@ -1,0 +1,464 @@
+//! `GET /v1/explain`: the answer a client would get now, and why.
+//!
+//! The answer itself comes from the real query path (`dns::answer` over the live snapshot, with
+//! the client as ECS option), so it cannot disagree with what resolvers get. The steps are
+//! recomputed from the writer's view (config, health, overrides, load) with the same pipeline
+//! functions the snapshot was built with, keeping at each step the candidates that survived.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+use serde_json::{Value, json};
+
+use super::{ProbeKey, Table};
+use crate::dns::answer::{self, Transport};
+use crate::health::Status;
+use crate::model::{self, Order, WhenAllDown};
+use crate::select::{self, Candidate, Eligible, Family};
+
+/// What to explain: a name, a type (A by default) and a client `IP` or `IP/LEN` (with a
+/// length, the client is an EDNS Client Subnet; without, it is the resolver's own address).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Question {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub qtype: Option<String>,
+    pub client: String,
+}
+
+/// CNAMEs inside a zone that explain follows to a pooled name.
+const MAX_CHAIN: usize = 8;
+
+impl Table {
+    /// Explain `q`, or say what is wrong with it.
+    pub fn explain(&self, q: &Question) -> Result<Value, String> {
+        let name = Name::from_str(q.name.trim())
+            .map_err(|e| format!("name: {:?} is not a domain name: {e}", q.name))?
+            .to_lowercase();
+        let name = if name.is_fqdn() {
+            name
+        } else {
+            let mut n = name;
+            n.set_fqdn(true);
+            n
+        };
+        let qtype_text = q.qtype.as_deref().unwrap_or("A").to_ascii_uppercase();
+        let qtype = RecordType::from_str(&qtype_text)
+            .map_err(|_| format!("type: {qtype_text:?} is not a record type"))?;
+        let (client, ecs_len) = parse_client(&q.client)?;
+
+        let answer = self.real_answer(&name, qtype, client, ecs_len)?;
+        let mut out = json!({
+            "question": { "name": name.to_string(), "type": qtype.to_string(), "client": q.client },
+            "answer": answer,
+        });
+        let Some(zone) = self
+            .config
+            .zones
+            .iter()
+            .filter(|z| z.origin.zone_of(&name))
+            .max_by_key(|z| z.origin.num_labels())
+        else {
+            out["why"] = json!("no zone of this server holds the name: REFUSED");
+            return Ok(out);
+        };
+        out["zone"] = json!(zone.origin.to_string());
+
+        // Follow CNAMEs inside the zone to the name that is bound to a pool.
+        let mut at = name.clone();
+        let mut chain = Vec::new();
+        let binding = loop {
+            if let Some(b) = zone.bindings.iter().find(|b| b.name == at) {
+                break Some(b);
+            }
+            let cname = zone.rrsets.iter().find_map(|s| match s.rdata.first() {
+                Some(RData::CNAME(c)) if s.name == at => Some(c.0.clone()),
+                _ => None,
+            });
+            match cname {
+                Some(target) if chain.len() < MAX_CHAIN && zone.origin.zone_of(&target) => {
+                    chain.push(format!("{at} CNAME {target}"));
+                    at = target.to_lowercase();
+                }
+                _ => break None,
+            }
+        };
+        if !chain.is_empty() {
+            out["cname_chain"] = json!(chain);
+        }
+        let Some(binding) = binding else {
+            out["why"] = json!("static data of the zone (no pool): answered as configured");
+            return Ok(out);
+        };
+        let Some(pool) = zone.pools.iter().find(|p| p.name == binding.pool) else {
+            return Ok(out);
+        };
+        let family = match qtype {
+            RecordType::A => Family::V4,
+            RecordType::AAAA => Family::V6,
+            _ => {
+                out["pool"] = json!(pool.name);
+                out["why"] = json!(format!(
+                    "{at} is bound to pool {}, which answers only A and AAAA: {qtype} is NODATA",
+                    pool.name
+                ));
+                return Ok(out);
+            }
+        };
+        out["pool"] = json!(pool.name);
+        out["policy"] = json!({
+            "order": order_name(pool.policy.order),
+            "failover": pool.policy.failover,
+            "topology": pool.policy.topology,
+            "max_answers": pool.max_answers,
+            "ttl": pool.ttl,
+        });
+        out["members"] = Value::Array(
+            pool.members
+                .iter()
+                .map(|m| self.member_json(zone, pool, m))
+                .collect(),
+        );
+        out["steps"] = Value::Array(self.steps(zone, pool, family, client, ecs_len));
+        Ok(out)
+    }
+
+    fn member_json(&self, zone: &model::Zone, pool: &model::Pool, m: &model::Member) -> Value {
+        let checks: Vec<Value> = pool
+            .checks
+            .iter()
+            .map(|c| {
+                let key = ProbeKey {
+                    address: m.address,
+                    spec: c.spec.clone(),
+                };
+                let state = self.probes.get(&key).map(|p| &p.state);
+                json!({
+                    "check": c.name,
+                    "status": state.map_or(Status::Unknown, |s| s.status).to_string(),
+                    "last_result": state.and_then(|s| s.last.as_ref()).map(|o| o.reason.clone()),
+                })
+            })
+            .collect();
+        json!({
+            "address": m.address,
+            "status": self.member_status(zone, pool, m).to_string(),
+            "priority": m.priority,
+            "weight": m.weight,
+            "site": m.site.and_then(|s| zone.sites.get(s)).map(|s| s.name.clone()),
+            "override": self.override_for(zone, m.address, m.site),
+            "checks": checks,
+        })
+    }
+
+    /// The pipeline for one family, step by step.
+    fn steps(
+        &self,
+        zone: &model::Zone,
+        pool: &model::Pool,
+        family: Family,
+        client: IpAddr,
+        ecs_len: Option<u8>,
+    ) -> Vec<Value> {
+        let list = |c: &[Candidate]| -> Value {
+            Value::Array(c.iter().map(|c| json!(c.address.to_string())).collect())
+        };
+        let mut steps = Vec::new();
+        let of_family: Vec<&model::Member> = pool
+            .members
+            .iter()
+            .filter(|m| Family::of(&m.address) == family)
+            .collect();
+        steps.push(json!({
+            "step": "family",
+            "kept": of_family.iter().map(|m| m.address.to_string()).collect::<Vec<_>>(),
+            "note": match family { Family::V4 => "A: the IPv4 members", Family::V6 => "AAAA: the IPv6 members" },
+        }));
+        let down: Vec<Value> = of_family
+            .iter()
+            .filter(|m| self.member_status(zone, pool, m) == Status::Down)
+            .map(|m| json!({ "address": m.address.to_string(), "why": self.why_down(zone, pool, m) }))
+            .collect();
+        let usable: Vec<String> = of_family
+            .iter()
+            .filter(|m| self.member_status(zone, pool, m) != Status::Down)
+            .map(|m| m.address.to_string())
+            .collect();
+        steps.push(json!({
+            "step": "health",
+            "kept": usable,
+            "dropped": down,
+            "note": "down members are dropped; not-yet-probed (unknown) members count as usable",
+        }));
+
+        let status = |p: &model::Pool, m: &model::Member| self.member_status(zone, p, m);
+        let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
+        let eligible = select::eligible(pool, family, &status, &fallback);
+        if usable.is_empty() && !of_family.is_empty() {
+            let mode = match &pool.when_all_down {
+                WhenAllDown::All => "all: every member (fail open)".to_string(),
+                WhenAllDown::None => "none: NODATA".to_string(),
+                WhenAllDown::ServFail => "servfail: SERVFAIL".to_string(),
+                WhenAllDown::Addresses(a) => format!("fallback addresses {a:?}"),
+                WhenAllDown::Pool(p) => format!("fallback pool {p}"),
+            };
+            steps.push(json!({ "step": "when_all_down", "note": mode }));
+        } else if pool.policy.failover {
+            let kept = match &eligible {
+                Eligible::Members { members, .. } => list(members),
+                _ => json!([]),
+            };
+            steps.push(json!({
+                "step": "failover",
+                "kept": kept,
+                "note": "the first priority group that has a usable member",
+            }));
+        }
+        let (mut members, degraded) = match eligible {
+            Eligible::Members { members, degraded } => (members, degraded),
+            Eligible::NoData => {
+                steps.push(
+                    json!({ "step": "answer", "note": "NODATA (SOA in the authority section)" }),
+                );
+                return steps;
+            }
+            Eligible::ServFail => {
+                steps.push(json!({ "step": "answer", "note": "SERVFAIL" }));
+                return steps;
+            }
+        };
+
+        let before = members.clone();
+        self.drop_drained(zone, &mut members);
+        if members.len() != before.len() {
+            let dropped: Vec<Candidate> = before
+                .into_iter()
+                .filter(|c| !members.contains(c))
+                .collect();
+            steps.push(json!({
+                "step": "drain",
+                "kept": list(&members),
+                "dropped": list(&dropped),
+                "note": "drained members get no new answers while another member can take them",
+            }));
+        }
+        for c in members.iter_mut() {
+            c.weight = self.effective_weight(pool, c);
+        }
+        if pool.policy.order != Order::RoundRobin {
+            let weights: serde_json::Map<String, Value> = members
+                .iter()
+                .map(|c| (c.address.to_string(), json!(c.weight)))
+                .collect();
+            steps.push(json!({
+                "step": "weights",
+                "weights": weights,
+                "note": "weight × 100 × spare capacity (least-loaded) × slow-start ramp",
+            }));
+        }
+
+        if pool.policy.topology && !zone.sites.is_empty() {
+            let prefix = ecs_len.unwrap_or(if client.is_ipv4() { 32 } else { 128 });
+            let site = site_of(&zone.sites, client, prefix);
+            let kept = select::topology(&members, site.map(|(s, _)| s), &zone.sites);
+            let scope = site.map_or(prefix, |(_, len)| len);
+            steps.push(json!({
+                "step": "topology",
+                "client_site": site.map(|(s, _)| zone.sites[s].name.clone()),
+                "matched_prefix": site.map(|(_, len)| len),
+                "ecs_scope": scope,
+                "kept": list(&kept),
+                "note": if site.is_some() {
+                    "the members of the client's site, else of its fallback sites in order"
+                } else {
+                    "no site covers the client: every member"
+                },
+            }));
+            members = kept;
+        }
+
+        let note = match pool.policy.order {
+            Order::RoundRobin => "round-robin: a random rotation per query".to_string(),
+            Order::Weighted => {
+                "weighted: sampled without replacement by weight, per query".to_string()
+            }
+            Order::LeastLoaded => {
+                "least-loaded: sampled by spare capacity (the weights above), per query".to_string()
+            }
+            Order::Sticky => {
+                "sticky: rendezvous hash of the client prefix; the same client keeps its member"
+                    .to_string()
+            }
+        };
+        steps.push(json!({
+            "step": "order",
+            "candidates": list(&members),
+            "max_answers": pool.max_answers,
+            "note": note,
+        }));
+        let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
+        steps.push(json!({
+            "step": "ttl",
+            "ttl": ttl,
+            "note": if degraded { "halved: some member of the family is down" } else { "the pool's ttl" },
+        }));
+        steps
+    }
+
+    /// Why a member counts as down: an override, an agent, or its failing checks.
+    fn why_down(&self, zone: &model::Zone, pool: &model::Pool, m: &model::Member) -> String {
+        if let Some(o) = self.override_for(zone, m.address, m.site)
+            && o.kind == super::OverrideKind::ForceDown
+        {
+            return format!("force-down by an operator ({})", o.reason);
+        }
+        let failing: Vec<String> = pool
+            .checks
+            .iter()
+            .filter_map(|c| {
+                let key = ProbeKey {
+                    address: m.address,
+                    spec: c.spec.clone(),
+                };
+                let st = &self.probes.get(&key)?.state;
+                (st.status == Status::Down).then(|| {
+                    let last = st.last.as_ref().map_or("", |o| o.reason.as_str());
+                    format!("{}: {last}", c.name)
+                })
+            })
+            .collect();
+        if failing.is_empty() {
+            "its load agent reports down".to_string()
+        } else {
+            failing.join("; ")
+        }
+    }
+
+    /// Ask the live snapshot, exactly as a resolver would.
+    fn real_answer(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        client: IpAddr,
+        ecs_len: Option<u8>,
+    ) -> Result<Value, String> {
+        let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(name.clone(), qtype));
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        if let Some(len) = ecs_len {
+            e.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(client, len, 0)));
+        }
+        m.set_edns(e);
+        let packet = m
+            .to_vec()
+            .map_err(|e| format!("cannot build the query: {e}"))?;
+        let mut buf = vec![0u8; answer::MAX_RESPONSE];
+        let snap = self.live.load();
+        let n = answer::answer(&snap, &packet, Transport::Tcp, client, &mut buf)
+            .ok_or("the query path dropped the query")?;
+        let r = Message::from_vec(&buf[..n]).map_err(|e| format!("unreadable response: {e}"))?;
+        let records = |rs: &[hickory_proto::rr::Record]| -> Vec<String> {
+            rs.iter().map(|r| r.to_string()).collect()
+        };
+        let scope = r
+            .edns
+            .as_ref()
+            .and_then(|e| e.option(EdnsCode::Subnet))
+            .and_then(|o| match o {
+                EdnsOption::Subnet(s) => Some(s.scope_prefix()),
+                _ => None,
+            });
+        Ok(json!({
+            "rcode": format!("{:?}", r.metadata.response_code).to_uppercase(),
+            "authoritative": r.metadata.authoritative,
+            "answer": records(&r.answers),
+            "authority": records(&r.authorities),
+            "ecs_scope": scope,
+        }))
+    }
+}
+
+/// `IP` or `IP/LEN`.
+fn parse_client(s: &str) -> Result<(IpAddr, Option<u8>), String> {
+    let s = s.trim();
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("client: {s:?} is not IP or IP/LEN"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => None,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => Some(n),
+            _ => return Err(format!("client: prefix length {l:?} is not 0..={max}")),
+        },
+    };
+    Ok((addr, len))
+}
+
+/// The site whose longest prefix covers `addr/prefix`, and that prefix's length.
+fn site_of(sites: &[model::Site], addr: IpAddr, prefix: u8) -> Option<(usize, u8)> {
+    let client = ipnet::IpNet::new(addr, prefix).ok()?.trunc();
+    sites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.nets.iter().map(move |n| (i, n)))
+        .filter(|(_, n)| n.contains(&client))
+        .max_by_key(|(_, n)| n.prefix_len())
+        .map(|(i, n)| (i, n.prefix_len()))
+}
+
+fn order_name(o: Order) -> &'static str {
+    match o {
+        Order::RoundRobin => "round-robin",
+        Order::Weighted => "weighted",
+        Order::Sticky => "sticky",
+        Order::LeastLoaded => "least-loaded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients() {
+        assert_eq!(
+            parse_client("10.1.2.3/24").unwrap(),
+            ("10.1.2.3".parse().unwrap(), Some(24))
+        );
+        assert_eq!(
+            parse_client("2001:db8::1").unwrap(),
+            ("2001:db8::1".parse().unwrap(), None)
+        );
+        assert!(parse_client("10.1.2.3/33").is_err());
+        assert!(parse_client("nope").is_err());
+    }
+
+    #[test]
+    fn longest_site_prefix_wins() {
+        let site = |name: &str, nets: &[&str]| model::Site {
+            name: name.into(),
+            nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            fallback: vec![],
+        };
+        let sites = [
+            site("wide", &["10.0.0.0/8"]),
+            site("narrow", &["10.1.0.0/16"]),
+        ];
+        let at = |a: &str, p| site_of(&sites, a.parse().unwrap(), p);
+        assert_eq!(at("10.1.2.3", 24), Some((1, 16)));
+        assert_eq!(at("10.2.2.3", 32), Some((0, 8)));
+        // A /12 client is wider than the /16 site: only the /8 covers it.
+        assert_eq!(at("10.1.2.3", 12), Some((0, 8)));
+        assert_eq!(at("192.0.2.1", 32), None);
+    }
+}
