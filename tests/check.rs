@@ -44,6 +44,15 @@ fn bundled_zones_are_valid() {
 }
 
 #[test]
+fn example_zones_are_valid() {
+    for dir in ["examples/exchange/zones", "examples/lab/zones"] {
+        let o = check(&root(), &["--zones", dir]);
+        assert_eq!(o.status.code(), Some(0), "{dir}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok: 1 zone(s)"));
+    }
+}
+
+#[test]
 fn every_problem_is_reported_with_file_line_column_and_key() {
     let d = zones(&[(
         "a.yaml",

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The delegation lab: a parent authority, a recursive resolver, gslbd and three web servers,
+# all on loopback, so you can watch a delegated name resolve the way it will in production.
+#
+#   127.0.53.2:53    NSD, authoritative for example.test; delegates gslb.example.test
+#                    (NS ns1.gslb.example.test. + glue 127.0.53.1) and has
+#                    www.example.test CNAME www.gslb.example.test.
+#   127.0.53.1:53    gslbd, authoritative for gslb.example.test (examples/lab/zones)
+#   127.0.53.3:53    unbound, recursive, with a stub zone for example.test at NSD
+#   127.0.53.11-13   three HTTP servers (python3 -m http.server) on port 8080, checked by gslbd
+#
+# Usage: examples/lab/lab.sh [demo|up|down]     (default: demo = up, show, down)
+# Needs: nsd, unbound, python3, dig (Debian: apt-get install nsd unbound python3 bind9-dnsutils)
+# and root (or CAP_NET_BIND_SERVICE) for port 53: resolvers only speak to port 53.
+# Everything it starts is recorded in $LAB_DIR/pids and stopped by PID on `down` (and when
+# `demo` ends or fails). GSLBD=path/to/gslbd picks the binary (default: target/release/gslbd,
+# built if missing). LAB_DIR defaults to target/lab.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$PWD
+LAB_DIR=${LAB_DIR:-$ROOT/target/lab}
+GSLBD=${GSLBD:-$ROOT/target/release/gslbd}
+GSLBD_IP=127.0.53.1 NSD_IP=127.0.53.2 RESOLVER_IP=127.0.53.3
+BACKENDS=(127.0.53.11 127.0.53.12 127.0.53.13)
+
+say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
+die() { echo "lab: $*" >&2; exit 1; }
+
+need() {
+    for tool in nsd unbound python3 dig; do
+        command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+            die "$tool is missing (Debian: apt-get install nsd unbound python3 bind9-dnsutils)"
+    done
+    [ "$(id -u)" = 0 ] || die "port 53 needs root (resolvers only query port 53): run with sudo"
+}
+
+# Wait (at most ~10 s) until `dig @$1 $2 $3` gives status $4.
+wait_dns() {
+    for _ in $(seq 1 100); do
+        if dig +time=1 +tries=1 +norec @"$1" "$2" "$3" 2>/dev/null | grep -q "status: $4"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "no $4 answer from $1 for $2 $3 (logs in $LAB_DIR)"
+}
+
+# Wait (at most ~10 s) until $1:$2 accepts TCP connections.
+wait_tcp() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "nothing listens on $1:$2 (logs in $LAB_DIR)"
+}
+
+# Wait (at most ~15 s) until gslbd answers www with exactly $1 members at the full TTL (10 s;
+# it is halved while a member is down).
+wait_pool() {
+    for _ in $(seq 1 150); do
+        n=$(dig +norec +noall +answer @"$GSLBD_IP" www.gslb.example.test A 2>/dev/null | awk '$2 == 10' | wc -l)
+        [ "$n" = "$1" ] && return 0
+        sleep 0.1
+    done
+    die "gslbd never answered www with $1 healthy members (see $LAB_DIR/gslbd.log)"
+}
+
+start() { # name, then the command; records the PID
+    local name=$1; shift
+    "$@" >"$LAB_DIR/$name.log" 2>&1 &
+    echo "$! $name" >>"$LAB_DIR/pids"
+}
+
+up() {
+    need
+    [ -x "$GSLBD" ] || { say "building gslbd"; cargo build --release --quiet --bin gslbd; }
+    [ ! -s "$LAB_DIR/pids" ] || die "already up (examples/lab/lab.sh down first)"
+    mkdir -p "$LAB_DIR/www" "$LAB_DIR/nsd" "$LAB_DIR/unbound"
+    : >"$LAB_DIR/pids"
+
+    say "web servers on ${BACKENDS[*]} port 8080"
+    echo ok >"$LAB_DIR/www/health"
+    for ip in "${BACKENDS[@]}"; do
+        start "www-$ip" python3 -m http.server --bind "$ip" --directory "$LAB_DIR/www" 8080
+    done
+    for ip in "${BACKENDS[@]}"; do wait_tcp "$ip" 8080; done
+
+    say "gslbd on $GSLBD_IP:53 (gslb.example.test)"
+    cat >"$LAB_DIR/gslbd.yaml" <<YAML
+listen: ["$GSLBD_IP:53"]
+zones_dir: $ROOT/examples/lab/zones
+state_dir: $LAB_DIR/state
+api: { listen: "$GSLBD_IP:8053" }
+YAML
+    start gslbd "$GSLBD" serve --config "$LAB_DIR/gslbd.yaml"
+
+    say "NSD on $NSD_IP:53 (example.test, delegating gslb.example.test)"
+    cat >"$LAB_DIR/nsd/example.test.zone" <<ZONE
+\$ORIGIN example.test.
+\$TTL 3600
+@       IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300
+@       IN NS  ns.example.test.
+ns      IN A   $NSD_IP
+; the delegation: NS and glue for the subzone gslbd serves
+gslb    IN NS  ns1.gslb.example.test.
+ns1.gslb IN A  $GSLBD_IP
+; the public name points into the subzone
+www     IN CNAME www.gslb.example.test.
+ZONE
+    cat >"$LAB_DIR/nsd/nsd.conf" <<CONF
+server:
+    ip-address: $NSD_IP
+    port: 53
+    username: ""
+    chroot: ""
+    zonesdir: "$LAB_DIR/nsd"
+    database: ""
+    zonelistfile: "$LAB_DIR/nsd/zone.list"
+    xfrdfile: "$LAB_DIR/nsd/xfrd.state"
+    xfrdir: "$LAB_DIR/nsd"
+    pidfile: "$LAB_DIR/nsd/nsd.pid"
+    server-count: 1
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: example.test
+    zonefile: example.test.zone
+CONF
+    start nsd nsd -d -c "$LAB_DIR/nsd/nsd.conf"
+
+    say "unbound on $RESOLVER_IP:53 (recursive; example.test via NSD)"
+    cat >"$LAB_DIR/unbound/unbound.conf" <<CONF
+server:
+    interface: $RESOLVER_IP
+    port: 53
+    access-control: 127.0.0.0/8 allow
+    username: ""
+    chroot: ""
+    directory: "$LAB_DIR/unbound"
+    pidfile: "$LAB_DIR/unbound/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    do-ip6: no
+    do-not-query-localhost: no
+    module-config: "iterator"
+    local-zone: "test." nodefault
+    domain-insecure: "test."
+    verbosity: 1
+stub-zone:
+    name: "example.test"
+    stub-addr: $NSD_IP
+remote-control:
+    control-enable: no
+CONF
+    start unbound unbound -d -c "$LAB_DIR/unbound/unbound.conf"
+
+    wait_dns "$GSLBD_IP" www.gslb.example.test A NOERROR
+    wait_pool 3
+    wait_dns "$NSD_IP" example.test SOA NOERROR
+    wait_dns "$RESOLVER_IP" . NS 'NOERROR\|SERVFAIL\|REFUSED'
+    say "up; stop with: examples/lab/lab.sh down"
+}
+
+down() {
+    [ -f "$LAB_DIR/pids" ] || return 0
+    while read -r pid name; do
+        kill "$pid" 2>/dev/null && echo "stopped $name ($pid)" >&2 || true
+    done <"$LAB_DIR/pids"
+    # Bounded wait for them to exit, then the hard way.
+    for _ in $(seq 1 50); do
+        alive=0
+        while read -r pid _; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$LAB_DIR/pids"
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done <"$LAB_DIR/pids"
+    rm -f "$LAB_DIR/pids"
+}
+
+show() {
+    say "\$ dig @$RESOLVER_IP www.example.test A        # through the resolver and the delegation"
+    dig @"$RESOLVER_IP" www.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    say "\$ dig +norec @$NSD_IP www.gslb.example.test A  # the parent refers to gslbd"
+    dig +norec @"$NSD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A # gslbd answers with authority (aa)"
+    dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    local pid
+    pid=$(awk '$2 == "www-127.0.53.12" { print $1 }' "$LAB_DIR/pids")
+    say "stopping the web server on 127.0.53.12 (PID $pid); gslbd notices within interval × fall"
+    kill "$pid"
+    for _ in $(seq 1 100); do
+        dig +short +norec @"$GSLBD_IP" www.gslb.example.test A | grep -q 127.0.53.12 || break
+        sleep 0.1
+    done
+    grep 'health: 127.0.53.12' "$LAB_DIR/gslbd.log" | tail -1 | sed 's/^[^ ]* *INFO //; s/ member=.*//' >&2
+    say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A"
+    dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/ANSWER SECTION/,/^$/p'
+}
+
+case "${1:-demo}" in
+    up) up ;;
+    down) down ;;
+    demo)
+        trap down EXIT
+        up
+        show
+        ;;
+    *) die "usage: $0 [demo|up|down]" ;;
+esac

@@ -1,0 +1,62 @@
+//! The comparison of `cargo run --example compare`, shortened, with its shape asserted: while
+//! backend 2 of 3 is down, round robin keeps failing about a third of the connects; health-aware
+//! answers fail only until the check notices and the TTL runs out.
+
+#[path = "../examples/compare/sim.rs"]
+mod sim;
+
+use std::path::Path;
+use std::time::Duration;
+
+#[test]
+fn health_aware_stops_failing_after_detection_and_round_robin_does_not() {
+    let plan = sim::Plan {
+        duration: Duration::from_secs(14),
+        outage_start: Duration::from_secs(3),
+        outage_end: Duration::from_secs(11),
+        clients: 30,
+        pause: Duration::from_millis(300),
+        ttl: 1,
+        interval: Duration::from_millis(500),
+        net: 61,
+        ..sim::Plan::default()
+    };
+    let o = sim::run(Path::new(env!("CARGO_BIN_EXE_gslbd")), &plan, &|_, _| {}).unwrap();
+    let table = sim::table(&o);
+    let rows = o.rows();
+    let (rr, ha) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (rr.mode, ha.mode),
+        (sim::Mode::RoundRobin, sim::Mode::HealthAware)
+    );
+
+    // Detection within fall (2) probes plus a probe interval of slack and jitter; recovery
+    // within rise (2) probes likewise.
+    let detect = ha
+        .detect
+        .expect("health-aware answers never dropped backend 2");
+    assert!(detect <= Duration::from_secs(3), "{table}");
+    let recover = ha
+        .recover
+        .expect("health-aware answers never took backend 2 back");
+    assert!(recover <= Duration::from_secs(3), "{table}");
+
+    // Enough connects in the settled part of the outage to judge a 1 % rate.
+    assert!(ha.after_detection_attempts >= 200, "{table}");
+    assert!(ha.after_detection <= 0.01, "{table}");
+    assert!(rr.after_detection >= 0.20, "{table}");
+    // Outside the outage nobody fails: round robin's failures are all inside it.
+    let (start, end) = (plan.outage_start, plan.outage_end);
+    let outside = o
+        .attempts
+        .iter()
+        .filter(|a| !a.ok && (a.at < start || a.at >= end + Duration::from_millis(500)))
+        .count();
+    assert_eq!(outside, 0, "{table}");
+
+    // The chart has one line per mode and the shaded outage.
+    let svg = sim::svg(&o);
+    assert_eq!(svg.matches("<polyline").count(), 2);
+    assert!(svg.contains("round robin") && svg.contains("health-aware"));
+    assert!(svg.contains(r##"fill="#bbbbbb""##));
+}

@@ -1,0 +1,178 @@
+//! The delegation lab (examples/lab/lab.sh) end to end: a name resolved through a recursive
+//! resolver (unbound) and a parent authority's delegation (NSD) is gslbd's pooled answer, and
+//! follows a backend going down.
+//!
+//! Needs nsd, unbound, python3 and dig, and root for port 53. Without them the test says so and
+//! passes, unless GSLBD_LAB_REQUIRED=1 (set by .ci/run, which installs them).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+const RESOLVER: &str = "127.0.53.3:53";
+const GSLBD: &str = "127.0.53.1:53";
+
+/// What is missing to run the lab here, if anything.
+fn missing() -> Option<String> {
+    for tool in ["nsd", "unbound", "python3", "dig"] {
+        let found = Command::new("sh")
+            .args([
+                "-c",
+                &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("port 53 needs root".into());
+    }
+    None
+}
+
+/// The lab, brought down (by PID, through the script) when dropped.
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn script(&self, action: &str) -> std::process::Output {
+        Command::new(common::root().join("examples/lab/lab.sh"))
+            .arg(action)
+            .env("GSLBD", env!("CARGO_BIN_EXE_gslbd"))
+            .env("LAB_DIR", self.dir.path())
+            .output()
+            .expect("run lab.sh")
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// The PID the script recorded for `name`.
+    fn pid(&self, name: &str) -> i32 {
+        self.log("pids")
+            .lines()
+            .find_map(|l| {
+                let (pid, n) = l.split_once(' ')?;
+                (n == name).then(|| pid.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no PID for {name}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let o = self.script("down");
+        if !o.status.success() {
+            eprintln!("lab down: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}
+
+/// Ask `server` for `name` A, with RD set.
+fn ask(server: &str, name: &str) -> Option<Message> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    let server: SocketAddr = server.parse().ok()?;
+    sock.send_to(&m.to_vec().ok()?, server).ok()?;
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+fn addresses(m: &Message) -> BTreeSet<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "the lab cannot run: {why}"
+        );
+        eprintln!(
+            "skipped: {why} (apt-get install nsd unbound python3 bind9-dnsutils; run as root)"
+        );
+        return;
+    }
+    let lab = Lab {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let o = lab.script("up");
+    assert!(
+        o.status.success(),
+        "lab up failed:\n{}\ngslbd:\n{}\nnsd:\n{}\nunbound:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        lab.log("gslbd.log"),
+        lab.log("nsd.log"),
+        lab.log("unbound.log")
+    );
+    let all = set(&["127.0.53.11", "127.0.53.12", "127.0.53.13"]);
+
+    // Through unbound: the parent's CNAME, then gslbd's pool, with RA and without AA.
+    let r = ask(RESOLVER, "www.example.test.").expect("no answer from unbound");
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{r:?}");
+    assert!(r.metadata.recursion_available && !r.metadata.authoritative);
+    let cname = r.answers.iter().find_map(|rr| match &rr.data {
+        RData::CNAME(c) => Some(c.0.to_string()),
+        _ => None,
+    });
+    assert_eq!(cname.as_deref(), Some("www.gslb.example.test."));
+    assert_eq!(addresses(&r), all);
+    // The A records came from gslbd: its pool TTL (10), not the parent's 3600.
+    assert!(
+        r.answers
+            .iter()
+            .filter(|rr| rr.record_type() == RecordType::A)
+            .all(|rr| rr.ttl <= 10),
+        "{r:?}"
+    );
+    // gslbd itself answers with authority, the same members.
+    let direct = ask(GSLBD, "www.gslb.example.test.").expect("no answer from gslbd");
+    assert!(direct.metadata.authoritative);
+    assert_eq!(addresses(&direct), all);
+
+    // A backend goes down: gslbd drops it, and once the resolver's cache has run out (TTL ≤ 10 s)
+    // the resolved answer no longer has it either.
+    // SAFETY: kill(2) of a PID the lab script started.
+    unsafe { libc::kill(lab.pid("www-127.0.53.12"), libc::SIGTERM) };
+    let healthy = set(&["127.0.53.11", "127.0.53.13"]);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let mut last = BTreeSet::new();
+    while Instant::now() < deadline {
+        last = ask(RESOLVER, "www.example.test.").map_or_else(BTreeSet::new, |m| addresses(&m));
+        if last == healthy {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(last, healthy, "gslbd:\n{}", lab.log("gslbd.log"));
+    assert!(
+        lab.log("gslbd.log")
+            .contains("health: 127.0.53.12 check web: up -> down")
+    );
+}
