@@ -181,12 +181,28 @@ pub fn run(opts: Options) -> Result<(), Error> {
             .collect::<Result<Vec<_>, _>>()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // One limiter for every listener it applies to: the budget is per client prefix.
+        let limiter = crate::dns::rrl::Limiter::new(&cfg.server.rrl).map(Arc::new);
         for b in bound {
+            let rrl = limiter
+                .clone()
+                .filter(|_| cfg.server.rrl.on_loopback || !b.addr.ip().is_loopback());
+            if rrl.is_some() {
+                tracing::info!(
+                    addr = %b.addr,
+                    "response rate limiting on {}: {}/s per /{} (IPv4) or /{} (IPv6) prefix, slip {}",
+                    b.addr,
+                    cfg.server.rrl.responses_per_second,
+                    cfg.server.rrl.ipv4_prefix,
+                    cfg.server.rrl.ipv6_prefix,
+                    cfg.server.rrl.slip
+                );
+            }
             for (i, s) in b.udp.into_iter().enumerate() {
-                let (live, stop) = (live.clone(), stop.clone());
+                let (live, stop, rrl) = (live.clone(), stop.clone(), rrl.clone());
                 let h = std::thread::Builder::new()
                     .name(format!("udp-{}-{i}", b.addr))
-                    .spawn(move || udp::serve(s, live, stop))
+                    .spawn(move || udp::serve(s, live, rrl, stop))
                     .map_err(Error::Runtime)?;
                 udp_threads.push(h);
             }

@@ -130,6 +130,8 @@ pub struct Counters {
     pub unzoned: ZoneStats,
     /// Packets dropped without an answer (not a DNS query, or a response), by transport.
     pub dropped: [AtomicU64; 2],
+    /// UDP answers held back by response rate limiting: dropped, and sent truncated (slip).
+    rrl: [AtomicU64; 2],
     zones: Mutex<BTreeMap<String, Arc<ZoneStats>>>,
     members: Mutex<BTreeMap<(String, String, IpAddr), Hits>>,
 }
@@ -143,6 +145,11 @@ impl std::fmt::Debug for Counters {
 impl Counters {
     pub fn dropped(&self, transport: Transport) {
         self.dropped[transport_slot(transport)].fetch_add(1, Relaxed);
+    }
+
+    /// One answer limited by RRL: sent truncated (`slip`) or dropped.
+    pub fn rrl_limited(&self, slip: bool) {
+        self.rrl[usize::from(slip)].fetch_add(1, Relaxed);
     }
 
     /// The counters of a zone, created on first use (at snapshot build time).
@@ -217,6 +224,17 @@ impl Collector for Counters {
         for (ti, transport) in TRANSPORTS.iter().enumerate() {
             let v = self.dropped[ti].load(Relaxed);
             ConstCounter::new(v).encode(family.encode_family(&[("transport", *transport)])?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "gslbd_rrl_limited",
+            "UDP answers held back by response rate limiting: dropped, or sent truncated (slip)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, action) in ["drop", "slip"].iter().enumerate() {
+            let v = self.rrl[i].load(Relaxed);
+            ConstCounter::new(v).encode(family.encode_family(&[("action", *action)])?)?;
         }
 
         let members: Vec<((String, String, IpAddr), u64)> = self

@@ -21,6 +21,33 @@ pub struct Server {
     pub state_dir: PathBuf,
     pub api_listen: SocketAddr,
     pub api_token_file: Option<PathBuf>,
+    pub rrl: Rrl,
+}
+
+/// Response rate limiting of UDP answers (DESIGN §7, as Knot and NSD do it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rrl {
+    /// Responses per second per client prefix; 0 turns RRL off.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (TC=1) so a real resolver retries
+    /// over TCP; the others are dropped. 0: drop all; 1: truncate all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Also limit on loopback listeners (off: local tools and tests are never limited).
+    pub on_loopback: bool,
+}
+
+impl Default for Rrl {
+    fn default() -> Self {
+        Rrl {
+            responses_per_second: 20,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            on_loopback: false,
+        }
+    }
 }
 
 impl Default for Server {
@@ -31,6 +58,7 @@ impl Default for Server {
             state_dir: PathBuf::from("state"),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8053)),
             api_token_file: None,
+            rrl: Rrl::default(),
         }
     }
 }

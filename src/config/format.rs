@@ -78,6 +78,17 @@ pub struct ServerFile {
     pub zones_dir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub api: Option<ApiFile>,
+    pub rrl: Option<RrlFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RrlFile {
+    pub responses_per_second: Option<Spanned<i64>>,
+    pub slip: Option<Spanned<i64>>,
+    pub ipv4_prefix: Option<Spanned<i64>>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    pub on_loopback: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -215,6 +215,41 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
             server.api_token_file = Some(base.join(&t.value));
         }
     }
+    if let Some(rrl) = &file.rrl {
+        let mut int = |v: &Option<Spanned<i64>>, path: &str, max: i64| -> Option<u32> {
+            let v = v.as_ref()?;
+            if (0..=max).contains(&v.value) {
+                Some(v.value as u32)
+            } else {
+                r.error(
+                    Loc::from_saphyr(v.referenced),
+                    path,
+                    format!("{} is not in 0..={max}", v.value),
+                );
+                None
+            }
+        };
+        let d = &mut server.rrl;
+        if let Some(n) = int(
+            &rrl.responses_per_second,
+            "rrl.responses_per_second",
+            1_000_000,
+        ) {
+            d.responses_per_second = n;
+        }
+        if let Some(n) = int(&rrl.slip, "rrl.slip", 100) {
+            d.slip = n;
+        }
+        if let Some(n) = int(&rrl.ipv4_prefix, "rrl.ipv4_prefix", 32) {
+            d.ipv4_prefix = n as u8;
+        }
+        if let Some(n) = int(&rrl.ipv6_prefix, "rrl.ipv6_prefix", 128) {
+            d.ipv6_prefix = n as u8;
+        }
+        if let Some(b) = rrl.on_loopback {
+            d.on_loopback = b;
+        }
+    }
     Some(server)
 }
 

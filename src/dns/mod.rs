@@ -1,6 +1,7 @@
 //! DNS: the transport-free answer function and the UDP and TCP listeners that feed it.
 
 pub mod answer;
+pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::answer::{Transport, answer};
+use super::rrl::{self, Limiter, Verdict};
 use super::wire::MAX_UDP_PAYLOAD;
 use crate::table::Live;
 
@@ -42,10 +43,11 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Serve until `stop` is set.
-pub fn serve(sock: UdpSocket, live: Live, stop: Arc<AtomicBool>) {
+/// Serve until `stop` is set, rate-limiting answers with `rrl` if given.
+pub fn serve(sock: UdpSocket, live: Live, rrl: Option<Arc<Limiter>>, stop: Arc<AtomicBool>) {
     let mut b = Batch::new();
     let fd = sock.as_raw_fd();
+    let mut limited = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let n = match b.recv(fd) {
             Ok(n) => n,
@@ -66,14 +68,31 @@ pub fn serve(sock: UdpSocket, live: Live, stop: Arc<AtomicBool>) {
             }
         };
         let snap = live.load();
+        let now_ms = rrl.as_ref().map_or(0, |l| l.now_ms());
         let mut out = 0;
         for i in 0..n {
             let Some(len) = b.packet_len(i) else { continue };
             let peer = peer_ip(&b.addrs[i]);
             let (packet, reply) = (&b.recv_bufs[i][..len], &mut b.send_bufs[out][..]);
-            let Some(len) = answer(&snap, packet, Transport::Udp, peer, reply) else {
+            let Some(mut len) = answer(&snap, packet, Transport::Udp, peer, reply) else {
                 continue;
             };
+            if let Some(l) = &rrl {
+                match l.check(peer, now_ms, &mut limited) {
+                    Verdict::Send => {}
+                    Verdict::Drop => {
+                        snap.counters.rrl_limited(false);
+                        continue;
+                    }
+                    Verdict::Slip => {
+                        snap.counters.rrl_limited(true);
+                        let Some(short) = rrl::truncate(reply, len) else {
+                            continue;
+                        };
+                        len = short;
+                    }
+                }
+            }
             if len > 0 {
                 b.stage(out, i, len);
                 out += 1;

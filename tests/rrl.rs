@@ -1,0 +1,147 @@
+//! Response rate limiting through real sockets: a flood from one /24 is held to its rate, with
+//! every second limited answer sent truncated (slip) so resolvers can retry over TCP; another
+//! prefix, and TCP, are unaffected; loopback listeners are exempt unless asked.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Ask, Server, tcp_recv, tcp_send};
+use hickory_proto::op::Message;
+
+fn setup(dir: &Path, rrl: &str) {
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(
+        dir.join("zones/r.yaml"),
+        "zone: r.test.
+soa: { mname: ns1.r.test., rname: hostmaster.r.test. }
+ns: [ns1.r.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+  www: { A: [192.0.2.1] }
+",
+    )
+    .unwrap();
+    std::fs::write(dir.join("gslbd.yaml"), rrl).unwrap();
+}
+
+/// Send `n` queries from `source` as fast as possible, then collect replies for a moment:
+/// (full answers, truncated answers).
+fn flood(server: std::net::SocketAddr, source: &str, n: u16) -> (usize, usize) {
+    let sock = UdpSocket::bind((source, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for id in 0..n {
+        let mut q = Ask::new("www.r.test.", "A");
+        q.id = id;
+        sock.send_to(&q.bytes(), server).unwrap();
+    }
+    let (mut full, mut tc) = (0, 0);
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let m = Message::from_vec(&buf[..len]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty(), "a slip carries no records");
+            assert_eq!(m.queries.len(), 1, "a slip keeps the question");
+            tc += 1;
+        } else {
+            assert_eq!(m.answers.len(), 1);
+            full += 1;
+        }
+    }
+    (full, tc)
+}
+
+#[test]
+fn a_flooding_prefix_is_limited_with_slip_and_others_are_not() {
+    let d = tempfile::tempdir().unwrap();
+    setup(
+        d.path(),
+        "rrl: { responses_per_second: 10, slip: 2, on_loopback: true }\n",
+    );
+    let s = Server::start(d.path(), &[]);
+    assert!(
+        s.log().contains("response rate limiting on 127.0.0.1:"),
+        "{}",
+        s.log()
+    );
+    let server = s.addrs()[0];
+
+    let (full, tc) = flood(server, "127.0.70.1", 200);
+    // The burst (10) plus what the rate refills while the flood lasts.
+    assert!((10..=14).contains(&full), "{full} full answers");
+    // Every second limited answer slips: about (200 - full) / 2.
+    let limited = 200 - full;
+    assert!(
+        tc.abs_diff(limited / 2) <= 2,
+        "{tc} truncated of {limited} limited"
+    );
+
+    // Another /24 is untouched, even now.
+    let (full, tc) = flood(server, "127.0.71.1", 8);
+    assert_eq!((full, tc), (8, 0));
+    // TCP is never limited: the retry a slip asks for gets the whole answer.
+    let mut c = s.tcp_connect();
+    tcp_send(&mut c, &Ask::new("www.r.test.", "A").bytes());
+    let m = Message::from_vec(&tcp_recv(&mut c).unwrap()).unwrap();
+    assert_eq!(m.answers.len(), 1);
+
+    // The limited answers are counted.
+    let (_, metrics) = s.http("GET", "/metrics", "", None);
+    let count = |action: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("gslbd_rrl_limited_total{{action=\"{action}\"}} "))?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    assert!(count("slip") >= 90 && count("drop") >= 90, "{metrics}");
+
+    // After a second the prefix has its rate again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (full, _) = flood(server, "127.0.70.9", 5);
+    assert_eq!(full, 5);
+}
+
+#[test]
+fn loopback_listeners_are_exempt_by_default() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), "rrl: { responses_per_second: 5 }\n");
+    let s = Server::start(d.path(), &[]);
+    assert!(
+        !s.log().contains("response rate limiting on"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(flood(s.addrs()[0], "127.0.72.1", 100), (100, 0));
+}
+
+#[test]
+fn bad_rrl_settings_are_refused_with_their_place() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), "rrl:\n  slip: -1\n  ipv4_prefix: 33\n");
+    let o = std::process::Command::new(common::BIN)
+        .current_dir(d.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gslbd.yaml:2:9: rrl.slip: -1 is not in 0..=100"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gslbd.yaml:3:16: rrl.ipv4_prefix: 33 is not in 0..=32"),
+        "{err}"
+    );
+}
