@@ -214,7 +214,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             tasks.push(tokio::spawn(tcp::serve(
                 l,
                 live.clone(),
-                tcp::Limits::default(),
+                cfg.server.tcp,
                 stop_rx.clone(),
             )));
             tracing::info!(addr = %b.addr, udp_threads = threads, "listening on udp and tcp {}", b.addr);

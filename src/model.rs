@@ -22,6 +22,31 @@ pub struct Server {
     pub api_listen: SocketAddr,
     pub api_token_file: Option<PathBuf>,
     pub rrl: Rrl,
+    pub tcp: TcpLimits,
+}
+
+/// Limits of DNS over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Open connections at most; further ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections per client address at most.
+    pub max_per_client: usize,
+    /// A query must arrive whole, and an answer be taken, within this (RFC 7766 §6.2.3).
+    pub idle_timeout: Duration,
+    /// No connection lives longer than this.
+    pub lifetime: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 512,
+            max_per_client: 16,
+            idle_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Response rate limiting of UDP answers (DESIGN §7, as Knot and NSD do it).
@@ -59,6 +84,7 @@ impl Default for Server {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8053)),
             api_token_file: None,
             rrl: Rrl::default(),
+            tcp: TcpLimits::default(),
         }
     }
 }

@@ -79,6 +79,16 @@ pub struct ServerFile {
     pub state_dir: Option<Spanned<String>>,
     pub api: Option<ApiFile>,
     pub rrl: Option<RrlFile>,
+    pub tcp: Option<TcpLimitsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpLimitsFile {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_per_client: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -250,6 +250,52 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
             d.on_loopback = b;
         }
     }
+    if let Some(tcp) = &file.tcp {
+        let mut count = |v: &Option<Spanned<i64>>, path: &str| -> Option<usize> {
+            let v = v.as_ref()?;
+            if (1..=1_000_000).contains(&v.value) {
+                Some(v.value as usize)
+            } else {
+                r.error(
+                    Loc::from_saphyr(v.referenced),
+                    path,
+                    format!("{} is not in 1..=1000000", v.value),
+                );
+                None
+            }
+        };
+        let t = &mut server.tcp;
+        if let Some(n) = count(&tcp.max_connections, "tcp.max_connections") {
+            t.max_connections = n;
+        }
+        if let Some(n) = count(&tcp.max_per_client, "tcp.max_per_client") {
+            t.max_per_client = n;
+        }
+        let mut duration =
+            |v: &Option<Spanned<String>>, path: &str| -> Option<std::time::Duration> {
+                let v = v.as_ref()?;
+                match humantime::parse_duration(&v.value) {
+                    Ok(d) if !d.is_zero() => Some(d),
+                    _ => {
+                        r.error(
+                            Loc::from_saphyr(v.referenced),
+                            path,
+                            format!(
+                                "{:?} is not a duration above 0 (e.g. 500ms, 10s, 2m)",
+                                v.value
+                            ),
+                        );
+                        None
+                    }
+                }
+            };
+        if let Some(d) = duration(&tcp.idle_timeout, "tcp.idle_timeout") {
+            t.idle_timeout = d;
+        }
+        if let Some(d) = duration(&tcp.lifetime, "tcp.lifetime") {
+            t.lifetime = d;
+        }
+    }
     Some(server)
 }
 

@@ -24,6 +24,13 @@ use crate::health::Outcome;
 use crate::model::CheckKind;
 use crate::table::ProbeKey;
 
+/// Probes in flight at most, over all members and checks: a config with thousands of members
+/// whose checks all time out must not open thousands of sockets at once. A probe waits for a
+/// slot before its timeout starts.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+
 /// One probe result on its way to the writer.
 #[derive(Debug)]
 pub struct Report {
@@ -52,7 +59,11 @@ pub fn spawn(key: Arc<ProbeKey>, tx: mpsc::Sender<Report>) -> tokio::task::JoinH
         let mut rng = fastrand::Rng::new();
         loop {
             let start = Instant::now();
-            let outcome = run(&key.spec.kind, key.address, key.spec.timeout, &mut kit).await;
+            let outcome = {
+                // The semaphore is never closed, so this cannot fail.
+                let _slot = IN_FLIGHT.acquire().await;
+                run(&key.spec.kind, key.address, key.spec.timeout, &mut kit).await
+            };
             let report = Report {
                 key: key.clone(),
                 outcome,

@@ -1,0 +1,229 @@
+//! TCP resource limits through real sockets: connections per client, a slow-loris client, a
+//! connection's lifetime, oversized queries; and their settings refused when wrong.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Ask, Server, tcp_recv, tcp_send};
+
+fn setup(dir: &Path, settings: &str) {
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(
+        dir.join("zones/l.yaml"),
+        "zone: l.test.
+soa: { mname: ns1.l.test., rname: hostmaster.l.test. }
+ns: [ns1.l.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+  www: { A: [192.0.2.1] }
+",
+    )
+    .unwrap();
+    std::fs::write(dir.join("gslbd.yaml"), settings).unwrap();
+}
+
+/// A TCP connection from `source` (any 127.0.0.0/8 address).
+fn connect_from(source: &str, server: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{source}:0").parse().unwrap();
+    s.bind(&src.into()).unwrap();
+    s.connect_timeout(&server.into(), Duration::from_secs(2))
+        .unwrap();
+    let t: TcpStream = s.into();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    t
+}
+
+/// Whether the connection answers a query.
+fn answers(c: &mut TcpStream) -> bool {
+    let q = Ask::new("www.l.test.", "A").bytes();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    c.write_all(&framed).is_ok() && tcp_recv(c).is_some()
+}
+
+/// Seconds until the server closes `c` (reads EOF or an error), at most `max`.
+fn closed_after(c: &mut TcpStream, max: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < max {
+        match c.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+const SETTINGS: &str = "tcp: { max_per_client: 4, idle_timeout: 1s, lifetime: 3s }\n";
+
+#[test]
+fn connections_per_client_are_capped() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), SETTINGS);
+    let s = Server::start(d.path(), &[]);
+    let server = s.addrs()[0];
+    let mut open: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.80.1", server)).collect();
+    for c in open.iter_mut() {
+        assert!(answers(c));
+    }
+    // The fifth from the same address is closed at once; another address is served.
+    let mut fifth = connect_from("127.0.80.1", server);
+    assert!(closed_after(&mut fifth, Duration::from_secs(2)).is_some());
+    let mut other = connect_from("127.0.80.2", server);
+    assert!(answers(&mut other));
+    // A slot comes back when a connection ends.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut c = connect_from("127.0.80.1", server);
+        if answers(&mut c) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn slow_clients_and_old_connections_are_closed() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), SETTINGS);
+    let s = Server::start(d.path(), &[]);
+    let server = s.addrs()[0];
+
+    // Slow loris: a 29-octet query, one octet every 300 ms (it would take 9 s).
+    let mut slow = connect_from("127.0.81.1", server);
+    let q = Ask::new("www.l.test.", "A").bytes();
+    slow.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    let start = Instant::now();
+    for b in &q {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        slow.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let eof = matches!(slow.read(&mut buf), Ok(0));
+        slow.set_nonblocking(false).unwrap();
+        if eof {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "slow client kept for {took:?}"
+    );
+
+    // Busy but old: a query every 400 ms is answered, until the 3 s lifetime ends it.
+    let mut busy = connect_from("127.0.81.2", server);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) && answers(&mut busy) {
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let lived = start.elapsed();
+    assert!(
+        lived >= Duration::from_millis(2500) && lived < Duration::from_secs(5),
+        "lived {lived:?}"
+    );
+
+    // A query longer than 4096 octets closes the connection without an answer.
+    let mut big = connect_from("127.0.81.3", server);
+    let mut framed = 5000u16.to_be_bytes().to_vec();
+    framed.extend(std::iter::repeat_n(0u8, 5000));
+    let _ = big.write_all(&framed);
+    assert!(closed_after(&mut big, Duration::from_secs(2)).is_some());
+
+    // The server is fine.
+    let mut c = s.tcp_connect();
+    tcp_send(&mut c, &Ask::new("www.l.test.", "A").bytes());
+    assert!(tcp_recv(&mut c).is_some());
+}
+
+#[test]
+fn bad_tcp_settings_are_refused_with_their_place() {
+    let d = tempfile::tempdir().unwrap();
+    setup(
+        d.path(),
+        "tcp:\n  max_per_client: 0\n  idle_timeout: soon\n",
+    );
+    let o = std::process::Command::new(common::BIN)
+        .current_dir(d.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gslbd.yaml:2:19: tcp.max_per_client: 0 is not in 1..=1000000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gslbd.yaml:3:17: tcp.idle_timeout: \"soon\" is not a duration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probes_in_flight_are_capped() {
+    // 300 members whose exec check takes 3 s: without a cap all 300 would run at once.
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("probes.log");
+    let members: Vec<String> = (0..300u32)
+        .map(|i| format!("{{ address: 127.0.{}.{} }}", 90 + i / 200, 1 + i % 200))
+        .collect();
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/p.yaml"),
+        format!(
+            "zone: p.test.
+soa: {{ mname: ns1.p.test., rname: hostmaster.p.test. }}
+ns: [ns1.p.test.]
+records:
+  ns1: {{ A: [192.0.2.53] }}
+checks:
+  slow: {{ exec: {{ command: [/bin/sh, -c, 'echo + >> {log}; /bin/sleep 3; echo - >> {log}'] }}, interval: 30s, timeout: 10s }}
+pools:
+  many: {{ checks: [slow], members: [{}] }}
+names:
+  many: {{ pool: many }}
+",
+            members.join(", "),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let _s = Server::start(d.path(), &[]);
+    // Wait for the first round to finish: 300 starts and 300 ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        if t.lines().filter(|l| *l == "-").count() >= 300 {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the first round never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (mut running, mut most) = (0i64, 0i64);
+    for l in text.lines() {
+        running += if l == "+" { 1 } else { -1 };
+        most = most.max(running);
+    }
+    assert!(most <= 256, "{most} probes ran at once");
+    assert!(
+        most >= 128,
+        "only {most} at once: the test did not load the cap"
+    );
+}
