@@ -15,6 +15,8 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod model;

@@ -13,7 +13,7 @@
 pub mod diag;
 pub mod format;
 mod pools;
-mod zone;
+pub(crate) mod zone;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

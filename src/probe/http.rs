@@ -67,13 +67,23 @@ pub async fn probe(h: &HttpCheck, addr: IpAddr, client: Option<&reqwest::Client>
         }
     }
     body.truncate(MAX_BODY);
-    let text = String::from_utf8_lossy(&body);
+    judge(h, status, &body)
+}
+
+/// The verdict on a response: its status, then the body (substring, then regular expression).
+/// Pure, so it can be fuzzed on its own.
+pub fn judge(h: &HttpCheck, status: u16, body: &[u8]) -> Outcome {
+    if !h.expect_status.contains(&status) {
+        return down(format!("http {status} (expected {:?})", h.expect_status));
+    }
+    let body = &body[..body.len().min(MAX_BODY)];
+    let text = String::from_utf8_lossy(body);
     if let Some(want) = &h.expect_body
         && !text.contains(want.as_str())
     {
         return down(format!(
             "http {status}, body {:?} lacks {want:?}",
-            excerpt(&body)
+            excerpt(body)
         ));
     }
     if let Some(re) = &h.expect_body_regex {
@@ -82,7 +92,7 @@ pub async fn probe(h: &HttpCheck, addr: IpAddr, client: Option<&reqwest::Client>
             Ok(_) => {
                 return down(format!(
                     "http {status}, body {:?} does not match {re:?}",
-                    excerpt(&body)
+                    excerpt(body)
                 ));
             }
             Err(e) => return down(format!("bad body pattern: {e}")),

@@ -10,7 +10,7 @@
 
 mod exec;
 mod file;
-mod http;
+pub(crate) mod http;
 pub mod load;
 mod tcp;
 
