@@ -51,6 +51,8 @@ pub enum Error {
     Runtime(std::io::Error),
     #[error("{0}")]
     Api(String),
+    #[error("cannot drop privileges: {0}")]
+    Privileges(String),
 }
 
 /// Load the config, logging warnings; errors are logged one per line.
@@ -235,6 +237,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
             source,
         })?;
         let api_bound = api_listener.local_addr().map_err(Error::Runtime)?;
+        // Every socket is bound: no more need for root, and no prober has started yet.
+        if let Some(user) = &cfg.server.user {
+            let ids = crate::privileges::drop_to(user).map_err(Error::Privileges)?;
+            tracing::info!(user = %user, uid = ids.uid, gid = ids.gid, "running as user {user} (uid {}, gid {})", ids.uid, ids.gid);
+        }
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (api_tx, api_rx) = mpsc::channel(64);
         let (ready_tx, ready_rx) = watch::channel(false);

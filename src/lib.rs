@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod privileges;
 pub mod probe;
 pub mod select;
 pub mod state;

@@ -23,6 +23,8 @@ pub struct Server {
     pub api_token_file: Option<PathBuf>,
     pub rrl: Rrl,
     pub tcp: TcpLimits,
+    /// Run as this user once every socket is bound (when started as root).
+    pub user: Option<String>,
 }
 
 /// Limits of DNS over TCP.
@@ -85,6 +87,7 @@ impl Default for Server {
             api_token_file: None,
             rrl: Rrl::default(),
             tcp: TcpLimits::default(),
+            user: None,
         }
     }
 }

@@ -80,6 +80,7 @@ pub struct ServerFile {
     pub api: Option<ApiFile>,
     pub rrl: Option<RrlFile>,
     pub tcp: Option<TcpLimitsFile>,
+    pub user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -250,6 +250,17 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
             d.on_loopback = b;
         }
     }
+    if let Some(u) = &file.user {
+        if crate::privileges::lookup(&u.value).is_some() {
+            server.user = Some(u.value.clone());
+        } else {
+            r.error(
+                Loc::from_saphyr(u.referenced),
+                "user",
+                format!("there is no user {:?} on this system", u.value),
+            );
+        }
+    }
     if let Some(tcp) = &file.tcp {
         let mut count = |v: &Option<Spanned<i64>>, path: &str| -> Option<usize> {
             let v = v.as_ref()?;

@@ -38,10 +38,16 @@ impl Server {
     }
 
     pub fn start_on(listen: &str, cwd: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(listen, cwd, args, &[])
+    }
+
+    /// Start with extra environment variables.
+    pub fn start_with_env(listen: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .current_dir(cwd)
             .args(["serve", "--listen", listen, "--api", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .env("GSLBD_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
