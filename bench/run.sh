@@ -40,6 +40,20 @@ ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
 ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
 DNSPERF_ARGS=(-T 2 -c 4 -q 200 -t 2)
 
+# One command on a fresh machine: install what is missing (Debian), and keep the packages' own
+# services from holding ports.
+PACKAGES=(dnsperf gdnsd knot nsd bind9-dnsutils util-linux iproute2)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: run as root to install them, or apt-get install them"
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    for svc in gdnsd knot nsd; do
+        systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+    done
+fi
 for tool in dnsperf taskset dig cargo; do
     command -v "$tool" >/dev/null || die "missing $tool (apt-get install dnsperf bind9-dnsutils util-linux)"
 done

@@ -227,3 +227,68 @@ names:
         "only {most} at once: the test did not load the cap"
     );
 }
+
+#[test]
+fn a_flood_of_probe_reports_does_not_starve_the_api_or_queries() {
+    // 400 members refused at once, probed every 100 ms: ~4000 reports a second into the writer.
+    let d = tempfile::tempdir().unwrap();
+    let members: Vec<String> = (0..400u32)
+        .map(|i| format!("{{ address: 127.0.{}.{} }}", 96 + i / 200, 1 + i % 200))
+        .collect();
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/f.yaml"),
+        format!(
+            "zone: f.test.
+soa: {{ mname: ns1.f.test., rname: hostmaster.f.test. }}
+ns: [ns1.f.test.]
+records:
+  ns1: {{ A: [192.0.2.53] }}
+checks:
+  port: {{ tcp: {{ port: 9 }}, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+pools:
+  many: {{ checks: [port], members: [{}] }}
+names:
+  many: {{ pool: many }}
+",
+            members.join(", ")
+        ),
+    )
+    .unwrap();
+    let s = Server::start(d.path(), &[]);
+    s.wait_log("ready: the first probe round has finished", 10);
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let t = Instant::now();
+        let (code, body) = s.http("GET", "/v1/status", "", None);
+        assert_eq!(code, 200);
+        assert!(body.contains("127.0.97.200"));
+        let member = format!("127.0.96.{}", 1 + i);
+        assert_eq!(
+            s.http("POST", &format!("/v1/members/{member}/drain"), "", None)
+                .0,
+            200
+        );
+        slowest = slowest.max(t.elapsed());
+        let mut c = s.tcp_connect();
+        tcp_send(&mut c, &Ask::new("ns1.f.test.", "A").bytes());
+        assert!(tcp_recv(&mut c).is_some());
+        assert!(s.udp(&Ask::new("many.f.test.", "A")).answers.len() == 2);
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an API call took {slowest:?}"
+    );
+    // The probes really were flooding in.
+    let (_, metrics) = s.http("GET", "/metrics", "", None);
+    let probes: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("gslbd_probe_duration_seconds_count{check=\"port\"} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    eprintln!("flood: {probes} probes so far; slowest API call {slowest:?}");
+    assert!(probes >= 2000.0, "only {probes} probes");
+}

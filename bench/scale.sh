@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Scale figures for gslbd, on loopback only (issue 7):
+#   1. memory: 10,000 pooled names on 10,000 members (no checks) — RSS after load
+#   2. load and reload of 100,000 static names — `gslbd check` time, start-up time, and a reload
+#      through the API while dnsperf queries: lost queries and SERVFAILs during it
+#   3. probing 10,000 members every second (tcp checks, refused at once on 127.1.x.y) — the
+#      server's CPU share and the query latency with and without it
+# Needs: dnsperf, curl (Debian: apt-get install dnsperf curl), python3. Results on stdout.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+say() { printf '%s\n' "$*" >&2; }
+
+(cd "$REPO" && cargo build --release --quiet --bin gslbd)
+GSLBD=$REPO/target/release/gslbd
+
+# zone DIR NAMES POOLED CHECKED: a zone with NAMES static names, or POOLED names each on its own
+# one-member pool (members 127.1.x.y), with a tcp check every second if CHECKED.
+zone() {
+    mkdir -p "$1/zones"
+    python3 - "$1/zones/scale.yaml" "$2" "$3" "$4" <<'PY'
+import sys
+path, static, pooled, checked = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+with open(path, "w") as f:
+    f.write("zone: scale.test.\nsoa: { mname: ns1.scale.test., rname: hostmaster.scale.test. }\n")
+    f.write("ns: [ns1.scale.test.]\nrecords:\n  ns1: { A: [127.0.0.1] }\n  www: { A: [127.0.0.1] }\n")
+    for i in range(static):
+        f.write(f"  s{i}: {{ A: [10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}] }}\n")
+    if pooled:
+        if checked:
+            f.write("checks:\n  port: { tcp: { port: 9 }, interval: 1s, timeout: 500ms }\n")
+        f.write("pools:\n")
+        for i in range(pooled):
+            chk = "checks: [port], " if checked else ""
+            f.write(f"  p{i}: {{ {chk}members: [{{ address: 127.1.{i // 250}.{i % 250 + 1} }}] }}\n")
+        f.write("names:\n")
+        for i in range(pooled):
+            f.write(f"  n{i}: {{ pool: p{i} }}\n")
+PY
+}
+
+# serve DIR PORT API: start gslbd in DIR, wait for its admin API; echo its PID.
+serve() {
+    (cd "$1" && exec taskset -c 0 "$GSLBD" serve --listen "127.0.0.1:$2" --api "127.0.0.1:$3" >"$1/log" 2>&1) &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 1 600); do
+        grep -q "admin API on" "$1/log" 2>/dev/null && { echo "$pid"; return; }
+        sleep 0.1
+    done
+    say "gslbd did not start: $(tail -5 "$1/log")"; exit 1
+}
+
+rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+say "1. memory with 10,000 pooled names on 10,000 members"
+zone "$WORK/m" 0 10000 0
+pid=$(serve "$WORK/m" 15301 18301)
+sleep 1
+echo "memory: 10,000 pooled names / 10,000 members: RSS $(rss_mib "$pid") MiB"
+kill "$pid"
+
+say "2. load and reload of 100,000 names"
+zone "$WORK/l" 100000 0 0
+t0=$(date +%s.%N); "$GSLBD" check --zones "$WORK/l/zones" >/dev/null; t1=$(date +%s.%N)
+echo "load: gslbd check of 100,000 names: $(echo "$t1 - $t0" | bc) s"
+t0=$(date +%s.%N); pid=$(serve "$WORK/l" 15302 18302); t1=$(date +%s.%N)
+echo "start: serving 100,000 names after $(echo "$t1 - $t0" | bc) s, RSS $(rss_mib "$pid") MiB"
+printf 'www.scale.test A\n' >"$WORK/q"
+taskset -c 1 dnsperf -s 127.0.0.1 -p 15302 -d "$WORK/q" -l 6 -Q 20000 >"$WORK/dnsperf.reload" 2>&1 &
+dp=$!
+sleep 2
+t0=$(date +%s.%N); curl -sf -X POST "http://127.0.0.1:18302/v1/reload" >/dev/null; t1=$(date +%s.%N)
+echo "reload: 100,000 names live again after $(echo "$t1 - $t0" | bc) s (API call, while queried at 20k qps)"
+wait "$dp"
+echo "during it: $(grep -E 'Queries lost|Response codes' "$WORK/dnsperf.reload" | tr -s ' ' | paste -sd';')"
+kill "$pid"
+
+say "3. probing 10,000 members every second"
+zone "$WORK/p" 0 10000 1
+pid=$(serve "$WORK/p" 15303 18303)
+sleep 3
+c0=$(cpu_ticks "$pid"); sleep 10; c1=$(cpu_ticks "$pid")
+hz=$(getconf CLK_TCK)
+echo "probing: 10,000 members every second: gslbd CPU $(echo "scale=1; ($c1 - $c0) * 100 / $hz / 10" | bc) % of one core (idle otherwise)"
+printf 'n1.scale.test A\n' >"$WORK/q"
+taskset -c 1 dnsperf -s 127.0.0.1 -p 15303 -d "$WORK/q" -l 5 -Q 20000 2>&1 | grep -E "Average Latency|Queries lost" | tr -s ' ' | sed 's/^/with probing: /'
+kill "$pid"
+zone "$WORK/q2" 0 10000 0
+pid=$(serve "$WORK/q2" 15304 18304)
+sleep 1
+taskset -c 1 dnsperf -s 127.0.0.1 -p 15304 -d "$WORK/q" -l 5 -Q 20000 2>&1 | grep -E "Average Latency|Queries lost" | tr -s ' ' | sed 's/^/without probing: /'
