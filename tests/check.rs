@@ -308,3 +308,22 @@ pools:
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn large_zones_load() {
+    // 60,000 names: more YAML nodes than the parser's default budget allows.
+    let mut text = String::from(GOOD_HEAD);
+    text.push_str("records:\n  ns1: { A: [192.0.2.53] }\n");
+    for i in 0..60_000u32 {
+        text.push_str(&format!(
+            "  h{i}: {{ A: [10.{}.{}.{}] }}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    let d = zones(&[("t.yaml", &text)]);
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("60001 static record(s)"));
+}

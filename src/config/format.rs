@@ -28,6 +28,13 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     options.with_snippet = false;
     // `yes`/`no`/`on`/`off` are strings, not booleans, as in YAML 1.2.
     options.strict_booleans = true;
+    // The default node budget (250,000) stops a zone near 50,000 names. Files are capped at
+    // 64 MiB before parsing, and alias expansion keeps its own budget, so counting nodes and
+    // events up to what such a file can hold only lets large zones through.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 16_000_000;
+    budget.max_events = 32_000_000;
+    options.budget = Some(budget);
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let loc = e.location().map(Loc::from_saphyr).unwrap_or_default();
         YamlError {
