@@ -13,8 +13,10 @@
 # 10.2/16 -> 127.0.2.2.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
-# (QPS ÷ CPU share: dnsperf saturates before a fast server does) and, at a fixed offered rate,
-# the server's CPU time per answered query (user + kernel). Servers are interleaved
+# (QPS ÷ CPU share: dnsperf saturates before a fast server does), at a fixed offered rate
+# (CPU_QPS, 80k) the server's CPU time per answered query (user + kernel), the latency p50/p99
+# at a fixed LAT_QPS (20k, from dnsperf -v per-query times) and the server's peak RSS (VmHWM
+# summed over its processes), with gslbd ÷ peer ratios. Servers are interleaved
 # (A B C A B C ...). Peers are launched by ../shared/bench/lib (configs generated in a temp dir);
 # needs the Debian packages dnsperf gdnsd knot nsd bind9-dnsutils util-linux iproute2.
 set -euo pipefail
@@ -31,6 +33,7 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CPU_QPS=${CPU_QPS:-80000}
+LAT_QPS=${LAT_QPS:-20000}
 WORKLOADS=${WORKLOADS:-w1 w2 w3}
 W1_SERVERS=${W1_SERVERS:-gslbd gdnsd knot nsd}
 W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
@@ -127,7 +130,7 @@ cpu_split() { # PID -> "user_ticks sys_ticks" over the process tree
 }
 dnsperf_field() { awk -v k="$1" '$0 ~ k { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }' "$2"; }
 
-echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,us_user,us_sys,check" >"$OUT/raw.csv"
+echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,us_user,us_sys,check,lat_qps,p50_us,p99_us,lat_answered,peak_rss_kib" >"$OUT/raw.csv"
 echo "www.$ZONE A" >"$WORK/q-w1.txt"
 echo "pool.$ZONE A" >"$WORK/q-w2.txt"
 echo "geo.$ZONE A" >"$WORK/q-w3.txt"
@@ -176,12 +179,21 @@ measure() { # WORKLOAD SERVER REP
     taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" "${ecs[@]}" -l "$DURATION" -Q "$CPU_QPS" >"$dir/fixed.txt" 2>&1 || true
     read -r -a s1 < <(cpu_split "$SPID")
     done_q=$(awk '/Queries completed:/ {print $3}' "$dir/fixed.txt")
+    # latency at a fixed LAT_QPS: every answered query's time, from dnsperf -v (seconds)
+    local p50 p99 answered rss
+    taskset -c 1 dnsperf -T 1 -c 1 -q 100 -t 2 "${lo[@]}" "${ecs[@]}" -l "$DURATION" -Q "$LAT_QPS" -v 2>/dev/null |
+        awk '$1 == ">" && $NF ~ /^[0-9.]+$/ { print $NF * 1e6 }' | sort -n >"$dir/lat.txt" || true
+    answered=$(wc -l <"$dir/lat.txt")
+    p50=$(awk -v n="$answered" 'NR == int(n * 0.50 + 0.5) { printf "%.0f", $1 }' "$dir/lat.txt")
+    p99=$(awk -v n="$answered" 'NR == int(n * 0.99 + 0.5) { printf "%.0f", $1 }' "$dir/lat.txt")
+    rm -f "$dir/lat.txt"
+    read -r rss _ < <(mem_of "$SPID")
     us=$(awk -v c=$(( s1[0] + s1[1] - s0[0] - s0[1] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
     uu=$(awk -v c=$(( s1[0] - s0[0] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
     usys=$(awk -v c=$(( s1[1] - s0[1] )) -v n="$done_q" 'BEGIN { if (n > 0) printf "%.2f", c * 10000 / n }')
     stop_pid "$SPID"; SPID=""
-    echo "$wl,$server,$rep,$qps,$cpu,$per_core,$lost,$CPU_QPS,$us,$uu,$usys,$check" >>"$OUT/raw.csv"
-    log "$wl $server rep$rep: qps=$qps cpu=${cpu}% per-core=$per_core lost=$lost check=$check | at ${CPU_QPS}/s: ${us} us/query (user $uu, sys $usys)"
+    echo "$wl,$server,$rep,$qps,$cpu,$per_core,$lost,$CPU_QPS,$us,$uu,$usys,$check,$LAT_QPS,$p50,$p99,$answered,$rss" >>"$OUT/raw.csv"
+    log "$wl $server rep$rep: qps=$qps cpu=${cpu}% per-core=$per_core lost=$lost check=$check | at ${CPU_QPS}/s: ${us} us/query (user $uu, sys $usys) | at ${LAT_QPS}/s: p50 ${p50} us p99 ${p99} us ($answered answered) | peak RSS ${rss} KiB"
 }
 
 case " $WORKLOADS " in *" w2 "*) log "starting W2 backends ${BACKENDS[*]}:$BACKEND_PORT"; start_backends ;; esac
@@ -192,15 +204,19 @@ for rep in $(seq 1 "$REPS"); do
     done
 done
 
-# Mean per workload and server, and gslbd's ratio to each peer.
-awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]++; q[k] += $4; c[k] += $5; p[k] += $6; u[k] += $9; uu[k] += $10; us[k] += $11; if ($12 != "ok") bad[k] = $12 }
+# Mean per workload and server, and gslbd's ratios to each peer: capacity per core (higher is
+# better for gslbd when > 1), p99 and peak RSS (gslbd's over the peer's: lower is better, < 1).
+awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]++; q[k] += $4; c[k] += $5; p[k] += $6; u[k] += $9; uu[k] += $10; us[k] += $11; if ($12 != "ok") bad[k] = $12
+        if ($15 != "") { nl[k]++; p50[k] += $14; p99[k] += $15 }; if ($17 != "") { nr[k]++; rss[k] += $17 } }
+    function mean(sum, cnt, k) { return (k in cnt) ? sum[k] / cnt[k] : 0 }
+    function ratio(num, den) { return (den > 0 && num > 0) ? sprintf("%.2f×", num / den) : "—" }
     END {
-        printf "| workload | server | QPS | server CPU %% | QPS per server core | µs CPU/query at fixed rate (user + sys) | gslbd per-core ÷ server |\n"
-        printf "|---|---|---:|---:|---:|---:|---:|\n"
+        printf "| workload | server | QPS | server CPU %% | QPS per server core | µs CPU/query at %s qps (user + sys) | p50 / p99 µs at %s qps | peak RSS MiB | gslbd per-core ÷ peer | gslbd p99 ÷ peer | gslbd RSS ÷ peer |\n", cq, lq
+        printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for (i = 1; i <= nk; i++) {
-            k = keys[i]; split(k, a, " "); g = a[1] " gslbd"
-            r = (g in n && a[2] != "gslbd") ? sprintf("%.2f×", (p[g]/n[g]) / (p[k]/n[k])) : "—"
-            printf "| %s | %s%s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %s |\n", a[1], a[2], (k in bad) ? " (CHECK FAILED: " bad[k] ")" : "", q[k]/n[k], c[k]/n[k], p[k]/n[k], u[k]/n[k], uu[k]/n[k], us[k]/n[k], r
+            k = keys[i]; split(k, a, " "); g = a[1] " gslbd"; peer = (g in n && a[2] != "gslbd")
+            printf "| %s | %s%s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %.0f / %.0f | %.1f | %s | %s | %s |\n", a[1], a[2], (k in bad) ? " (CHECK FAILED: " bad[k] ")" : "", q[k]/n[k], c[k]/n[k], p[k]/n[k], u[k]/n[k], uu[k]/n[k], us[k]/n[k], mean(p50, nl, k), mean(p99, nl, k), mean(rss, nr, k) / 1024,
+                peer ? ratio(p[g]/n[g], p[k]/n[k]) : "—", peer ? ratio(mean(p99, nl, g), mean(p99, nl, k)) : "—", peer ? ratio(mean(rss, nr, g), mean(rss, nr, k)) : "—"
         }
-    }' "$OUT/raw.csv" | tee "$OUT/summary.md"
+    }' cq="$CPU_QPS" lq="$LAT_QPS" "$OUT/raw.csv" | tee "$OUT/summary.md"
 log "raw: $OUT/raw.csv; summary: $OUT/summary.md"
