@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
@@ -17,7 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
@@ -119,8 +119,52 @@ impl ZoneStats {
     }
 }
 
-/// A member's share of the answers of one pool.
-pub type Hits = Arc<AtomicU64>;
+/// What is known of one address of one pool: how often the query path handed it out, and
+/// whether it is usable (for `gslbd_member_up`; unset for an address that is only a fallback).
+#[derive(Debug)]
+pub struct MemberCell {
+    hits: AtomicU64,
+    /// 1 usable, 0 down, -1 not a member (a fallback address).
+    up: AtomicI8,
+}
+
+impl Default for MemberCell {
+    fn default() -> Self {
+        MemberCell {
+            hits: AtomicU64::new(0),
+            up: AtomicI8::new(-1),
+        }
+    }
+}
+
+impl MemberCell {
+    /// One answer carried this address. An atomic add: no allocation, no lock.
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Relaxed)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(i8::from(up), Relaxed);
+    }
+}
+
+/// A member's cell, shared by the writer's table and the snapshots that answer with it.
+pub type Hits = Arc<MemberCell>;
+
+/// The cells of one pool, sorted by address (see [`Counters::pool_cells`]).
+pub type PoolCells = Box<[(IpAddr, Hits)]>;
+
+/// The cell of `address` among a pool's cells.
+pub fn cell_of(cells: &[(IpAddr, Hits)], address: IpAddr) -> Option<&Hits> {
+    cells
+        .binary_search_by_key(&address, |(a, _)| *a)
+        .ok()
+        .map(|i| &cells[i].1)
+}
 
 /// The counters the query path adds to, kept across snapshots and reloads: a zone or member
 /// that stays keeps counting from where it was.
@@ -133,8 +177,17 @@ pub struct Counters {
     /// UDP answers held back by response rate limiting: dropped, and sent truncated (slip).
     rrl: [AtomicU64; 2],
     zones: Mutex<BTreeMap<String, Arc<ZoneStats>>>,
-    members: Mutex<BTreeMap<(String, String, IpAddr), Hits>>,
+    /// zone → pool → cells sorted by address. Names are stored once per zone and pool, not per
+    /// member: a config of 10,000 one-member pools costs ~100 bytes per member here.
+    members: Mutex<BTreeMap<Arc<str>, ZoneCells>>,
 }
+
+/// pool → its cells, sorted by address.
+type ZoneCells = BTreeMap<Arc<str>, Vec<(IpAddr, Hits)>>;
+
+/// Encodes one member's line of a metric family.
+type EncodeMember<'a> =
+    dyn FnMut(&str, &str, &str, &MemberCell) -> Result<(), std::fmt::Error> + 'a;
 
 impl std::fmt::Debug for Counters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,13 +211,39 @@ impl Counters {
         zones.entry(zone.to_string()).or_default().clone()
     }
 
-    /// The hit counter of a member of a pool, created on first use.
-    pub fn member(&self, zone: &str, pool: &str, address: IpAddr) -> Hits {
+    /// The cells of the addresses a pool may answer with, created on first use, sorted by
+    /// address (find one with [`cell_of`]). A cell that stays in the config keeps counting.
+    pub fn pool_cells(
+        &self,
+        zone: &str,
+        pool: &str,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> PoolCells {
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members
-            .entry((zone.to_string(), pool.to_string(), address))
-            .or_default()
-            .clone()
+        if !members.contains_key(zone) {
+            members.insert(Arc::from(zone), BTreeMap::new());
+        }
+        let pools = members.get_mut(zone).expect("inserted above");
+        if !pools.contains_key(pool) {
+            pools.insert(Arc::from(pool), Vec::new());
+        }
+        let cells = pools.get_mut(pool).expect("inserted above");
+        let mut out: Vec<(IpAddr, Hits)> = Vec::new();
+        for address in addresses {
+            let cell = match cells.binary_search_by_key(&address, |(a, _)| *a) {
+                Ok(i) => cells[i].1.clone(),
+                Err(i) => {
+                    let cell = Hits::default();
+                    cells.insert(i, (address, cell.clone()));
+                    cell
+                }
+            };
+            out.push((address, cell));
+        }
+        cells.shrink_to_fit();
+        out.sort_unstable_by_key(|(a, _)| *a);
+        out.dedup_by_key(|(a, _)| *a);
+        out.into_boxed_slice()
     }
 
     /// Forget counters no snapshot uses any more (after a reload removed their zone or member).
@@ -173,7 +252,13 @@ impl Counters {
         zones.retain(|_, z| Arc::strong_count(z) > 1);
         drop(zones);
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        members.retain(|_, m| Arc::strong_count(m) > 1);
+        members.retain(|_, pools| {
+            pools.retain(|_, cells| {
+                cells.retain(|(_, c)| Arc::strong_count(c) > 1);
+                !cells.is_empty()
+            });
+            !pools.is_empty()
+        });
     }
 }
 
@@ -237,37 +322,44 @@ impl Collector for Counters {
             ConstCounter::new(v).encode(family.encode_family(&[("action", *action)])?)?;
         }
 
-        let members: Vec<((String, String, IpAddr), u64)> = self
-            .members
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.load(Relaxed)))
-            .collect();
+        // Encoded under the lock: only the writer's publishes wait for it, never a query.
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let each = |f: &mut EncodeMember| {
+            for (zone, pools) in members.iter() {
+                for (pool, cells) in pools {
+                    for (address, cell) in cells {
+                        f(zone, pool, &address.to_string(), cell)?;
+                    }
+                }
+            }
+            Ok(())
+        };
         let mut family = encoder.encode_descriptor(
             "gslbd_pool_answers",
             "Address records of a pool member handed out in answers",
             None,
             MetricType::Counter,
         )?;
-        for ((zone, pool, member), v) in &members {
-            let member = member.to_string();
-            let labels = [
-                ("zone", zone.as_str()),
-                ("pool", pool.as_str()),
-                ("member", member.as_str()),
-            ];
-            ConstCounter::new(*v).encode(family.encode_family(&labels)?)?;
-        }
+        each(&mut |zone, pool, member, cell| {
+            let labels = [("zone", zone), ("pool", pool), ("member", member)];
+            ConstCounter::new(cell.hits()).encode(family.encode_family(&labels)?)
+        })?;
+        let mut family = encoder.encode_descriptor(
+            "gslbd_member_up",
+            "Whether a pool member is usable (1) or down (0), after checks and force-up/force-down (drained members stay 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        each(&mut |zone, pool, member, cell| {
+            let up = cell.up.load(Relaxed);
+            if up < 0 {
+                return Ok(());
+            }
+            let labels = [("zone", zone), ("pool", pool), ("member", member)];
+            ConstGauge::new(i64::from(up)).encode(family.encode_family(&labels)?)
+        })?;
         Ok(())
     }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MemberLabels {
-    pub zone: String,
-    pub pool: String,
-    pub member: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -315,8 +407,6 @@ fn probe_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub counters: Arc<Counters>,
-    /// 1 while a member is usable (up, or not yet probed), 0 while down.
-    pub member_up: Family<MemberLabels, Gauge>,
     /// 1 up, 0 down, -1 not yet known.
     pub check_up: Family<CheckLabels, Gauge>,
     pub transitions: Family<TransitionLabels, Counter>,
@@ -346,7 +436,6 @@ impl Metrics {
         registry.register_collector(Box::new(counters.clone()));
         let m = Metrics {
             counters,
-            member_up: Family::default(),
             check_up: Family::default(),
             transitions: Family::default(),
             probe_seconds: Family::new_with_constructor(probe_histogram),
@@ -356,11 +445,6 @@ impl Metrics {
             overrides: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "gslbd_member_up",
-            "Whether a pool member is usable (1) or down (0), after checks and force-up/force-down (drained members stay 1)",
-            m.member_up.clone(),
-        );
         registry.register(
             "gslbd_check_up",
             "Health of one check of one member: 1 up, 0 down, -1 not known yet",
@@ -469,9 +553,15 @@ mod tests {
         z.count(Transport::Tcp, wire::TYPE_AAAA, 3);
         z.count(Transport::Udp, 99, 200);
         m.counters.unzoned.count(Transport::Udp, wire::TYPE_A, 5);
-        m.counters
-            .member("gslb.example.test", "web", "192.0.2.1".parse().unwrap())
-            .fetch_add(7, Relaxed);
+        let cells = m.counters.pool_cells(
+            "gslb.example.test",
+            "web",
+            ["192.0.2.2".parse().unwrap(), "192.0.2.1".parse().unwrap()],
+        );
+        for _ in 0..7 {
+            cell_of(&cells, "192.0.2.1".parse().unwrap()).unwrap().hit();
+        }
+        cells[1].1.set_up(false);
         let text = m.encode();
         for want in [
             r#"gslbd_dns_queries_total{zone="gslb.example.test",qtype="A",rcode="NOERROR",transport="udp"} 3"#,
@@ -479,10 +569,16 @@ mod tests {
             r#"gslbd_dns_queries_total{zone="gslb.example.test",qtype="other",rcode="other",transport="udp"} 1"#,
             r#"gslbd_dns_queries_total{zone="",qtype="A",rcode="REFUSED",transport="udp"} 1"#,
             r#"gslbd_pool_answers_total{zone="gslb.example.test",pool="web",member="192.0.2.1"} 7"#,
+            r#"gslbd_pool_answers_total{zone="gslb.example.test",pool="web",member="192.0.2.2"} 0"#,
+            r#"gslbd_member_up{zone="gslb.example.test",pool="web",member="192.0.2.2"} 0"#,
             r#"gslbd_build_info{version=""#,
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
+        // 192.0.2.1's health was never set: no member_up line for it.
+        assert!(!text.contains(
+            r#"gslbd_member_up{zone="gslb.example.test",pool="web",member="192.0.2.1"}"#
+        ));
     }
 
     #[test]
@@ -513,6 +609,23 @@ mod tests {
         let zones: Vec<String> = c.zones.lock().unwrap().keys().cloned().collect();
         assert_eq!(zones, ["a.test"]);
         drop(kept);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let held = c.pool_cells("a.test", "web", [a, b]);
+        held[0].1.hit();
+        drop(c.pool_cells("a.test", "gone", [a]));
+        let again = c.pool_cells("a.test", "web", [b, a]);
+        assert_eq!(again[0].1.hits(), 1, "a cell that stays keeps its count");
+        drop(again);
+        c.prune();
+        let pools: Vec<String> = c.members.lock().unwrap()["a.test"]
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(pools, ["web"]);
+        drop(held);
+        c.prune();
+        assert!(c.members.lock().unwrap().is_empty());
     }
 
     #[test]

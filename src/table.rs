@@ -25,11 +25,14 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::wire::{self, CLASS_IN};
 use crate::health::{self, Outcome, State, Status, Transition};
-use crate::metrics::{Counters, Hits, Metrics, ZoneStats};
-use crate::model::{self, CheckSpec, Config, Order};
+use crate::metrics::{Counters, Hits, Metrics, PoolCells, ZoneStats, cell_of};
+use crate::model::{self, CheckSpec, Config, Order, WhenAllDown};
 use crate::probe::load::{AgentState, Load};
 use crate::select::order;
 use crate::select::{self, Eligible, Family};
+
+/// The hash map of the lookup tables (see Cargo.toml for why foldhash).
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The live table: one writer publishes, any number of readers load without locks.
 #[derive(Clone)]
@@ -53,7 +56,7 @@ impl Live {
 /// An immutable view of everything served.
 pub struct Snapshot {
     /// Zones by lowercased wire-format apex; shared between snapshots until the config changes.
-    zones: Arc<HashMap<Box<[u8]>, Zone>>,
+    zones: Arc<Map<Box<[u8]>, Zone>>,
     /// The answers of every pool, by pool id (`Node::pool`); replaced when health changes.
     pub pools: Vec<Arc<PoolAnswer>>,
     /// Counts up with every published config, for logs and metrics.
@@ -163,7 +166,7 @@ pub enum FamilyAnswer {
 pub struct Zone {
     pub origin: Name,
     /// Every name with data, every empty non-terminal, every delegation and glue name.
-    pub nodes: HashMap<Box<[u8]>, Node>,
+    pub nodes: Map<Box<[u8]>, Node>,
     /// The SOA with the negative-caching TTL, for the authority section of NXDOMAIN and NODATA
     /// (RFC 2308 §3).
     pub negative_soa: RRset,
@@ -259,8 +262,8 @@ impl Snapshot {
     fn build_zones(
         zones: &[model::Zone],
         counters: &Counters,
-    ) -> Result<HashMap<Box<[u8]>, Zone>, BuildError> {
-        let mut out = HashMap::with_capacity(zones.len());
+    ) -> Result<Map<Box<[u8]>, Zone>, BuildError> {
+        let mut out = Map::with_capacity_and_hasher(zones.len(), Default::default());
         let mut first_pool = 0u32;
         for z in zones {
             let apex = lower_wire(&z.origin);
@@ -296,7 +299,7 @@ impl Snapshot {
 
     pub fn empty() -> Snapshot {
         Snapshot {
-            zones: Arc::new(HashMap::new()),
+            zones: Arc::new(Map::default()),
             pools: Vec::new(),
             generation: 0,
             counters: Arc::default(),
@@ -344,9 +347,9 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         sets.push((&s.name, s.rtype, s.ttl, s.rdata.clone()));
     }
 
-    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
-    let mut pending: HashMap<Vec<u8>, Vec<RRset>> = HashMap::new();
-    let mut cnames: HashMap<Vec<u8>, Box<[u8]>> = HashMap::new();
+    let mut nodes: Map<Box<[u8]>, Node> = Map::default();
+    let mut pending: Map<Vec<u8>, Vec<RRset>> = Map::default();
+    let mut cnames: Map<Vec<u8>, Box<[u8]>> = Map::default();
     for (name, rtype, ttl, rdata) in &sets {
         let rrset = encode(u16::from(*rtype), *ttl, rdata).map_err(|e| err(name, *rtype, e))?;
         let key = lower_wire(name);
@@ -361,7 +364,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
     }
 
     // Names bound to pools: nodes without static data.
-    let mut bound: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut bound: Map<Vec<u8>, u32> = Map::default();
     for b in &z.bindings {
         if let Some(i) = z.pools.iter().position(|p| p.name == b.pool) {
             let key = lower_wire(&b.name);
@@ -585,10 +588,13 @@ struct Probe {
 pub struct Table {
     live: Live,
     config: Config,
-    zones: Arc<HashMap<Box<[u8]>, Zone>>,
+    zones: Arc<Map<Box<[u8]>, Zone>>,
     /// Pool id → (zone index, pool index in the zone).
     pool_refs: Vec<(usize, usize)>,
     pool_answers: Vec<Arc<PoolAnswer>>,
+    /// Pool id → the metric cells of every address the pool may answer with (members and
+    /// fallbacks), sorted by address. Holding them keeps them exported.
+    pool_cells: Vec<PoolCells>,
     probes: HashMap<Arc<ProbeKey>, Probe>,
     loads: HashMap<Arc<LoadKey>, LoadState>,
     /// When each address last went from down to up (for slow start).
@@ -624,6 +630,7 @@ impl Table {
             zones,
             pool_refs: Vec::new(),
             pool_answers: Vec::new(),
+            pool_cells: Vec::new(),
             probes: HashMap::new(),
             loads: HashMap::new(),
             came_up: HashMap::new(),
@@ -873,16 +880,11 @@ impl Table {
         let (zi, pi) = self.pool_refs[id as usize];
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
+        let cells = &self.pool_cells[id as usize];
         for m in &pool.members {
-            let up = self.member_status(zone, pool, m) != Status::Down;
-            self.metrics
-                .member_up
-                .get_or_create(&crate::metrics::MemberLabels {
-                    zone: zone.origin.to_string(),
-                    pool: pool.name.clone(),
-                    member: m.address.to_string(),
-                })
-                .set(i64::from(up));
+            if let Some(cell) = cell_of(cells, m.address) {
+                cell.set_up(self.member_status(zone, pool, m) != Status::Down);
+            }
         }
     }
 
@@ -1005,10 +1007,31 @@ impl Table {
     }
 
     fn recompute_all(&mut self) {
+        self.pool_cells = self
+            .pool_refs
+            .iter()
+            .map(|&(zi, pi)| {
+                let zone = &self.config.zones[zi];
+                let pool = &zone.pools[pi];
+                let fallback: Vec<IpAddr> = match &pool.when_all_down {
+                    WhenAllDown::Addresses(a) => a.clone(),
+                    WhenAllDown::Pool(name) => zone
+                        .pools
+                        .iter()
+                        .find(|p| p.name == *name)
+                        .map(|p| p.members.iter().map(|m| m.address).collect())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                let addresses = pool.members.iter().map(|m| m.address).chain(fallback);
+                self.metrics
+                    .counters
+                    .pool_cells(&zone.origin.to_string(), &pool.name, addresses)
+            })
+            .collect();
         self.pool_answers = (0..self.pool_refs.len() as u32)
             .map(|id| Arc::new(self.answer_of(id)))
             .collect();
-        self.metrics.member_up.clear();
         for id in 0..self.pool_refs.len() as u32 {
             self.gauge_pool(id);
         }
@@ -1089,10 +1112,16 @@ impl Table {
         } else {
             vec![None]
         };
+        let cells = &self.pool_cells[id as usize];
         let hits = |address: IpAddr| {
-            self.metrics
-                .counters
-                .member(&zone.origin.to_string(), &pool.name, address)
+            cell_of(cells, address).cloned().unwrap_or_else(|| {
+                // Not an address of this pool (cannot happen: fallbacks have cells too).
+                self.metrics
+                    .counters
+                    .pool_cells(&zone.origin.to_string(), &pool.name, [address])[0]
+                    .1
+                    .clone()
+            })
         };
         let views = sites
             .into_iter()

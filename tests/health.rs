@@ -429,8 +429,14 @@ names:
     );
     // Verification is on by default: a self-signed certificate is a failed check.
     s.wait_log("127.0.20.1 check owa-strict: unknown -> down", 5);
+    s.wait_log("127.0.20.2 check owa-strict: unknown -> down", 5);
     assert!(s.log().contains("certificate"), "{}", s.log());
-    assert!(s.udp(&Ask::new("strict.h.test.", "A")).answers.is_empty());
+    // Both are down (the table publishes right after logging the second transition).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !s.udp(&Ask::new("strict.h.test.", "A")).answers.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // Each member saw its own connection with the configured name as SNI and Host.
     for backend in [&a, &b] {
         let seen = backend.seen.lock().unwrap().clone();

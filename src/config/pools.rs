@@ -5,7 +5,7 @@
 //! member, known checks and policy, and a `when_all_down` that makes sense; each name is inside
 //! the zone, bound to a known pool, and not also a static name.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -792,12 +792,13 @@ fn pool(
 pub fn bindings(
     entries: &Entries<Spanned<super::format::BindingFile>>,
     origin: &Name,
-    pool_names: &BTreeSet<String>,
-    statics: &BTreeSet<LowerName>,
-    cuts: &BTreeSet<LowerName>,
+    pool_names: &HashSet<String>,
+    statics: &HashSet<LowerName>,
+    cuts: &HashSet<LowerName>,
     r: &mut Reporter,
 ) -> Vec<Binding> {
     let mut out: Vec<Binding> = Vec::new();
+    let mut bound: HashSet<LowerName> = HashSet::new();
     for (key, b) in &entries.0 {
         let base = format!("names.{}", key.value);
         let owner = match name(&key.value, Some(origin)) {
@@ -819,13 +820,13 @@ pub fn bindings(
                     "{owner} also has static records; a name is either static or bound to a pool"
                 ),
             );
-        } else if cuts.iter().any(|c| c.zone_of(&lower)) {
+        } else if !cuts.is_empty() && cuts.iter().any(|c| c.zone_of(&lower)) {
             r.error(
                 at,
                 base,
                 format!("{owner} is at or below a delegation; gslbd is not authoritative there"),
             );
-        } else if out.iter().any(|b| LowerName::new(&b.name) == lower) {
+        } else if bound.contains(&lower) {
             r.error(at, base, format!("{owner} is bound twice"));
         } else if !pool_names.contains(&b.value.pool.value) {
             r.error(
@@ -834,6 +835,7 @@ pub fn bindings(
                 format!("no pool named {:?} in this zone", b.value.pool.value),
             );
         } else {
+            bound.insert(lower);
             out.push(Binding {
                 name: owner,
                 pool: b.value.pool.value.clone(),

@@ -6,7 +6,7 @@
 //! delegations (NS below the apex) hold only NS, with glue for name servers below them, and no
 //! other data below them; in-zone name servers have addresses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -33,6 +33,11 @@ struct Acc {
     rrset: RRset,
     from: Origin,
 }
+
+/// The records of a zone by (owner, type). Hashed, not ordered: hickory's `Name` orders by the
+/// DNSSEC canonical order, label by label from the right, which made comparing dominate the
+/// load of large zones. The model gets them back in file order.
+type Records = HashMap<(LowerName, RecordType), Acc, foldhash::fast::RandomState>;
 
 /// What loading one zone file gave: its origin (known as soon as `zone:` parses, so duplicates
 /// are found even in files with other errors) and the zone if it had no errors.
@@ -99,7 +104,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         ),
     }
 
-    let mut acc: BTreeMap<(LowerName, RecordType), Acc> = BTreeMap::new();
+    let mut acc: Records = Records::default();
     if let Some(records) = &file.records {
         for (key, spec) in &records.0 {
             names_records(key, &spec.value, &origin, ttl, &mut acc, r);
@@ -129,14 +134,14 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         .unwrap_or_default();
     let bindings = match &file.names {
         Some(entries) => {
-            let declared: BTreeSet<String> = file
+            let declared: HashSet<String> = file
                 .pools
                 .iter()
                 .flat_map(|p| p.0.iter().map(|(k, _)| k.value.clone()))
                 .collect();
-            let statics: BTreeSet<LowerName> = acc.keys().map(|(n, _)| n.clone()).collect();
+            let statics: HashSet<LowerName> = acc.keys().map(|(n, _)| n.clone()).collect();
             let apex = LowerName::new(&origin);
-            let cuts: BTreeSet<LowerName> = acc
+            let cuts: HashSet<LowerName> = acc
                 .keys()
                 .filter(|(n, t)| *t == RecordType::NS && *n != apex)
                 .map(|(n, _)| n.clone())
@@ -152,7 +157,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
             soa,
             ttl,
             ns,
-            rrsets: acc.into_values().map(|a| a.rrset).collect(),
+            rrsets: in_file_order(acc),
             pools,
             bindings,
             sites,
@@ -267,7 +272,7 @@ fn names_records(
     spec: &NameFile,
     origin: &Name,
     zone_ttl: u32,
-    acc: &mut BTreeMap<(LowerName, RecordType), Acc>,
+    acc: &mut Records,
     r: &mut Reporter,
 ) {
     let base = format!("records.{}", key.value);
@@ -477,12 +482,7 @@ fn txt(s: &str) -> RData {
 }
 
 /// `records_file:` — an RFC 1035 master file, for users coming from BIND or Windows DNS.
-fn records_file(
-    rf: &Spanned<String>,
-    origin: &Name,
-    acc: &mut BTreeMap<(LowerName, RecordType), Acc>,
-    r: &mut Reporter,
-) {
+fn records_file(rf: &Spanned<String>, origin: &Name, acc: &mut Records, r: &mut Reporter) {
     let at = loc(rf);
     let path = r.file().parent().unwrap_or(Path::new(".")).join(&rf.value);
     let base = format!("records_file ({})", rf.value);
@@ -567,15 +567,23 @@ fn records_file(
     }
 }
 
+/// The record sets in the order the zone file gives them (records from a `records_file` in
+/// canonical order at that key).
+fn in_file_order(acc: Records) -> Vec<RRset> {
+    let mut sets: Vec<Acc> = acc.into_values().collect();
+    sets.sort_by(|a, b| {
+        (a.from.loc.line, a.from.loc.column)
+            .cmp(&(b.from.loc.line, b.from.loc.column))
+            .then_with(|| a.rrset.name.cmp(&b.rrset.name))
+            .then_with(|| a.rrset.rtype.cmp(&b.rrset.rtype))
+    });
+    sets.into_iter().map(|a| a.rrset).collect()
+}
+
 /// Checks across records: CNAME exclusivity, delegations, glue.
-fn check_structure(
-    origin: &Name,
-    ns: &[Name],
-    ns_locs: &[Loc],
-    acc: &BTreeMap<(LowerName, RecordType), Acc>,
-    r: &mut Reporter,
-) {
-    let mut types: BTreeMap<&LowerName, Vec<RecordType>> = BTreeMap::new();
+fn check_structure(origin: &Name, ns: &[Name], ns_locs: &[Loc], acc: &Records, r: &mut Reporter) {
+    let mut types: HashMap<&LowerName, Vec<RecordType>, foldhash::fast::RandomState> =
+        HashMap::default();
     for (owner, rtype) in acc.keys() {
         types.entry(owner).or_default().push(*rtype);
     }
@@ -614,13 +622,25 @@ fn check_structure(
 
     // Delegations: NS below the apex. The parent holds only NS (and DS) at the cut, and only
     // glue addresses below it (RFC 1034 §4.2.1).
-    let cuts: BTreeSet<&LowerName> = acc
+    let cuts: HashSet<&LowerName> = acc
         .keys()
         .filter(|(o, t)| *t == RecordType::NS && *o != apex)
         .map(|(o, _)| o)
         .collect();
-    let cut_above = |n: &LowerName| -> Option<&LowerName> {
-        cuts.iter().copied().find(|c| *c != n && c.zone_of(n))
+    // The closest delegation strictly above `n`: walk its ancestors up to the apex.
+    let cut_above = |n: &LowerName| -> Option<LowerName> {
+        if cuts.is_empty() {
+            return None;
+        }
+        let mut up = Name::from(n).base_name();
+        while up.num_labels() > origin.num_labels() {
+            let l = LowerName::new(&up);
+            if cuts.contains(&l) {
+                return Some(l);
+            }
+            up = up.base_name();
+        }
+        None
     };
     for ((owner, rtype), a) in acc {
         if let Some(cut) = cut_above(owner) {

@@ -415,7 +415,7 @@ fn pool_records(
                 w.put(&records[i * rec_len..(i + 1) * rec_len])?;
                 w.patch_u16(start, ptr);
                 r.an += 1;
-                hits[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                hits[i].hit();
             }
             Ok(())
         }
