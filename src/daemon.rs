@@ -249,6 +249,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
             let ids = crate::privileges::drop_to(user).map_err(Error::Privileges)?;
             tracing::info!(user = %user, uid = ids.uid, gid = ids.gid, "running as user {user} (uid {}, gid {})", ids.uid, ids.gid);
         }
+        // Probers get their own low-priority threads, started as the user we run as.
+        let probe_rt = probe::runtime().map_err(Error::Runtime)?;
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (api_tx, api_rx) = mpsc::channel(64);
         let (ready_tx, ready_rx) = watch::channel(false);
@@ -260,10 +262,13 @@ pub fn run(opts: Options) -> Result<(), Error> {
             table,
             opts.sources.clone(),
             cfg.server.listen.clone(),
-            cmd_rx,
-            api_rx,
-            ready_tx,
-            stop_rx.clone(),
+            Inbox {
+                commands: cmd_rx,
+                api: api_rx,
+                ready: ready_tx,
+                stop: stop_rx.clone(),
+            },
+            probe_rt.handle().clone(),
         ));
         signals.wait(&cmd_tx).await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -272,6 +277,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             let _ = t.await;
         }
         let _ = writer.await;
+        probe_rt.shutdown_background();
         Ok(())
     });
     stop.store(true, Ordering::Relaxed);
@@ -330,6 +336,8 @@ struct Writer {
     state_dir: std::path::PathBuf,
     probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>>,
     load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>>,
+    /// Where probers run: the low-priority probe runtime.
+    probe_rt: tokio::runtime::Handle,
     report_tx: mpsc::Sender<probe::Report>,
     load_tx: mpsc::Sender<probe::load::LoadReport>,
 }
@@ -366,8 +374,10 @@ impl Writer {
             }
         }
         for k in &changes.added {
-            self.probers
-                .insert(k.clone(), probe::spawn(k.clone(), self.report_tx.clone()));
+            self.probers.insert(
+                k.clone(),
+                probe::spawn(k.clone(), self.report_tx.clone(), &self.probe_rt),
+            );
         }
         for k in &changes.loads_removed {
             if let Some(h) = self.load_probers.remove(k) {
@@ -377,7 +387,7 @@ impl Writer {
         for k in &changes.loads_added {
             self.load_probers.insert(
                 k.clone(),
-                probe::load::spawn(k.clone(), self.load_tx.clone()),
+                probe::load::spawn(k.clone(), self.load_tx.clone(), &self.probe_rt),
             );
         }
         self.state_dir = state_dir;
@@ -453,24 +463,47 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What the writer hears from: signals, the admin API, and the stop flag; and where it tells
+/// that the first round of probes is done.
+struct Inbox {
+    commands: mpsc::Receiver<Command>,
+    api: mpsc::Receiver<admin::Request>,
+    ready: watch::Sender<bool>,
+    stop: watch::Receiver<bool>,
+}
+
 async fn writer(
     table: Table,
     sources: Sources,
     listen: Vec<SocketAddr>,
-    mut commands: mpsc::Receiver<Command>,
-    mut api: mpsc::Receiver<admin::Request>,
-    ready: watch::Sender<bool>,
-    mut stop: watch::Receiver<bool>,
+    inbox: Inbox,
+    probe_rt: tokio::runtime::Handle,
 ) {
+    let Inbox {
+        mut commands,
+        mut api,
+        ready,
+        mut stop,
+    } = inbox;
     let (report_tx, mut reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
     let (load_tx, mut load_reports) = mpsc::channel::<probe::load::LoadReport>(REPORT_QUEUE);
     let probers = table
         .probes()
-        .map(|(k, _)| (k.clone(), probe::spawn(k.clone(), report_tx.clone())))
+        .map(|(k, _)| {
+            (
+                k.clone(),
+                probe::spawn(k.clone(), report_tx.clone(), &probe_rt),
+            )
+        })
         .collect();
     let load_probers = table
         .loads()
-        .map(|k| (k.clone(), probe::load::spawn(k.clone(), load_tx.clone())))
+        .map(|k| {
+            (
+                k.clone(),
+                probe::load::spawn(k.clone(), load_tx.clone(), &probe_rt),
+            )
+        })
         .collect();
     let state_dir = table.config().server.state_dir.clone();
     let mut w = Writer {
@@ -480,6 +513,7 @@ async fn writer(
         state_dir,
         probers,
         load_probers,
+        probe_rt,
         report_tx,
         load_tx,
     };

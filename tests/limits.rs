@@ -292,3 +292,77 @@ names:
     eprintln!("flood: {probes} probes so far; slowest API call {slowest:?}");
     assert!(probes >= 2000.0, "only {probes} probes");
 }
+
+/// (thread name, nice value) of every thread of a process, from /proc.
+fn thread_nices(pid: i32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // After "pid (comm) ": state is field 3, nice field 19.
+        if let Some(nice) = fields.get(16).and_then(|n| n.parse().ok()) {
+            out.push((stat[open + 1..close].to_string(), nice));
+        }
+    }
+    out
+}
+
+#[test]
+fn probers_run_below_the_priority_of_queries() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), "");
+    let marker = d.path().join("nice.txt");
+    let mut zone = std::fs::read_to_string(d.path().join("zones/l.yaml")).unwrap();
+    zone.push_str(&format!(
+        "checks:
+  own-nice: {{ exec: {{ command: [/bin/sh, -c, 'nice > {}'] }}, interval: 1s, timeout: 900ms }}
+pools:
+  p: {{ checks: [own-nice], members: [{{ address: 127.0.0.1 }}] }}
+names:
+  p: {{ pool: p }}
+",
+        marker.display()
+    ));
+    std::fs::write(d.path().join("zones/l.yaml"), zone).unwrap();
+    let s = Server::start(d.path(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() || std::fs::read_to_string(&marker).unwrap().trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the exec check never ran: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let threads = thread_nices(s.pid());
+    let probers: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("gslbd-probe"))
+        .collect();
+    let udp: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("udp-"))
+        .collect();
+    assert!(!probers.is_empty() && !udp.is_empty(), "{threads:?}");
+    // Ten steps below whatever priority gslbd was started with (0 normally).
+    let base = udp[0].1;
+    assert!(udp.iter().all(|(_, nice)| *nice == base), "{threads:?}");
+    let lowered = (base + 10).min(19);
+    assert!(
+        probers.iter().all(|(_, nice)| *nice == lowered),
+        "{threads:?}"
+    );
+    // An exec check inherits the probers' priority.
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        lowered.to_string()
+    );
+    // Queries are answered meanwhile.
+    assert_eq!(
+        common::addresses(&s.udp(&Ask::new("p.l.test.", "A"))),
+        ["127.0.0.1"]
+    );
+}

@@ -65,6 +65,21 @@ wait_pool() {
     die "gslbd never answered www with $1 healthy members (see $LAB_DIR/gslbd.log)"
 }
 
+# Wait (at most ~10 s) until gslbd says its first probe round is done (/readyz): before that,
+# members not yet probed are answered (fail open), so an answer says nothing about health.
+wait_ready() {
+    for _ in $(seq 1 100); do
+        if exec 3<>"/dev/tcp/$GSLBD_IP/8053" 2>/dev/null; then
+            printf 'GET /readyz HTTP/1.0\r\nHost: gslbd\r\n\r\n' >&3
+            status=$(head -1 <&3)
+            exec 3<&-
+            case $status in *" 200"*) return 0 ;; esac
+        fi
+        sleep 0.1
+    done
+    die "gslbd never became ready (see $LAB_DIR/gslbd.log)"
+}
+
 start() { # name, then the command; records the PID
     local name=$1; shift
     "$@" >"$LAB_DIR/$name.log" 2>&1 &
@@ -156,6 +171,7 @@ CONF
     start unbound unbound -d -c "$LAB_DIR/unbound/unbound.conf"
 
     wait_dns "$GSLBD_IP" www.gslb.example.test A NOERROR
+    wait_ready
     wait_pool 3
     wait_dns "$NSD_IP" example.test SOA NOERROR
     wait_dns "$RESOLVER_IP" . NS 'NOERROR\|SERVFAIL\|REFUSED'

@@ -130,8 +130,12 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
 }
 
 /// Ask every interval (±10 %) until the writer goes away or the task is aborted.
-pub fn spawn(key: Arc<LoadKey>, tx: mpsc::Sender<LoadReport>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn(
+    key: Arc<LoadKey>,
+    tx: mpsc::Sender<LoadReport>,
+    rt: &tokio::runtime::Handle,
+) -> tokio::task::JoinHandle<()> {
+    rt.spawn(async move {
         let mut rng = fastrand::Rng::new();
         loop {
             let start = Instant::now();

@@ -46,11 +46,44 @@ pub(crate) enum Kit {
     File(file::Cache),
 }
 
+/// The probers' runtime: its own threads, at a lower scheduling priority (nice +10) than the
+/// UDP threads and the runtime that serves TCP, the API and the writer. However many members
+/// are probed, a query that arrives preempts the probing at once: probing costs CPU, never
+/// query latency. Exec checks inherit the priority.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() / 4)
+        .clamp(1, 4);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("gslbd-probe")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+}
+
+/// Nice +10 for the calling thread (on Linux, the nice value is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls without pointers, on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PROBE_NICE);
+    }
+}
+
+/// The nice value of prober threads.
+pub const PROBE_NICE: i32 = 10;
+
 /// Start the prober of one key: probe at once, then every interval with ±10 % jitter so that
 /// probes of many members do not fire together. Stops when the writer's channel closes or
-/// the task is aborted.
-pub fn spawn(key: Arc<ProbeKey>, tx: mpsc::Sender<Report>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// the task is aborted. Runs on `rt`, the probers' own runtime (see [`runtime`]).
+pub fn spawn(
+    key: Arc<ProbeKey>,
+    tx: mpsc::Sender<Report>,
+    rt: &tokio::runtime::Handle,
+) -> tokio::task::JoinHandle<()> {
+    rt.spawn(async move {
         let mut kit = match &key.spec.kind {
             CheckKind::Http(h) => Kit::Http(http::client(h, key.address)),
             CheckKind::File { .. } => Kit::File(file::Cache::default()),
