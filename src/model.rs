@@ -300,7 +300,8 @@ pub struct Pool {
     pub when_all_down: WhenAllDown,
     pub members: Vec<Member>,
     /// Load reports, for `least-loaded`.
-    pub load: Option<LoadSpec>,
+    /// Boxed: most pools have none, and the config keeps every pool for the table's life.
+    pub load: Option<Box<LoadSpec>>,
     /// A member that comes back up ramps from 10 % to its full weight over this window.
     pub slow_start: Option<Duration>,
 }

@@ -67,7 +67,6 @@ pub struct Snapshot {
 
 /// What a pool answers right now, per address family.
 pub struct PoolAnswer {
-    pub name: String,
     /// Whether the answer depends on the client's site.
     pub topology: bool,
     /// `views[0]` serves clients no site covers (and every client of a pool without the
@@ -151,8 +150,10 @@ pub enum FamilyAnswer {
     /// fields with the TTL, address), to be ordered and cut to `max` per query.
     Records {
         order: Order,
-        max: usize,
-        rec_len: usize,
+        /// `max_answers` (at most `order::MAX_PICK`); small types keep every pool's views small.
+        max: u8,
+        /// 16 for A, 28 for AAAA.
+        rec_len: u8,
         wire: Box<[u8]>,
         weights: Box<[u32]>,
         /// Sticky hash keys of the members (empty unless the order is sticky).
@@ -971,7 +972,7 @@ impl Table {
                 if let Some(spec) = &pool.load {
                     let key = LoadKey {
                         address: m.address,
-                        spec: spec.clone(),
+                        spec: (**spec).clone(),
                     };
                     let l = self.loads.entry(Arc::new(key)).or_default();
                     if !l.pools.contains(&(id as u32)) {
@@ -1052,7 +1053,7 @@ impl Table {
         let spec = pool.load.as_ref()?;
         self.loads.get(&LoadKey {
             address: m.address,
-            spec: spec.clone(),
+            spec: (**spec).clone(),
         })
     }
 
@@ -1131,7 +1132,6 @@ impl Table {
             })
             .collect();
         PoolAnswer {
-            name: pool.name.clone(),
             topology: pool.policy.topology,
             views,
         }
@@ -1228,8 +1228,8 @@ fn encode_family(
     };
     FamilyAnswer::Records {
         order: pool.policy.order,
-        max: pool.max_answers,
-        rec_len,
+        max: pool.max_answers.min(order::MAX_PICK) as u8,
+        rec_len: rec_len as u8,
         wire: out.into_boxed_slice(),
         weights: members.iter().map(|m| m.weight).collect(),
         keys,
@@ -1359,11 +1359,11 @@ mod table_tests {
         .config;
         let pool = &mut c.zones[0].pools[0];
         pool.policy.order = Order::LeastLoaded;
-        pool.load = Some(model::LoadSpec {
+        pool.load = Some(Box::new(model::LoadSpec {
             kind: model::LoadKind::Agent { port: 9 },
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(500),
-        });
+        }));
         c
     }
 

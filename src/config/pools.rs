@@ -783,7 +783,7 @@ fn pool(
         max_answers,
         when_all_down,
         members,
-        load,
+        load: load.map(Box::new),
         slow_start: slow_start.filter(|d| !d.is_zero()),
     })
 }

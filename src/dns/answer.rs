@@ -403,12 +403,13 @@ fn pool_records(
             hits,
         } => {
             let ptr = wire::pointer(owner_at).ok_or(Full)?;
+            let (max, rec_len) = (usize::from(*max), usize::from(*rec_len));
             let picked = if *order == order::Order::Sticky {
                 // The hashed prefix decided the answer.
                 r.scope = r.scope.max(client.prefix);
-                order::sticky(keys, weights, &client.key(), *max)
+                order::sticky(keys, weights, &client.key(), max)
             } else {
-                order::pick(*order, weights, *max, &mut fastrand::Rng::new())
+                order::pick(*order, weights, max, &mut fastrand::Rng::new())
             };
             for i in picked.iter() {
                 let start = w.pos();
