@@ -70,7 +70,9 @@ GSLBD=$REPO/target/release/gslbd
 
 # The W1 zone of the shared launchers (www 30 A 127.0.1.1, 127.0.1.2), as a gslbd YAML zone.
 start_gslbd() { # MODE KIND HC DIR PORT
-    local mode=$1 kind=$2 dir=$4 port=$5
+    local mode=$1 kind=$2 dir=$4 port=$5 every=10s
+    # Probe as often as gdnsd does with the same HC setting (its default interval is 10 s).
+    [ "$3" = fast ] && every=2s
     mkdir -p "$dir/zones"
     cat >"$dir/zones/$ZONE.yaml" <<YAML
 zone: $ZONE.
@@ -84,7 +86,7 @@ YAML
     if [ "$kind" = dyn ]; then
         cat >>"$dir/zones/$ZONE.yaml" <<YAML
 checks:
-  tcp8080: { tcp: { port: $BACKEND_PORT }, interval: 1s, timeout: 500ms }
+  tcp8080: { tcp: { port: $BACKEND_PORT }, interval: $every, timeout: 1s }
 pools:
   pool:
     checks: [tcp8080]
