@@ -22,13 +22,15 @@ say() { printf '%s\n' "$*" >&2; }
 (cd "$REPO" && cargo build --release --quiet --bin gslbd)
 GSLBD=$REPO/target/release/gslbd
 
-# zone DIR NAMES POOLED CHECKED: a zone with NAMES static names, or POOLED names each on its own
-# one-member pool (members 127.1.x.y), with a tcp check every second if CHECKED.
+# zone DIR NAMES POOLED CHECKED [SIZE]: a zone with NAMES static names, or POOLED names on POOLED
+# members 127.1.x.y, in pools of SIZE members (default 1: a pool per name; else names are spread
+# over POOLED / SIZE pools), with a tcp check every second if CHECKED.
 zone() {
     mkdir -p "$1/zones"
-    python3 - "$1/zones/scale.yaml" "$2" "$3" "$4" <<'PY'
+    python3 - "$1/zones/scale.yaml" "$2" "$3" "$4" "${5:-1}" <<'PY'
 import sys
 path, static, pooled, checked = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+size = int(sys.argv[5])
 with open(path, "w") as f:
     f.write("zone: scale.test.\nsoa: { mname: ns1.scale.test., rname: hostmaster.scale.test. }\n")
     f.write("ns: [ns1.scale.test.]\nrecords:\n  ns1: { A: [127.0.0.1] }\n  www: { A: [127.0.0.1] }\n")
@@ -38,12 +40,16 @@ with open(path, "w") as f:
         if checked:
             f.write("checks:\n  port: { tcp: { port: 9 }, interval: 1s, timeout: 500ms }\n")
         f.write("pools:\n")
-        for i in range(pooled):
+        pools = pooled // size
+        for p in range(pools):
             chk = "checks: [port], " if checked else ""
-            f.write(f"  p{i}: {{ {chk}members: [{{ address: 127.1.{i // 250}.{i % 250 + 1} }}] }}\n")
+            members = ", ".join(
+                f"{{ address: 127.1.{i // 250}.{i % 250 + 1} }}" for i in range(p * size, (p + 1) * size)
+            )
+            f.write(f"  p{p}: {{ {chk}members: [{members}] }}\n")
         f.write("names:\n")
         for i in range(pooled):
-            f.write(f"  n{i}: {{ pool: p{i} }}\n")
+            f.write(f"  n{i}: {{ pool: p{i % pools} }}\n")
 PY
 }
 
@@ -76,7 +82,12 @@ say "1. memory with 10,000 pooled names on 10,000 members"
 zone "$WORK/m" 0 10000 0
 pid=$(serve "$WORK/m" 15301 18301)
 sleep 1
-echo "memory: 10,000 pooled names / 10,000 members: RSS $(rss_mib "$pid") MiB"
+echo "memory: 10,000 pooled names on 10,000 one-member pools: RSS $(rss_mib "$pid") MiB"
+kill "$pid"
+zone "$WORK/m100" 0 10000 0 100
+pid=$(serve "$WORK/m100" 15305 18305)
+sleep 1
+echo "memory: 10,000 pooled names on 100 pools of 100 members (10,000 members): RSS $(rss_mib "$pid") MiB"
 kill "$pid"
 fi
 
