@@ -150,6 +150,11 @@ impl MemberCell {
     pub fn set_up(&self, up: bool) {
         self.up.store(i8::from(up), Relaxed);
     }
+
+    /// Not a member (any more): no `gslbd_member_up` line.
+    pub fn clear_up(&self) {
+        self.up.store(-1, Relaxed);
+    }
 }
 
 /// A member's cell, shared by the writer's table and the snapshots that answer with it.

@@ -1024,10 +1024,23 @@ impl Table {
                         .unwrap_or_default(),
                     _ => Vec::new(),
                 };
-                let addresses = pool.members.iter().map(|m| m.address).chain(fallback);
-                self.metrics
-                    .counters
-                    .pool_cells(&zone.origin.to_string(), &pool.name, addresses)
+                let addresses = pool.members.iter().map(|m| m.address);
+                let cells = self.metrics.counters.pool_cells(
+                    &zone.origin.to_string(),
+                    &pool.name,
+                    addresses.chain(fallback.iter().copied()),
+                );
+                // An address that is only a fallback (now) has no member_up of this pool.
+                if !fallback.is_empty() {
+                    let members: std::collections::HashSet<IpAddr> =
+                        pool.members.iter().map(|m| m.address).collect();
+                    for a in fallback.iter().filter(|a| !members.contains(a)) {
+                        if let Some(c) = cell_of(&cells, *a) {
+                            c.clear_up();
+                        }
+                    }
+                }
+                cells
             })
             .collect();
         self.pool_answers = (0..self.pool_refs.len() as u32)
@@ -1394,5 +1407,43 @@ mod table_tests {
             Arc::ptr_eq(&g, &t.live.load().pools[0]),
             "not recomputed again"
         );
+    }
+
+    #[test]
+    fn member_up_is_exported_for_members_only_across_reloads() {
+        let mut c = config();
+        let pool = &mut c.zones[0].pools[0];
+        pool.load = None;
+        pool.policy.order = Order::RoundRobin;
+        let member = pool.members[0].address;
+        let spare: IpAddr = "192.0.2.99".parse().unwrap();
+        pool.when_all_down = WhenAllDown::Addresses(vec![spare]);
+        let name = pool.name.clone();
+        let zone = c.zones[0].origin.to_string();
+        let line =
+            |a: IpAddr| format!(r#"gslbd_member_up{{zone="{zone}",pool="{name}",member="{a}"}}"#);
+        let metrics = Arc::new(Metrics::new());
+        let t0 = Instant::now();
+        let mut t = Table::new(c.clone(), &|_| None, t0, metrics.clone()).unwrap();
+        let text = metrics.encode();
+        assert!(text.contains(&line(member)), "{text}");
+        assert!(
+            !text.contains(&line(spare)),
+            "a fallback is not a member: {text}"
+        );
+        // The spare becomes a member, then only a fallback again.
+        let mut with_spare = c.clone();
+        with_spare.zones[0].pools[0].members.push(model::Member {
+            address: spare,
+            weight: 1,
+            priority: 0,
+            site: None,
+        });
+        t.reload(with_spare, t0).unwrap();
+        assert!(metrics.encode().contains(&line(spare)));
+        t.reload(c, t0).unwrap();
+        let text = metrics.encode();
+        assert!(!text.contains(&line(spare)), "{text}");
+        assert!(text.contains(&line(member)), "{text}");
     }
 }
