@@ -293,6 +293,15 @@ names:
     assert!(probes >= 2000.0, "only {probes} probes");
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 /// (thread name, nice value) of every thread of a process, from /proc.
 fn thread_nices(pid: i32) -> Vec<(String, i32)> {
     let mut out = Vec::new();
@@ -360,6 +369,24 @@ names:
         std::fs::read_to_string(&marker).unwrap().trim(),
         lowered.to_string()
     );
+    // On kernels with custom EEVDF slices (6.12+), UDP threads ask for the shortest one, so a
+    // query preempts a running prober at once.
+    if kernel_at_least(6, 12) {
+        for t in std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap() {
+            let t = t.unwrap().path();
+            let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+            let sched = std::fs::read_to_string(t.join("sched")).unwrap_or_default();
+            let slice = sched
+                .lines()
+                .find(|l| l.starts_with("se.slice"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string());
+            // (se.slice is only shown by kernels built with scheduler debugging.)
+            if let (true, Some(slice)) = (comm.starts_with("udp-"), slice) {
+                assert_eq!(slice, "100000", "{comm}: {sched}");
+            }
+        }
+    }
     // Queries are answered meanwhile.
     assert_eq!(
         common::addresses(&s.udp(&Ask::new("p.l.test.", "A"))),

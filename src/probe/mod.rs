@@ -47,9 +47,10 @@ pub(crate) enum Kit {
 }
 
 /// The probers' runtime: its own threads, at a lower scheduling priority (nice +10) than the
-/// UDP threads and the runtime that serves TCP, the API and the writer. However many members
-/// are probed, a query that arrives preempts the probing at once: probing costs CPU, never
-/// query latency. Exec checks inherit the priority.
+/// UDP threads and the runtime that serves TCP, the API and the writer (and UDP threads ask for a
+/// short time slice, see `dns::udp`): however many members are probed, a query that arrives
+/// preempts the probing at once. Probing costs CPU, not query latency. Exec checks inherit the
+/// priority.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get() / 4)
