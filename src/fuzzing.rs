@@ -18,26 +18,7 @@ use crate::table::Snapshot;
 /// every policy and a site map.
 const ZONES: [&str; 2] = [
     include_str!("../tests/zones/authority/auth.test.yaml"),
-    "zone: p.test.
-soa: { mname: ns1.p.test., rname: hostmaster.p.test. }
-ns: [ns1.p.test.]
-records:
-  ns1: { A: [192.0.2.53] }
-  alias: { CNAME: rr.p.test. }
-sites:
-  fra: [10.1.0.0/16]
-  ber: { nets: [10.2.0.0/16, 2001:db8:2::/48], fallback: [fra] }
-pools:
-  rr: { members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: 2001:db8::1 }] }
-  sticky: { policy: sticky, max_answers: 1, members: [{ address: 192.0.2.1 }, { address: 192.0.2.3 }] }
-  geo:
-    policy: [topology, weighted]
-    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: ber }, { address: 2001:db8:2::1, site: ber }]
-names:
-  rr: { pool: rr }
-  sticky: { pool: sticky }
-  geo: { pool: geo }
-",
+    include_str!("../tests/zones/pools/p.test.yaml"),
 ];
 
 fn load_zone(text: &str) -> Option<crate::model::Zone> {
@@ -141,7 +122,7 @@ pub fn http_response(data: &[u8]) {
         path: "/".into(),
         expect_status: vec![200, 204],
         expect_body: Some("200 OK".into()),
-        expect_body_regex: Some("(?i)^\\s*(ok|healthy)".into()),
+        expect_body_regex: crate::model::Pattern::new("(?i)^\\s*(ok|healthy)").ok(),
         verify_tls: true,
     };
     let o = crate::probe::http::judge(&check, status, &data[2..]);

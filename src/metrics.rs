@@ -216,26 +216,27 @@ impl Counters {
         zones.entry(zone.to_string()).or_default().clone()
     }
 
-    /// The cells of the addresses a pool may answer with, created on first use, sorted by
-    /// address (find one with [`cell_of`]). A cell that stays in the config keeps counting.
+    /// The cells of the addresses a pool may answer with, its members and its fallbacks, created
+    /// on first use, sorted by address (find one with [`cell_of`]). A cell that stays in the
+    /// config keeps counting; an address that is only a fallback has no `member_up`.
     pub fn pool_cells(
         &self,
         zone: &str,
         pool: &str,
-        addresses: impl IntoIterator<Item = IpAddr>,
+        members: &[IpAddr],
+        fallbacks: &[IpAddr],
     ) -> PoolCells {
-        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        if !members.contains_key(zone) {
-            members.insert(Arc::from(zone), BTreeMap::new());
+        let mut zones = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if !zones.contains_key(zone) {
+            zones.insert(Arc::from(zone), BTreeMap::new());
         }
-        let pools = members.get_mut(zone).expect("inserted above");
+        let pools = zones.get_mut(zone).expect("inserted above");
         if !pools.contains_key(pool) {
             pools.insert(Arc::from(pool), Vec::new());
         }
         let cells = pools.get_mut(pool).expect("inserted above");
-        let mut out: Vec<(IpAddr, Hits)> = Vec::new();
-        for address in addresses {
-            let cell = match cells.binary_search_by_key(&address, |(a, _)| *a) {
+        let mut get_or_create =
+            |address: IpAddr| match cells.binary_search_by_key(&address, |(a, _)| *a) {
                 Ok(i) => cells[i].1.clone(),
                 Err(i) => {
                     let cell = Hits::default();
@@ -243,7 +244,19 @@ impl Counters {
                     cell
                 }
             };
-            out.push((address, cell));
+        let mut out: Vec<(IpAddr, Hits)> = members.iter().map(|&a| (a, get_or_create(a))).collect();
+        out.sort_unstable_by_key(|(a, _)| *a);
+        out.dedup_by_key(|(a, _)| *a);
+        let member_count = out.len();
+        for &a in fallbacks {
+            if out[..member_count]
+                .binary_search_by_key(&a, |(m, _)| *m)
+                .is_err()
+            {
+                let cell = get_or_create(a);
+                cell.clear_up();
+                out.push((a, cell));
+            }
         }
         cells.shrink_to_fit();
         out.sort_unstable_by_key(|(a, _)| *a);
@@ -561,7 +574,8 @@ mod tests {
         let cells = m.counters.pool_cells(
             "gslb.example.test",
             "web",
-            ["192.0.2.2".parse().unwrap(), "192.0.2.1".parse().unwrap()],
+            &["192.0.2.2".parse().unwrap(), "192.0.2.1".parse().unwrap()],
+            &[],
         );
         for _ in 0..7 {
             cell_of(&cells, "192.0.2.1".parse().unwrap()).unwrap().hit();
@@ -616,10 +630,10 @@ mod tests {
         drop(kept);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let held = c.pool_cells("a.test", "web", [a, b]);
+        let held = c.pool_cells("a.test", "web", &[a, b], &[]);
         held[0].1.hit();
-        drop(c.pool_cells("a.test", "gone", [a]));
-        let again = c.pool_cells("a.test", "web", [b, a]);
+        drop(c.pool_cells("a.test", "gone", &[a], &[]));
+        let again = c.pool_cells("a.test", "web", &[b, a], &[]);
         assert_eq!(again[0].1.hits(), 1, "a cell that stays keeps its count");
         drop(again);
         c.prune();

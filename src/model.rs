@@ -4,6 +4,7 @@
 //! details live here; a `Zone` in this module is known to be consistent (SOA and NS present,
 //! every name inside the zone, no CNAME beside other data, glue where it is needed).
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -180,7 +181,7 @@ pub enum CheckKind {
     /// Connect; optionally read the greeting and match it (`220 ` for SMTP).
     Tcp {
         port: u16,
-        expect_banner: Option<String>,
+        expect_banner: Option<Pattern>,
     },
     Http(HttpCheck),
     /// Run a command with the member's address in `GSLBD_ADDRESS`; exit 0 = up.
@@ -205,8 +206,49 @@ pub struct HttpCheck {
     /// A substring the body must contain.
     pub expect_body: Option<String>,
     /// A regular expression the body must match.
-    pub expect_body_regex: Option<String>,
+    pub expect_body_regex: Option<Pattern>,
     pub verify_tls: bool,
+}
+
+/// A regular expression of a check, compiled once when the config is loaded (not per probe).
+/// Compared, hashed and shown by its text, so a check spec keeps its identity across reloads and
+/// its fingerprint in `state_dir`.
+#[derive(Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn new(text: &str) -> Result<Pattern, regex::Error> {
+        regex::Regex::new(text).map(Pattern)
+    }
+
+    pub fn is_match(&self, haystack: &str) -> bool {
+        self.0.is_match(haystack)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Pattern {
+    /// As the text it was written as (`"^220 "`), like the `String` it replaced.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// A pool's selection pipeline (DESIGN §4): health, then the optional `failover` and

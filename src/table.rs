@@ -1014,33 +1014,25 @@ impl Table {
             .map(|&(zi, pi)| {
                 let zone = &self.config.zones[zi];
                 let pool = &zone.pools[pi];
-                let fallback: Vec<IpAddr> = match &pool.when_all_down {
+                let addresses = |p: &model::Pool| -> Vec<IpAddr> {
+                    p.members.iter().map(|m| m.address).collect()
+                };
+                let fallbacks = match &pool.when_all_down {
                     WhenAllDown::Addresses(a) => a.clone(),
                     WhenAllDown::Pool(name) => zone
                         .pools
                         .iter()
                         .find(|p| p.name == *name)
-                        .map(|p| p.members.iter().map(|m| m.address).collect())
+                        .map(addresses)
                         .unwrap_or_default(),
                     _ => Vec::new(),
                 };
-                let addresses = pool.members.iter().map(|m| m.address);
-                let cells = self.metrics.counters.pool_cells(
+                self.metrics.counters.pool_cells(
                     &zone.origin.to_string(),
                     &pool.name,
-                    addresses.chain(fallback.iter().copied()),
-                );
-                // An address that is only a fallback (now) has no member_up of this pool.
-                if !fallback.is_empty() {
-                    let members: std::collections::HashSet<IpAddr> =
-                        pool.members.iter().map(|m| m.address).collect();
-                    for a in fallback.iter().filter(|a| !members.contains(a)) {
-                        if let Some(c) = cell_of(&cells, *a) {
-                            c.clear_up();
-                        }
-                    }
-                }
-                cells
+                    &addresses(pool),
+                    &fallbacks,
+                )
             })
             .collect();
         self.pool_answers = (0..self.pool_refs.len() as u32)
@@ -1127,16 +1119,9 @@ impl Table {
             vec![None]
         };
         let cells = &self.pool_cells[id as usize];
-        let hits = |address: IpAddr| {
-            cell_of(cells, address).cloned().unwrap_or_else(|| {
-                // Not an address of this pool (cannot happen: fallbacks have cells too).
-                self.metrics
-                    .counters
-                    .pool_cells(&zone.origin.to_string(), &pool.name, [address])[0]
-                    .1
-                    .clone()
-            })
-        };
+        // Every address a pool answers with has a cell (fallbacks too); a detached one would
+        // only go uncounted.
+        let hits = |address: IpAddr| cell_of(cells, address).cloned().unwrap_or_default();
         let views = sites
             .into_iter()
             .map(|site| View {

@@ -72,32 +72,6 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
-const POOLS: &str = "zone: p.test.
-soa: { mname: ns1.p.test., rname: hostmaster.p.test. }
-ns: [ns1.p.test.]
-records:
-  ns1: { A: [192.0.2.53] }
-  alias: { CNAME: rr.p.test. }
-sites:
-  fra: [10.1.0.0/16]
-  ber: { nets: [10.2.0.0/16, 2001:db8:2::/48], fallback: [fra] }
-pools:
-  rr: { members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: 2001:db8::1 }] }
-  weighted: { policy: weighted, members: [{ address: 192.0.2.1, weight: 3 }, { address: 192.0.2.2 }] }
-  failover: { policy: failover, members: [{ address: 192.0.2.1, priority: 1 }, { address: 192.0.2.2, priority: 2 }] }
-  sticky: { policy: sticky, max_answers: 1, members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }, { address: 192.0.2.3 }] }
-  geo:
-    policy: [topology, round-robin]
-    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: ber }, { address: 2001:db8:2::1, site: ber }]
-  none: { when_all_down: servfail, members: [{ address: 192.0.2.9 }] }
-names:
-  rr: { pool: rr }
-  weighted: { pool: weighted }
-  failover: { pool: failover }
-  sticky: { pool: sticky }
-  geo: { pool: geo }
-";
-
 #[test]
 fn answering_allocates_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -108,7 +82,11 @@ fn answering_allocates_nothing() {
         )
         .unwrap();
     }
-    std::fs::write(d.path().join("p.test.yaml"), POOLS).unwrap();
+    std::fs::copy(
+        root().join("tests/zones/pools/p.test.yaml"),
+        d.path().join("p.test.yaml"),
+    )
+    .unwrap();
     let loaded = config::load(&Sources {
         config: None,
         zones_dir: Some(d.path().to_path_buf()),

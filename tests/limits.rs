@@ -159,13 +159,8 @@ fn bad_tcp_settings_are_refused_with_their_place() {
         d.path(),
         "tcp:\n  max_per_client: 0\n  idle_timeout: soon\n",
     );
-    let o = std::process::Command::new(common::BIN)
-        .current_dir(d.path())
-        .arg("check")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (code, err) = common::check_in(d.path());
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("gslbd.yaml:2:19: tcp.max_per_client: 0 is not in 1..=1000000"),
         "{err}"

@@ -117,13 +117,8 @@ fn an_unknown_user_is_a_config_error() {
     )
     .unwrap();
     std::fs::write(d.path().join("gslbd.yaml"), "user: no-such-user-here\n").unwrap();
-    let o = std::process::Command::new(common::BIN)
-        .current_dir(d.path())
-        .arg("check")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (code, err) = common::check_in(d.path());
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("gslbd.yaml:1:7: user: there is no user \"no-such-user-here\" on this system"),
         "{err}"

@@ -129,13 +129,8 @@ fn loopback_listeners_are_exempt_by_default() {
 fn bad_rrl_settings_are_refused_with_their_place() {
     let d = tempfile::tempdir().unwrap();
     setup(d.path(), "rrl:\n  slip: -1\n  ipv4_prefix: 33\n");
-    let o = std::process::Command::new(common::BIN)
-        .current_dir(d.path())
-        .arg("check")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let (code, err) = common::check_in(d.path());
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("gslbd.yaml:2:9: rrl.slip: -1 is not in 0..=100"),
         "{err}"

@@ -64,6 +64,17 @@ fn rss_kib(pid: i32) -> u64 {
 /// Times, from the start, at which a member was down: [from, to).
 type Outages = Arc<Mutex<BTreeMap<String, Vec<(Duration, Duration)>>>>;
 
+/// Bring member `i`'s backend back and record its outage from `from` to `to`.
+fn end_outage(backends: &mut [Backend], outages: &Outages, i: usize, from: Duration, to: Duration) {
+    backends[i].restart();
+    outages
+        .lock()
+        .unwrap()
+        .entry(MEMBERS[i].into())
+        .or_default()
+        .push((from, to));
+}
+
 struct Tally {
     queries: AtomicU64,
     timeouts: AtomicU64,
@@ -161,13 +172,7 @@ fn soak(duration: Duration) {
             // Every 2 s one backend goes down for 2 s, in turn.
             if tick.is_multiple_of(4) {
                 if let Some((i, from)) = down.take() {
-                    backends[i].restart();
-                    outages
-                        .lock()
-                        .unwrap()
-                        .entry(MEMBERS[i].into())
-                        .or_default()
-                        .push((from, now));
+                    end_outage(&mut backends, &outages, i, from, now);
                 } else {
                     let i = (tick / 8) as usize % MEMBERS.len();
                     backends[i].stop();
@@ -214,13 +219,7 @@ fn soak(duration: Duration) {
         }
         stop.store(true, Ordering::Relaxed);
         if let Some((i, from)) = down.take() {
-            backends[i].restart();
-            outages
-                .lock()
-                .unwrap()
-                .entry(MEMBERS[i].into())
-                .or_default()
-                .push((from, start.elapsed()));
+            end_outage(&mut backends, &outages, i, from, start.elapsed());
         }
     });
     // Leave the good config in place.

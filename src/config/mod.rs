@@ -172,6 +172,26 @@ fn zone_files(dir: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
 }
 
 /// `gslbd.yaml` → server settings. Relative paths in it are relative to the file's directory.
+/// An integer setting, if given and within `lo..=hi`; a diagnostic at its place otherwise.
+fn bounded(
+    v: &Option<Spanned<i64>>,
+    lo: i64,
+    hi: i64,
+    path: &str,
+    r: &mut Reporter,
+) -> Option<i64> {
+    let v = v.as_ref()?;
+    if (lo..=hi).contains(&v.value) {
+        return Some(v.value);
+    }
+    r.error(
+        Loc::from_saphyr(v.referenced),
+        path,
+        format!("{} is not in {lo}..={hi}", v.value),
+    );
+    None
+}
+
 fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
     let text = read(path, diags)?;
     let mut r = Reporter::new(path, diags);
@@ -216,34 +236,18 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
         }
     }
     if let Some(rrl) = &file.rrl {
-        let mut int = |v: &Option<Spanned<i64>>, path: &str, max: i64| -> Option<u32> {
-            let v = v.as_ref()?;
-            if (0..=max).contains(&v.value) {
-                Some(v.value as u32)
-            } else {
-                r.error(
-                    Loc::from_saphyr(v.referenced),
-                    path,
-                    format!("{} is not in 0..={max}", v.value),
-                );
-                None
-            }
-        };
         let d = &mut server.rrl;
-        if let Some(n) = int(
-            &rrl.responses_per_second,
-            "rrl.responses_per_second",
-            1_000_000,
-        ) {
-            d.responses_per_second = n;
+        let rate = &rrl.responses_per_second;
+        if let Some(n) = bounded(rate, 0, 1_000_000, "rrl.responses_per_second", &mut r) {
+            d.responses_per_second = n as u32;
         }
-        if let Some(n) = int(&rrl.slip, "rrl.slip", 100) {
-            d.slip = n;
+        if let Some(n) = bounded(&rrl.slip, 0, 100, "rrl.slip", &mut r) {
+            d.slip = n as u32;
         }
-        if let Some(n) = int(&rrl.ipv4_prefix, "rrl.ipv4_prefix", 32) {
+        if let Some(n) = bounded(&rrl.ipv4_prefix, 0, 32, "rrl.ipv4_prefix", &mut r) {
             d.ipv4_prefix = n as u8;
         }
-        if let Some(n) = int(&rrl.ipv6_prefix, "rrl.ipv6_prefix", 128) {
+        if let Some(n) = bounded(&rrl.ipv6_prefix, 0, 128, "rrl.ipv6_prefix", &mut r) {
             d.ipv6_prefix = n as u8;
         }
         if let Some(b) = rrl.on_loopback {
@@ -262,25 +266,13 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
         }
     }
     if let Some(tcp) = &file.tcp {
-        let mut count = |v: &Option<Spanned<i64>>, path: &str| -> Option<usize> {
-            let v = v.as_ref()?;
-            if (1..=1_000_000).contains(&v.value) {
-                Some(v.value as usize)
-            } else {
-                r.error(
-                    Loc::from_saphyr(v.referenced),
-                    path,
-                    format!("{} is not in 1..=1000000", v.value),
-                );
-                None
-            }
-        };
         let t = &mut server.tcp;
-        if let Some(n) = count(&tcp.max_connections, "tcp.max_connections") {
-            t.max_connections = n;
+        let most = 1_000_000;
+        if let Some(n) = bounded(&tcp.max_connections, 1, most, "tcp.max_connections", &mut r) {
+            t.max_connections = n as usize;
         }
-        if let Some(n) = count(&tcp.max_per_client, "tcp.max_per_client") {
-            t.max_per_client = n;
+        if let Some(n) = bounded(&tcp.max_per_client, 1, most, "tcp.max_per_client", &mut r) {
+            t.max_per_client = n as usize;
         }
         let mut duration =
             |v: &Option<Spanned<String>>, path: &str| -> Option<std::time::Duration> {

@@ -18,8 +18,8 @@ use super::format::{CheckFile, Entries, PoolFile, Spanned};
 use super::format::{PolicyFile, SiteFile};
 use super::zone::{MAX_TTL, loc, name};
 use crate::model::{
-    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Policy, Pool, Site, SiteRef,
-    Thresholds, WhenAllDown,
+    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Pattern, Policy, Pool, Site,
+    SiteRef, Thresholds, WhenAllDown,
 };
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -330,9 +330,9 @@ fn ranged(
     }
 }
 
-fn regex(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<String> {
-    match regex::Regex::new(&s.value) {
-        Ok(_) => Some(s.value.clone()),
+fn regex(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<Pattern> {
+    match Pattern::new(&s.value) {
+        Ok(p) => Some(p),
         Err(e) => {
             // regex errors span several lines with a caret; the last line says what is wrong.
             let text = e.to_string();

@@ -129,7 +129,7 @@ pub(crate) async fn run(
                     expect_banner,
                 },
                 _,
-            ) => tcp::probe(addr, *port, expect_banner.as_deref()).await,
+            ) => tcp::probe(addr, *port, expect_banner.as_ref()).await,
             (CheckKind::Http(h), Kit::Http(client)) => http::probe(h, addr, client.as_ref()).await,
             (CheckKind::Exec { command }, _) => exec::probe(command, addr).await,
             (CheckKind::File { path }, Kit::File(cache)) => file::probe(path, addr, cache).await,

@@ -8,21 +8,18 @@ use tokio::net::TcpStream;
 
 use super::{down, excerpt, up};
 use crate::health::Outcome;
+use crate::model::Pattern;
 
 /// How much of a greeting we read before giving up on a match.
 const MAX_BANNER: usize = 1024;
 
-pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&str>) -> Outcome {
+pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> Outcome {
     let mut stream = match TcpStream::connect(SocketAddr::new(addr, port)).await {
         Ok(s) => s,
         Err(e) => return down(connect_error(&e)),
     };
     let Some(pattern) = expect_banner else {
         return up("connected");
-    };
-    let re = match regex::Regex::new(pattern) {
-        Ok(r) => r,
-        Err(e) => return down(format!("bad banner pattern: {e}")),
     };
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
@@ -33,7 +30,7 @@ pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&str>) -> Outc
             Err(e) => return down(format!("read failed: {e}")),
         }
         let text = String::from_utf8_lossy(&buf);
-        if re.is_match(&text) {
+        if pattern.is_match(&text) {
             return up(format!("banner {:?}", excerpt(&buf)));
         }
         // A complete first line that does not match is a verdict; keep reading otherwise.

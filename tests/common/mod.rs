@@ -19,6 +19,19 @@ use hickory_proto::rr::{Name, RData, RecordType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gslbd");
 
+/// `gslbd check` run in `dir` (its gslbd.yaml and zones/): the exit code and stderr.
+pub fn check_in(dir: &Path) -> (Option<i32>, String) {
+    let o = Command::new(BIN)
+        .current_dir(dir)
+        .arg("check")
+        .output()
+        .expect("run gslbd check");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// The repository root (for fixtures).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
