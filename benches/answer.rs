@@ -141,12 +141,11 @@ fn order_weighted(bencher: Bencher, n: usize) {
 
 #[divan::bench(args = [3, 16, 64])]
 fn order_sticky(bencher: Bencher, n: usize) {
-    let keys: Vec<u64> = (0..n)
-        .map(|i| order::member_key(&IpAddr::from([192, 0, 2, i as u8])))
+    let members: Vec<(u64, u32)> = (0..n)
+        .map(|i| (order::member_key(&IpAddr::from([192, 0, 2, i as u8])), 1))
         .collect();
-    let weights = vec![1u32; n];
     let client = [10u8, 2, 3, 24];
-    bencher.bench_local(|| order::sticky(&keys, &weights, black_box(&client), 1));
+    bencher.bench_local(|| order::sticky(&members, black_box(&client), 1));
 }
 
 /// Steps 1–3 at publish time, for a pool of N members of which every fourth is down.

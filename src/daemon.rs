@@ -100,6 +100,7 @@ fn bind(addr: SocketAddr, threads: usize) -> Result<Bound, Error> {
 
 /// Run the server until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), Error> {
+    fixed_malloc_thresholds();
     let mut cfg = load(&opts.sources)?;
     if !opts.listen.is_empty() {
         cfg.server.listen = opts.listen.clone();
@@ -454,6 +455,23 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own heap.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Fix glibc's mmap and trim thresholds at their defaults (128 KiB), and use two arenas. Left
+/// dynamic, freeing one large table (a reload frees the old zones' hash maps) raises both
+/// thresholds to megabytes: later large blocks then come from the heap, and a thread arena keeps
+/// up to twice that much freed memory at its top, where `malloc_trim` does not reach. The query
+/// path does not allocate, so arenas per thread buy nothing but fragmentation. Measured with
+/// 10,000 one-member pools (`bench/scale.sh`): 17–19.5 MiB after start and ten reloads, instead
+/// of 37–41 MiB after the first reload.
+fn fixed_malloc_thresholds() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; it is called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -362,5 +362,6 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     pub name: Name,
-    pub pool: String,
+    /// Index into the zone's `pools`.
+    pub pool: usize,
 }

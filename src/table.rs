@@ -58,27 +58,35 @@ pub struct Snapshot {
     /// Zones by lowercased wire-format apex; shared between snapshots until the config changes.
     zones: Arc<Map<Box<[u8]>, Zone>>,
     /// The answers of every pool, by pool id (`Node::pool`); replaced when health changes.
-    pub pools: Vec<Arc<PoolAnswer>>,
+    pub pools: Vec<PoolAnswer>,
     /// Counts up with every published config, for logs and metrics.
     pub generation: u64,
     /// What the query path counts into (kept across snapshots).
     pub counters: Arc<Counters>,
 }
 
-/// What a pool answers right now, per address family.
-pub struct PoolAnswer {
-    /// Whether the answer depends on the client's site.
-    pub topology: bool,
-    /// `views[0]` serves clients no site covers (and every client of a pool without the
-    /// topology step); `views[1 + s]` serves the clients of site `s`. All precomputed here, so a
-    /// query only looks its site up.
-    pub views: Box<[View]>,
-}
+/// What a pool answers right now, per address family; shared by the snapshots until the pool's
+/// health changes. Its views: `[0]` serves clients no site covers (and every client of a pool
+/// without the topology step); `[1 + s]` serves the clients of site `s`. All precomputed here,
+/// so a query only looks its site up.
+#[derive(Clone)]
+pub struct PoolAnswer(Arc<[View]>);
 
 impl PoolAnswer {
+    /// Whether the answer depends on the client's site: a topology pool has a view per site
+    /// (and topology needs at least one site), any other pool only `[0]`.
+    pub fn topology(&self) -> bool {
+        self.0.len() > 1
+    }
+
     pub fn view(&self, site: Option<usize>) -> &View {
-        site.and_then(|s| self.views.get(s + 1))
-            .unwrap_or(&self.views[0])
+        site.and_then(|s| self.0.get(s + 1)).unwrap_or(&self.0[0])
+    }
+
+    /// The same answer (not recomputed since).
+    #[cfg(test)]
+    fn same(&self, other: &PoolAnswer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -146,21 +154,37 @@ pub enum FamilyAnswer {
     /// NODATA with the SOA: no member of the family, or `when_all_down: none`.
     NoData,
     ServFail,
-    /// Eligible members as pre-encoded records of `rec_len` octets each (owner slot, fixed
-    /// fields with the TTL, address), to be ordered and cut to `max` per query.
+    /// Eligible members, to be ordered and cut to `max` per query. One allocation per family:
+    /// 10,000 one-member pools are 10,000 small blocks, not 40,000.
     Records {
         order: Order,
         /// `max_answers` (at most `order::MAX_PICK`); small types keep every pool's views small.
         max: u8,
-        /// 16 for A, 28 for AAAA.
+        /// Octets of each `Slot::record` in use: 16 for A, 28 for AAAA.
         rec_len: u8,
-        wire: Box<[u8]>,
-        weights: Box<[u32]>,
-        /// Sticky hash keys of the members (empty unless the order is sticky).
-        keys: Box<[u64]>,
-        /// Per member: how often it was handed out (metrics).
-        hits: Box<[Hits]>,
+        members: Box<[Slot]>,
     },
+}
+
+/// One eligible member of a family answer.
+pub struct Slot {
+    /// The pre-encoded record (owner slot, fixed fields with the TTL, address); the first
+    /// `rec_len` octets are used.
+    pub record: [u8; 28],
+    pub weight: u32,
+    /// Sticky hash key (0 unless the order is sticky).
+    pub key: u64,
+    /// How often this member was handed out (metrics).
+    pub hits: Hits,
+}
+
+impl order::Pickable for Slot {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn key(&self) -> u64 {
+        self.key
+    }
 }
 
 /// One zone, ready for lookups.
@@ -367,10 +391,10 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
     // Names bound to pools: nodes without static data.
     let mut bound: Map<Vec<u8>, u32> = Map::default();
     for b in &z.bindings {
-        if let Some(i) = z.pools.iter().position(|p| p.name == b.pool) {
+        if b.pool < z.pools.len() {
             let key = lower_wire(&b.name);
             pending.entry(key.clone()).or_default();
-            bound.insert(key, first_pool + i as u32);
+            bound.insert(key, first_pool + b.pool as u32);
         }
     }
 
@@ -588,11 +612,12 @@ struct Probe {
 /// answers derived from them. One task owns it; every change publishes a new [`Snapshot`].
 pub struct Table {
     live: Live,
+    /// The config without static records and bindings (see [`kept`]).
     config: Config,
     zones: Arc<Map<Box<[u8]>, Zone>>,
     /// Pool id → (zone index, pool index in the zone).
     pool_refs: Vec<(usize, usize)>,
-    pool_answers: Vec<Arc<PoolAnswer>>,
+    pool_answers: Vec<PoolAnswer>,
     /// Pool id → the metric cells of every address the pool may answer with (members and
     /// fallbacks), sorted by address. Holding them keeps them exported.
     pool_cells: Vec<PoolCells>,
@@ -627,7 +652,7 @@ impl Table {
         let zones = Arc::new(Snapshot::build_zones(&config.zones, &metrics.counters)?);
         let mut t = Table {
             live: Live::new(Snapshot::empty()),
-            config,
+            config: kept(config),
             zones,
             pool_refs: Vec::new(),
             pool_answers: Vec::new(),
@@ -870,7 +895,7 @@ impl Table {
 
     fn republish(&mut self, pools: &[u32]) {
         for &id in pools {
-            self.pool_answers[id as usize] = Arc::new(self.answer_of(id));
+            self.pool_answers[id as usize] = self.answer_of(id);
             self.gauge_pool(id);
         }
         self.live.publish(self.snapshot());
@@ -903,7 +928,7 @@ impl Table {
         let old: HashMap<Arc<ProbeKey>, Probe> = std::mem::take(&mut self.probes);
         let old_loads: HashMap<Arc<LoadKey>, LoadState> = std::mem::take(&mut self.loads);
         self.now = now;
-        self.config = config;
+        self.config = kept(config);
         self.zones = zones;
         self.index_probes(|key| {
             old.get(key)
@@ -1036,7 +1061,7 @@ impl Table {
             })
             .collect();
         self.pool_answers = (0..self.pool_refs.len() as u32)
-            .map(|id| Arc::new(self.answer_of(id)))
+            .map(|id| self.answer_of(id))
             .collect();
         for id in 0..self.pool_refs.len() as u32 {
             self.gauge_pool(id);
@@ -1122,17 +1147,15 @@ impl Table {
         // Every address a pool answers with has a cell (fallbacks too); a detached one would
         // only go uncounted.
         let hits = |address: IpAddr| cell_of(cells, address).cloned().unwrap_or_default();
-        let views = sites
-            .into_iter()
-            .map(|site| View {
-                v4: encode_family(pool, &v4, site, &zone.sites, Family::V4, &hits),
-                v6: encode_family(pool, &v6, site, &zone.sites, Family::V6, &hits),
-            })
-            .collect();
-        PoolAnswer {
-            topology: pool.policy.topology,
-            views,
-        }
+        PoolAnswer(
+            sites
+                .into_iter()
+                .map(|site| View {
+                    v4: encode_family(pool, &v4, site, &zone.sites, Family::V4, &hits),
+                    v6: encode_family(pool, &v6, site, &zone.sites, Family::V6, &hits),
+                })
+                .collect(),
+        )
     }
 }
 
@@ -1192,10 +1215,12 @@ fn encode_family(
         Eligible::ServFail => return FamilyAnswer::ServFail,
         Eligible::Members { members, degraded } => (members, *degraded),
     };
+    let by_site;
     let members = if pool.policy.topology {
-        select::topology(members, site, sites)
+        by_site = select::topology(members, site, sites);
+        &by_site
     } else {
-        members.clone()
+        members
     };
     // DESIGN §4: the TTL is halved while the pool is degraded, so clients come back sooner.
     let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
@@ -1204,34 +1229,33 @@ fn encode_family(
         Family::V6 => (wire::TYPE_AAAA, 16usize),
     };
     let rec_len = 2 + 10 + alen;
-    let mut out = Vec::with_capacity(rec_len * members.len());
-    for m in &members {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&rtype.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(&ttl.to_be_bytes());
-        out.extend_from_slice(&(alen as u16).to_be_bytes());
+    let slot = |m: &select::Candidate| {
+        let mut record = [0u8; 28];
+        // [0..2] is the owner slot, patched per query.
+        record[2..4].copy_from_slice(&rtype.to_be_bytes());
+        record[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+        record[6..10].copy_from_slice(&ttl.to_be_bytes());
+        record[10..12].copy_from_slice(&(alen as u16).to_be_bytes());
         match m.address {
-            IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
-            IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+            IpAddr::V4(a) => record[12..16].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => record[12..28].copy_from_slice(&a.octets()),
         }
-    }
-    let keys = if pool.policy.order == Order::Sticky {
-        members
-            .iter()
-            .map(|m| order::member_key(&m.address))
-            .collect()
-    } else {
-        Box::default()
+        Slot {
+            record,
+            weight: m.weight,
+            key: if pool.policy.order == Order::Sticky {
+                order::member_key(&m.address)
+            } else {
+                0
+            },
+            hits: hits(m.address),
+        }
     };
     FamilyAnswer::Records {
         order: pool.policy.order,
         max: pool.max_answers.min(order::MAX_PICK) as u8,
         rec_len: rec_len as u8,
-        wire: out.into_boxed_slice(),
-        weights: members.iter().map(|m| m.weight).collect(),
-        keys,
-        hits: members.iter().map(|m| hits(m.address)).collect(),
+        members: members.iter().map(slot).collect(),
     }
 }
 
@@ -1279,6 +1303,17 @@ fn encode(rtype: u16, ttl: u32, rdata: &[RData]) -> Result<RRset, String> {
         owners: owners.into_boxed_slice(),
         targets: targets.into_boxed_slice(),
     })
+}
+
+/// What the table keeps of a config once its zones are built: static records and name
+/// bindings live on in the snapshot's nodes only (a zone of 100,000 static names would
+/// otherwise be held twice); pools, sites and settings stay, to recompute answers from.
+fn kept(mut config: Config) -> Config {
+    for z in &mut config.zones {
+        z.rrsets = Vec::new();
+        z.bindings = Vec::new();
+    }
+    config
 }
 
 /// A name in wire format, lowercased (RFC 4343: comparisons are case-insensitive).
@@ -1379,19 +1414,13 @@ mod table_tests {
         // fresh: nothing to do
         let g = t.live.load().pools[0].clone();
         t.tick(t0 + Duration::from_secs(2));
-        assert!(
-            Arc::ptr_eq(&g, &t.live.load().pools[0]),
-            "no republish while fresh"
-        );
+        assert!(g.same(&t.live.load().pools[0]), "no republish while fresh");
         // three intervals later the report is forgotten and the pool recomputed, once
         t.tick(t0 + Duration::from_secs(4));
         assert_eq!(t.loads.get(&*key).unwrap().capacity, None);
         let g = t.live.load().pools[0].clone();
         t.tick(t0 + Duration::from_secs(5));
-        assert!(
-            Arc::ptr_eq(&g, &t.live.load().pools[0]),
-            "not recomputed again"
-        );
+        assert!(g.same(&t.live.load().pools[0]), "not recomputed again");
     }
 
     #[test]

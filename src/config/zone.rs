@@ -146,7 +146,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
                 .filter(|(n, t)| *t == RecordType::NS && *n != apex)
                 .map(|(n, _)| n.clone())
                 .collect();
-            super::pools::bindings(entries, &origin, &declared, &statics, &cuts, r)
+            super::pools::bindings(entries, &origin, &declared, &pools, &statics, &cuts, r)
         }
         None => Vec::new(),
     };

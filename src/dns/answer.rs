@@ -304,7 +304,7 @@ fn answer_node<'z>(
                     // Step 4 (topology) was applied per site when the table was published;
                     // here the client's site only picks the view. The matched prefix decided
                     // the answer: it is the ECS scope (RFC 7871 §7.2.1).
-                    let site = match (&zone.topology, pool.topology) {
+                    let site = match (&zone.topology, pool.topology()) {
                         (Some(t), true) => match t.lookup(client.addr, client.prefix) {
                             Some((site, len)) => {
                                 r.scope = r.scope.max(len);
@@ -397,26 +397,24 @@ fn pool_records(
             order,
             max,
             rec_len,
-            wire: records,
-            weights,
-            keys,
-            hits,
+            members,
         } => {
             let ptr = wire::pointer(owner_at).ok_or(Full)?;
             let (max, rec_len) = (usize::from(*max), usize::from(*rec_len));
             let picked = if *order == order::Order::Sticky {
                 // The hashed prefix decided the answer.
                 r.scope = r.scope.max(client.prefix);
-                order::sticky(keys, weights, &client.key(), max)
+                order::sticky(members, &client.key(), max)
             } else {
-                order::pick(*order, weights, max, &mut fastrand::Rng::new())
+                order::pick(*order, members, max, &mut fastrand::Rng::new())
             };
             for i in picked.iter() {
+                let m = &members[i];
                 let start = w.pos();
-                w.put(&records[i * rec_len..(i + 1) * rec_len])?;
+                w.put(&m.record[..rec_len])?;
                 w.patch_u16(start, ptr);
                 r.an += 1;
-                hits[i].hit();
+                m.hits.hit();
             }
             Ok(())
         }

@@ -10,6 +10,33 @@ pub use crate::model::Order;
 /// client to the same member.
 pub const STICKY_SEED: u64 = 0x6773_6c62_6473_7469; // "gslbdsti"
 
+/// A member as ordering sees it: its weight and, for `sticky`, its hash key ([`member_key`]).
+/// The table's pre-encoded answers implement it, so a pool's answer is one block of members.
+pub trait Pickable {
+    fn weight(&self) -> u32;
+    fn key(&self) -> u64;
+}
+
+/// A bare weight (no hash key): for `pick`.
+impl Pickable for u32 {
+    fn weight(&self) -> u32 {
+        *self
+    }
+    fn key(&self) -> u64 {
+        0
+    }
+}
+
+/// (hash key, weight): for `sticky`.
+impl Pickable for (u64, u32) {
+    fn weight(&self) -> u32 {
+        self.1
+    }
+    fn key(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The hash key of a member for sticky ordering (computed when the table is published).
 pub fn member_key(addr: &std::net::IpAddr) -> u64 {
     match addr {
@@ -23,17 +50,17 @@ pub fn member_key(addr: &std::net::IpAddr) -> u64 {
 /// a hash of (client, member); the best `max` scores win. A member that leaves takes only its own
 /// clients with it; one that returns takes back exactly those. `client` is the prefix's octets
 /// followed by its length.
-pub fn sticky(keys: &[u64], weights: &[u32], client: &[u8], max: usize) -> Picked {
-    let n = keys.len().min(weights.len()).min(u16::MAX as usize);
+pub fn sticky<C: Pickable>(members: &[C], client: &[u8], max: usize) -> Picked {
+    let n = members.len().min(u16::MAX as usize);
     let k = max.min(n).min(MAX_PICK);
     let mut out = Picked {
         idx: [0; MAX_PICK],
         len: 0,
     };
     let mut scores = [0f64; MAX_PICK];
-    for i in 0..n {
-        let w = f64::from(weights[i].max(1));
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(client, keys[i]);
+    for (i, m) in members[..n].iter().enumerate() {
+        let w = f64::from(m.weight().max(1));
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(client, m.key());
         // (h + 0.5) / 2^64 is in (0, 1): ln is finite and negative.
         let u = (h as f64 + 0.5) / 18_446_744_073_709_551_616.0;
         let score = -w / u.ln();
@@ -87,11 +114,15 @@ impl Picked {
     }
 }
 
-/// Choose up to `max` of the members whose weights are given, for `round-robin` (rotation)
-/// and `weighted`; `sticky` uses [`sticky`]. `rng` supplies the randomness of weighted sampling
-/// and the rotation start.
-pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) -> Picked {
-    let n = weights.len().min(u16::MAX as usize);
+/// Choose up to `max` of the members, for `round-robin` (rotation) and `weighted`; `sticky` uses
+/// [`sticky`]. `rng` supplies the randomness of weighted sampling and the rotation start.
+pub fn pick<C: Pickable>(
+    order: Order,
+    members: &[C],
+    max: usize,
+    rng: &mut fastrand::Rng,
+) -> Picked {
+    let n = members.len().min(u16::MAX as usize);
     let k = max.min(n).min(MAX_PICK);
     let mut out = Picked {
         idx: [0; MAX_PICK],
@@ -100,7 +131,7 @@ pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) 
     if k == 0 {
         return out;
     }
-    let total: u64 = weights[..n].iter().map(|&w| u64::from(w)).sum();
+    let total: u64 = members[..n].iter().map(|m| u64::from(m.weight())).sum();
     if !matches!(order, Order::Weighted | Order::LeastLoaded) || total == 0 {
         let start = rng.usize(..n);
         for j in 0..k {
@@ -111,11 +142,11 @@ pub fn pick(order: Order, weights: &[u32], max: usize, rng: &mut fastrand::Rng) 
     let mut remaining = total;
     while out.len < k && remaining > 0 {
         let mut x = rng.u64(..remaining);
-        for (i, &w) in weights[..n].iter().enumerate() {
+        for (i, m) in members[..n].iter().enumerate() {
             if out.contains(i) {
                 continue;
             }
-            let w = u64::from(w);
+            let w = u64::from(m.weight());
             if x < w {
                 out.push(i);
                 remaining -= w;
@@ -137,7 +168,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut first = [0u32; 3];
         for _ in 0..3000 {
-            let p = pick(Order::RoundRobin, &[1, 1, 1], 2, &mut rng);
+            let p = pick(Order::RoundRobin, &[1u32, 1, 1], 2, &mut rng);
             let v: Vec<usize> = p.iter().collect();
             assert_eq!(v.len(), 2);
             assert_eq!(v[1], (v[0] + 1) % 3, "consecutive in rotation");
@@ -151,7 +182,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(11);
         let mut first = [0u32; 3];
         for _ in 0..20_000 {
-            first[pick(Order::Weighted, &[100, 300, 0], 2, &mut rng)
+            first[pick(Order::Weighted, &[100u32, 300, 0], 2, &mut rng)
                 .iter()
                 .next()
                 .unwrap()] += 1;
@@ -166,6 +197,15 @@ mod tests {
         [a[0], a[1], a[2], 24]
     }
 
+    /// (key, weight) of each member, as `sticky` takes them.
+    fn with_keys(members: &[std::net::IpAddr], weights: &[u32]) -> Vec<(u64, u32)> {
+        members
+            .iter()
+            .map(member_key)
+            .zip(weights.iter().copied())
+            .collect()
+    }
+
     #[test]
     fn sticky_is_pinned_across_versions_and_nodes() {
         // A golden mapping: if this changes, every deployed client moves. Never update it
@@ -174,14 +214,9 @@ mod tests {
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
-        let keys: Vec<u64> = members.iter().map(member_key).collect();
+        let keys = with_keys(&members, &[100, 100, 100]);
         let picks: Vec<usize> = (0..12u8)
-            .map(|i| {
-                sticky(&keys, &[100, 100, 100], &client([10, i, 0]), 1)
-                    .iter()
-                    .next()
-                    .unwrap()
-            })
+            .map(|i| sticky(&keys, &client([10, i, 0]), 1).iter().next().unwrap())
             .collect();
         assert_eq!(picks, GOLDEN);
     }
@@ -193,21 +228,20 @@ mod tests {
         let members: Vec<std::net::IpAddr> = (1..=5u8)
             .map(|i| std::net::IpAddr::from([192, 0, 2, i]))
             .collect();
-        let keys: Vec<u64> = members.iter().map(member_key).collect();
-        let w = [100u32; 5];
+        let keys = with_keys(&members, &[100; 5]);
         let clients: Vec<[u8; 4]> = (0..10_000u32)
             .map(|i| client([(i >> 16) as u8 + 10, (i >> 8) as u8, i as u8]))
             .collect();
         let before: Vec<usize> = clients
             .iter()
-            .map(|c| sticky(&keys, &w, c, 1).iter().next().unwrap())
+            .map(|c| sticky(&keys, c, 1).iter().next().unwrap())
             .collect();
         // member 2 fails: the table drops it from the eligible list
         let keep: Vec<usize> = vec![0, 1, 3, 4];
-        let keys2: Vec<u64> = keep.iter().map(|&i| keys[i]).collect();
+        let keys2: Vec<(u64, u32)> = keep.iter().map(|&i| keys[i]).collect();
         let after: Vec<usize> = clients
             .iter()
-            .map(|c| keep[sticky(&keys2, &w[..4], c, 1).iter().next().unwrap()])
+            .map(|c| keep[sticky(&keys2, c, 1).iter().next().unwrap()])
             .collect();
         let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
         let owned_by_2 = before.iter().filter(|&&b| b == 2).count();
@@ -232,16 +266,15 @@ mod tests {
         ) {
             let gone = gone % n;
             let members: Vec<std::net::IpAddr> = (0..n).map(|i| std::net::IpAddr::from([198, 51, 100, i as u8])).collect();
-            let keys: Vec<u64> = members.iter().map(member_key).collect();
+            let keys = with_keys(&members, &weights[..n]);
             let kept: Vec<usize> = (0..n).filter(|&i| i != gone).collect();
-            let keys2: Vec<u64> = kept.iter().map(|&i| keys[i]).collect();
-            let w2: Vec<u32> = kept.iter().map(|&i| weights[i]).collect();
+            let keys2: Vec<(u64, u32)> = kept.iter().map(|&i| keys[i]).collect();
             for c in &clients {
-                let a = sticky(&keys, &weights[..n], c, 3);
-                let b = sticky(&keys, &weights[..n], c, 3);
+                let a = sticky(&keys, c, 3);
+                let b = sticky(&keys, c, 3);
                 prop_assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
                 let first = a.iter().next().unwrap();
-                let after = kept[sticky(&keys2, &w2, c, 1).iter().next().unwrap()];
+                let after = kept[sticky(&keys2, c, 1).iter().next().unwrap()];
                 if first != gone {
                     prop_assert_eq!(after, first);
                 }

@@ -10,7 +10,8 @@ use std::str::FromStr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
 use serde_json::{Value, json};
 
 use super::{ProbeKey, Table};
@@ -67,21 +68,27 @@ impl Table {
         };
         out["zone"] = json!(zone.origin.to_string());
 
-        // Follow CNAMEs inside the zone to the name that is bound to a pool.
+        // Follow CNAMEs inside the zone to the name that is bound to a pool, through the nodes
+        // the query path reads (the table keeps no static records of its own).
+        let nodes = self
+            .zones
+            .get(super::lower_wire(&zone.origin).as_slice())
+            .map(|z| &z.nodes);
         let mut at = name.clone();
         let mut chain = Vec::new();
-        let binding = loop {
-            if let Some(b) = zone.bindings.iter().find(|b| b.name == at) {
-                break Some(b);
+        let pool_id = loop {
+            let node = nodes.and_then(|n| n.get(super::lower_wire(&at).as_slice()));
+            if let Some(id) = node.and_then(|n| n.pool) {
+                break Some(id);
             }
-            let cname = zone.rrsets.iter().find_map(|s| match s.rdata.first() {
-                Some(RData::CNAME(c)) if s.name == at => Some(c.0.clone()),
-                _ => None,
-            });
-            match cname {
-                Some(target) if chain.len() < MAX_CHAIN && zone.origin.zone_of(&target) => {
+            // Only aliases into this zone have a target here.
+            let target = node
+                .and_then(|n| n.cname.as_deref())
+                .and_then(|t| Name::from_bytes(t).ok());
+            match target {
+                Some(target) if chain.len() < MAX_CHAIN => {
                     chain.push(format!("{at} CNAME {target}"));
-                    at = target.to_lowercase();
+                    at = target;
                 }
                 _ => break None,
             }
@@ -89,11 +96,15 @@ impl Table {
         if !chain.is_empty() {
             out["cname_chain"] = json!(chain);
         }
-        let Some(binding) = binding else {
+        let Some(id) = pool_id else {
             out["why"] = json!("static data of the zone (no pool): answered as configured");
             return Ok(out);
         };
-        let Some(pool) = zone.pools.iter().find(|p| p.name == binding.pool) else {
+        let Some(pool) = self
+            .pool_refs
+            .get(id as usize)
+            .and_then(|&(_, pi)| zone.pools.get(pi))
+        else {
             return Ok(out);
         };
         let family = match qtype {
