@@ -463,7 +463,7 @@ fn release_freed_memory() {
 /// thresholds to megabytes: later large blocks then come from the heap, and a thread arena keeps
 /// up to twice that much freed memory at its top, where `malloc_trim` does not reach. The query
 /// path does not allocate, so arenas per thread buy nothing but fragmentation. Measured with
-/// 10,000 one-member pools (`bench/scale.sh`): 17–19.5 MiB after start and ten reloads, instead
+/// 10,000 one-member pools (`bench/scale.sh`): 17–19 MiB after start and ten reloads, instead
 /// of 37–41 MiB after the first reload.
 fn fixed_malloc_thresholds() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

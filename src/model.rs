@@ -335,12 +335,13 @@ pub struct Pool {
     pub name: String,
     pub policy: Policy,
     /// Checks every member must pass.
-    pub checks: Vec<Arc<Check>>,
+    pub checks: Box<[Arc<Check>]>,
     /// TTL of the answers; halved while the pool is degraded.
     pub ttl: u32,
-    pub max_answers: usize,
+    /// 1 to `order::MAX_PICK` (64).
+    pub max_answers: u8,
     pub when_all_down: WhenAllDown,
-    pub members: Vec<Member>,
+    pub members: Box<[Member]>,
     /// Load reports, for `least-loaded`.
     /// Boxed: most pools have none, and the config keeps every pool for the table's life.
     pub load: Option<Box<LoadSpec>>,

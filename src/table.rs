@@ -1253,7 +1253,7 @@ fn encode_family(
     };
     FamilyAnswer::Records {
         order: pool.policy.order,
-        max: pool.max_answers.min(order::MAX_PICK) as u8,
+        max: pool.max_answers.min(order::MAX_PICK as u8),
         rec_len: rec_len as u8,
         members: members.iter().map(slot).collect(),
     }
@@ -1308,12 +1308,16 @@ fn encode(rtype: u16, ttl: u32, rdata: &[RData]) -> Result<RRset, String> {
 /// What the table keeps of a config once its zones are built: static records and name
 /// bindings live on in the snapshot's nodes only (a zone of 100,000 static names would
 /// otherwise be held twice); pools, sites and settings stay, to recompute answers from.
+///
+/// The rest is copied, not moved: the parsed config lies scattered among the parser's freed
+/// garbage, pinning those pages; the copy fills the holes and the original's pages go back to
+/// the system (10,000 one-member pools: 17.2–18.9 MiB over ten reloads instead of 17.5–21.1).
 fn kept(mut config: Config) -> Config {
     for z in &mut config.zones {
         z.rrsets = Vec::new();
         z.bindings = Vec::new();
     }
-    config
+    config.clone()
 }
 
 /// A name in wire format, lowercased (RFC 4343: comparisons are case-insensitive).
@@ -1447,12 +1451,14 @@ mod table_tests {
         );
         // The spare becomes a member, then only a fallback again.
         let mut with_spare = c.clone();
-        with_spare.zones[0].pools[0].members.push(model::Member {
+        let mut members = with_spare.zones[0].pools[0].members.to_vec();
+        members.push(model::Member {
             address: spare,
             weight: 1,
             priority: 0,
             site: None,
         });
+        with_spare.zones[0].pools[0].members = members.into();
         t.reload(with_spare, t0).unwrap();
         assert!(metrics.encode().contains(&line(spare)));
         t.reload(c, t0).unwrap();

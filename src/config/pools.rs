@@ -26,7 +26,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_POOL_TTL: u32 = 30;
-pub const DEFAULT_MAX_ANSWERS: usize = 2;
+pub const DEFAULT_MAX_ANSWERS: u8 = 2;
 pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// `sites:` and `nets_file:` → the topology map. Prefixes are checked for host bits and
@@ -588,7 +588,7 @@ fn pool(
             "number of answers",
             r,
         )
-        .map_or(DEFAULT_MAX_ANSWERS, |m| m as usize),
+        .map_or(DEFAULT_MAX_ANSWERS, |m| m as u8),
         None => DEFAULT_MAX_ANSWERS,
     };
 
@@ -660,8 +660,6 @@ fn pool(
                     site,
                 });
             }
-            // Kept for the server's life: 10,000 one-member pools left ~1.4 MB of spare room.
-            members.shrink_to_fit();
             if policy.topology && sites.is_empty() {
                 r.error(
                     loc(list),
@@ -781,11 +779,13 @@ fn pool(
     Some(Pool {
         name: key.value.clone(),
         policy,
-        checks: pool_checks,
+        checks: pool_checks.into(),
         ttl,
         max_answers,
         when_all_down,
-        members,
+        // Boxed slices: kept for the server's life, without spare room (a one-member pool
+        // kept room for four, 1.4 MB over 10,000 pools).
+        members: members.into(),
         load: load.map(Box::new),
         slow_start: slow_start.filter(|d| !d.is_zero()),
     })

@@ -217,11 +217,11 @@ mod tests {
         Pool {
             name: "p".into(),
             policy,
-            checks: Vec::new(),
+            checks: Box::default(),
             ttl: 30,
             max_answers: 2,
             when_all_down: when,
-            members,
+            members: members.into(),
             load: None,
             slow_start: None,
         }
