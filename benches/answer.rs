@@ -13,6 +13,7 @@ use gslbd::config::{self, Sources};
 use gslbd::dns::{MAX_RESPONSE, Transport, answer};
 use gslbd::health::Status;
 use gslbd::model::{Order, Pool, Zone};
+use gslbd::select::pipeline::{self, NoTrace};
 use gslbd::select::{self, Family, order};
 use gslbd::table::Snapshot;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -165,12 +166,30 @@ fn publish_eligible(bencher: Bencher, n: usize) {
     }
     let zones = zones(&text);
     let pool: &Pool = &zones[0].pools[0];
-    let down = |_: &Pool, m: &gslbd::model::Member| match m.address {
-        IpAddr::V4(a) if a.octets()[3].is_multiple_of(4) => Status::Down,
-        _ => Status::Up,
-    };
-    let none = |_: &str| None;
-    bencher.bench_local(|| select::eligible(black_box(pool), Family::V4, &down, &none));
+    bencher.bench_local(|| {
+        pipeline::family(black_box(pool), Family::V4, &EveryFourthDown, &mut NoTrace)
+    });
+}
+
+/// Every fourth member down, nothing drained, weights as configured.
+struct EveryFourthDown;
+
+impl pipeline::Judge for EveryFourthDown {
+    fn status(&self, _: &Pool, m: &gslbd::model::Member) -> Status {
+        match m.address {
+            IpAddr::V4(a) if a.octets()[3].is_multiple_of(4) => Status::Down,
+            _ => Status::Up,
+        }
+    }
+    fn drained(&self, _: &select::Candidate) -> bool {
+        false
+    }
+    fn weight(&self, _: &Pool, c: &select::Candidate) -> u32 {
+        c.weight
+    }
+    fn pool(&self, _: &str) -> Option<&Pool> {
+        None
+    }
 }
 
 /// A whole publish: the snapshot of the bench zone, encoded (what a health change costs).

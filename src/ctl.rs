@@ -253,7 +253,7 @@ fn explain_text(v: &Value) -> String {
                 line.push_str(&format!("; dropped {}", list(&st["dropped"])));
             }
             if let Some(site) = st["client_site"].as_str() {
-                line.push_str(&format!("; client site {site} (/{})", st["matched_prefix"]));
+                line.push_str(&format!("; client site {site}"));
             }
             if let Some(scope) = st["ecs_scope"].as_u64() {
                 line.push_str(&format!("; ECS scope /{scope}"));

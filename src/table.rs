@@ -29,6 +29,8 @@ use crate::metrics::{Counters, Hits, Metrics, PoolCells, ZoneStats, cell_of};
 use crate::model::{self, CheckSpec, Config, Order, WhenAllDown};
 use crate::probe::load::{AgentState, Load};
 use crate::select::order;
+use crate::select::pipeline::{self, NoTrace};
+use crate::select::sites::SiteMap;
 use crate::select::{self, Eligible, Family};
 
 /// The hash map of the lookup tables (see Cargo.toml for why foldhash).
@@ -106,50 +108,6 @@ impl View {
     }
 }
 
-/// The site map of a zone as prefix tries: longest-prefix match of a client gives its site
-/// and the matched prefix length (the ECS scope of a topology answer).
-#[derive(Default)]
-pub struct Topology {
-    v4: prefix_trie::PrefixMap<ipnet::Ipv4Net, u16>,
-    v6: prefix_trie::PrefixMap<ipnet::Ipv6Net, u16>,
-}
-
-impl Topology {
-    fn build(sites: &[model::Site]) -> Option<Topology> {
-        if sites.is_empty() {
-            return None;
-        }
-        let mut t = Topology::default();
-        for (i, s) in sites.iter().enumerate() {
-            for net in &s.nets {
-                match net {
-                    ipnet::IpNet::V4(n) => t.v4.insert(*n, i as u16),
-                    ipnet::IpNet::V6(n) => t.v6.insert(*n, i as u16),
-                };
-            }
-        }
-        Some(t)
-    }
-
-    /// The site of the client `addr/prefix`, and the length of the prefix that matched.
-    pub fn lookup(&self, addr: IpAddr, prefix: u8) -> Option<(usize, u8)> {
-        match addr {
-            IpAddr::V4(a) => {
-                let net = ipnet::Ipv4Net::new(a, prefix.min(32)).ok()?;
-                self.v4
-                    .get_lpm(&net)
-                    .map(|(n, s)| (*s as usize, n.prefix_len()))
-            }
-            IpAddr::V6(a) => {
-                let net = ipnet::Ipv6Net::new(a, prefix.min(128)).ok()?;
-                self.v6
-                    .get_lpm(&net)
-                    .map(|(n, s)| (*s as usize, n.prefix_len()))
-            }
-        }
-    }
-}
-
 pub enum FamilyAnswer {
     /// NODATA with the SOA: no member of the family, or `when_all_down: none`.
     NoData,
@@ -199,7 +157,7 @@ pub struct Zone {
     pub any_hinfo: RRset,
     pub has_cuts: bool,
     /// The site map, if the zone has one.
-    pub topology: Option<Topology>,
+    pub topology: Option<SiteMap>,
     /// Query counters (metrics).
     pub stats: Arc<ZoneStats>,
 }
@@ -455,7 +413,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         negative_soa,
         any_hinfo,
         has_cuts: !cuts.is_empty(),
-        topology: Topology::build(&z.sites),
+        topology: SiteMap::build(&z.sites),
         stats: Arc::default(),
     })
 }
@@ -1124,18 +1082,9 @@ impl Table {
         let (zi, pi) = self.pool_refs[id as usize];
         let zone = &self.config.zones[zi];
         let pool = &zone.pools[pi];
-        let status = |p: &model::Pool, m: &model::Member| self.member_status(zone, p, m);
-        let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
-        let mut v4 = select::eligible(pool, Family::V4, &status, &fallback);
-        let mut v6 = select::eligible(pool, Family::V6, &status, &fallback);
-        for e in [&mut v4, &mut v6] {
-            if let Eligible::Members { members, .. } = e {
-                for c in members.iter_mut() {
-                    c.weight = self.effective_weight(pool, c);
-                }
-                self.drop_drained(zone, members);
-            }
-        }
+        let judge = self.judge(zone);
+        let v4 = pipeline::family(pool, Family::V4, &judge, &mut NoTrace);
+        let v6 = pipeline::family(pool, Family::V6, &judge, &mut NoTrace);
         let sites: Vec<Option<usize>> = if pool.policy.topology {
             std::iter::once(None)
                 .chain((0..zone.sites.len()).map(Some))
@@ -1147,31 +1096,54 @@ impl Table {
         // Every address a pool answers with has a cell (fallbacks too); a detached one would
         // only go uncounted.
         let hits = |address: IpAddr| cell_of(cells, address).cloned().unwrap_or_default();
+        let encode = |e: &Eligible, site, f| {
+            let e = pipeline::site(pool, e, site, &zone.sites, &mut NoTrace);
+            encode_family(pool, &e, f, &hits)
+        };
         PoolAnswer(
             sites
                 .into_iter()
                 .map(|site| View {
-                    v4: encode_family(pool, &v4, site, &zone.sites, Family::V4, &hits),
-                    v6: encode_family(pool, &v6, site, &zone.sites, Family::V6, &hits),
+                    v4: encode(&v4, site, Family::V4),
+                    v6: encode(&v6, site, Family::V6),
                 })
                 .collect(),
         )
     }
+
+    /// The pipeline's view of this table for the pools of `zone`.
+    pub(crate) fn judge<'a>(&'a self, zone: &'a model::Zone) -> Judge<'a> {
+        Judge { table: self, zone }
+    }
+}
+
+/// What the pipeline asks the writer: health, overrides and load of the members of one zone.
+pub(crate) struct Judge<'a> {
+    table: &'a Table,
+    zone: &'a model::Zone,
+}
+
+impl pipeline::Judge for Judge<'_> {
+    fn status(&self, pool: &model::Pool, m: &model::Member) -> Status {
+        self.table.member_status(self.zone, pool, m)
+    }
+
+    fn drained(&self, c: &select::Candidate) -> bool {
+        self.table
+            .override_for(self.zone, c.address, c.site)
+            .is_some_and(|o| o.kind == OverrideKind::Drain)
+    }
+
+    fn weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
+        self.table.effective_weight(pool, c)
+    }
+
+    fn pool(&self, name: &str) -> Option<&model::Pool> {
+        self.zone.pools.iter().find(|p| p.name == name)
+    }
 }
 
 impl Table {
-    /// Drained members (or members of a drained site) get no new answers while any other
-    /// member can take them.
-    pub(crate) fn drop_drained(&self, zone: &model::Zone, members: &mut Vec<select::Candidate>) {
-        let drained = |c: &select::Candidate| {
-            self.override_for(zone, c.address, c.site)
-                .is_some_and(|o| o.kind == OverrideKind::Drain)
-        };
-        if members.iter().any(|c| !drained(c)) {
-            members.retain(|c| !drained(c));
-        }
-    }
-
     /// Weight × spare capacity (fresh load reports, smoothed) × slow-start ramp. A drained
     /// member gets 0: weighted sampling then never picks it while another member has weight.
     /// Scaled by 100 so that small capacities keep their proportion.
@@ -1200,13 +1172,11 @@ impl Table {
     }
 }
 
-/// Encode what one group of clients gets for one family: the eligible members, narrowed to
-/// the site's by the topology step, as A or AAAA records.
+/// Encode what one group of clients gets for one family (the pipeline's result for their
+/// site) as A or AAAA records.
 fn encode_family(
     pool: &model::Pool,
     e: &Eligible,
-    site: Option<usize>,
-    sites: &[model::Site],
     f: Family,
     hits: &dyn Fn(IpAddr) -> Hits,
 ) -> FamilyAnswer {
@@ -1214,13 +1184,6 @@ fn encode_family(
         Eligible::NoData => return FamilyAnswer::NoData,
         Eligible::ServFail => return FamilyAnswer::ServFail,
         Eligible::Members { members, degraded } => (members, *degraded),
-    };
-    let by_site;
-    let members = if pool.policy.topology {
-        by_site = select::topology(members, site, sites);
-        &by_site
-    } else {
-        members
     };
     // DESIGN §4: the TTL is halved while the pool is degraded, so clients come back sooner.
     let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };

@@ -196,7 +196,7 @@ fn explain_shows_the_answer_dig_gets_and_every_step() {
         "answer: NOERROR, authoritative, ECS scope /16",
         "mail.x.test. 15 IN A 127.0.31.3",
         "dropped 127.0.31.4 (smtp: connect refused",
-        "client site ber (/16)",
+        "client site ber; ECS scope /16",
     ] {
         assert!(out.contains(want), "{want:?} missing from\n{out}");
     }
@@ -262,4 +262,99 @@ fn draining_a_site_moves_its_clients_and_survives_kill_9() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("site fra: undrain done"));
     assert_eq!(dig(&s, "10.1.0.0", 24), set(&["127.0.31.1", "127.0.31.2"]));
+}
+
+/// explain runs the pipeline the answers were published with, and finds the client's site as
+/// the query path does: for random clients (ECS sources of any length, site prefixes longer
+/// than the /24 that ECS is cut to, and a resolver's own address), explain's candidates and ECS
+/// scope are what dig gets.
+#[test]
+fn explain_agrees_with_dig_for_random_clients() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(0x6e73);
+    let mut sites = String::new();
+    let mut members = String::new();
+    let mut seen = BTreeSet::new();
+    for i in 0..14 {
+        let len = rng.u8(8..=28);
+        let bits = (10u32 << 24) | (rng.u32(..) >> 8);
+        let net = bits & (u32::MAX << (32 - u32::from(len)));
+        if !seen.insert((net, len)) {
+            continue;
+        }
+        let net = std::net::Ipv4Addr::from(net);
+        sites.push_str(&format!("  s{i}: [{net}/{len}]\n"));
+        members.push_str(&format!(
+            "      - {{ address: 127.0.33.{}, site: s{i} }}\n",
+            i + 1
+        ));
+    }
+    // A resolver's own address (no ECS) is matched at full length: a /25 on loopback.
+    sites.push_str("  lo: [127.0.66.128/25]\n");
+    members.push_str("      - { address: 127.0.33.100, site: lo }\n");
+    std::fs::write(
+        d.path().join("zones/r.yaml"),
+        format!(
+            "zone: r.test.
+soa: {{ mname: ns1.r.test., rname: hostmaster.r.test. }}
+ns: [ns1.r.test.]
+records:
+  ns1: {{ A: [192.0.2.53] }}
+sites:
+{sites}pools:
+  geo:
+    policy: topology
+    max_answers: 16
+    members:
+{members}names:
+  geo: {{ pool: geo }}
+"
+        ),
+    )
+    .unwrap();
+    let s = Server::start(d.path(), &[]);
+    for n in 0..200 {
+        let addr = std::net::Ipv4Addr::from((10u32 << 24) | (rng.u32(..) >> 8));
+        let len = [32u8, 28, 24, 20, 16, 12, 8][n % 7];
+        // RFC 7871 §6: the option carries no bits past its prefix; explain takes any address.
+        let net = std::net::Ipv4Addr::from(u32::from(addr) & (u32::MAX << (32 - u32::from(len))));
+        let m = s.udp(&Ask::new("geo.r.test.", "A").ecs(&net.to_string(), len));
+        let dug: BTreeSet<String> = addresses(&m).into_iter().collect();
+        let scope = common::ecs_of(&m).map(|e| e.2);
+        let v = explain(&s, &format!("name=geo.r.test&client={addr}/{len}"));
+        assert_eq!(
+            strs(&step(&v, "order")["candidates"]),
+            dug,
+            "{addr}/{len}: {v:#}"
+        );
+        assert_eq!(
+            step(&v, "topology")["ecs_scope"].as_u64().map(|x| x as u8),
+            scope,
+            "{addr}/{len}: {v:#}"
+        );
+    }
+    // Without ECS the resolver's address decides: from inside the /25, and from beside it.
+    for (from, want) in [("127.0.66.130", "127.0.33.100"), ("127.0.66.2", "")] {
+        let sock = std::net::UdpSocket::bind((from, 0)).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        sock.send_to(&Ask::new("geo.r.test.", "A").bytes(), s.addrs()[0])
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        let dug: BTreeSet<String> = addresses(&m).into_iter().collect();
+        let v = explain(&s, &format!("name=geo.r.test&client={from}"));
+        assert_eq!(strs(&step(&v, "order")["candidates"]), dug, "{from}: {v:#}");
+        if want.is_empty() {
+            assert!(dug.len() > 1, "no site: every member, got {dug:?}");
+        } else {
+            assert_eq!(dug, set(&[want]), "{from}");
+        }
+        assert!(
+            step(&v, "topology")["ecs_scope"].is_null(),
+            "no ECS, no scope: {v:#}"
+        );
+    }
 }

@@ -62,6 +62,44 @@ fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Nested sites: the scope must keep the inner site's clients out of the outer site's cached
+/// answer (RFC 7871 §7.3.1: a resolver reuses an answer for every client inside the scope).
+#[test]
+fn nested_sites_get_a_scope_that_excludes_the_inner_site() {
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        "sites:
+  outer: [10.0.0.0/8, 2001:db8::/32]
+  inner: [10.1.0.0/16, 2001:db8:1::/48]
+pools:
+  geo:
+    policy: topology
+    members:
+      - { address: 192.0.2.1, site: outer }
+      - { address: 192.0.2.2, site: inner }
+names:
+  geo: { pool: geo }
+",
+    );
+    let s = Server::start(d.path(), &[]);
+    let outer = strs(&["192.0.2.1"]);
+    let inner = strs(&["192.0.2.2"]);
+    // 10.2.0.0/15 is the shortest prefix of the client with no more specific site in it.
+    assert_eq!(ask(&s, Some(("10.2.7.0", 24))), (outer.clone(), Some(15)));
+    assert_eq!(ask(&s, Some(("10.1.7.0", 24))), (inner.clone(), Some(16)));
+    assert_eq!(ask(&s, Some(("10.200.0.0", 24))), (outer.clone(), Some(9)));
+    assert_eq!(ask(&s, Some(("10.0.3.0", 24))), (outer.clone(), Some(16)));
+    // The same for IPv6: 2001:db8:2::/47 holds no inner prefix.
+    assert_eq!(
+        ask(&s, Some(("2001:db8:2::", 56))),
+        (outer.clone(), Some(47))
+    );
+    assert_eq!(ask(&s, Some(("2001:db8:1:5500::", 56))), (inner, Some(48)));
+    // A source shorter than the inner site, spanning it: valid for exactly that prefix.
+    assert_eq!(ask(&s, Some(("10.0.0.0", 12))), (outer, Some(12)));
+}
+
 #[test]
 fn topology_answers_by_client_subnet_with_the_deciding_scope() {
     // one port for all four members
@@ -99,10 +137,14 @@ fn topology_answers_by_client_subnet_with_the_deciding_scope() {
         ask(&s, Some(("2001:db8:1:2::", 56))),
         (strs(&["127.0.22.1"]), Some(48))
     );
-    // No site covers 192.0.2.0/24: every member, valid for that /24.
+    // No site covers 192.0.2.0/24: every member, valid for the widest prefix that holds no
+    // site: 128.0.0.0/1 (the sites are all in 10/8 and 127/8).
     let (all, scope) = ask(&s, Some(("192.0.2.0", 24)));
     assert_eq!(all.len(), 4);
-    assert_eq!(scope, Some(24));
+    assert_eq!(scope, Some(1));
+    // Between the sites 10.1-10.3/16: 10.8.0.0/13 holds none (gdnsd answers /13 there too).
+    let (all, scope) = ask(&s, Some(("10.9.7.0", 24)));
+    assert_eq!((all.len(), scope), (4, Some(13)));
     // No ECS: the resolver's own address decides (127.0.0.1 is in "local"), and no ECS
     // option is returned.
     assert_eq!(ask(&s, None), (strs(&["127.0.22.4"]), None));

@@ -302,20 +302,15 @@ fn answer_node<'z>(
             return match qtype {
                 wire::TYPE_A | wire::TYPE_AAAA => {
                     // Step 4 (topology) was applied per site when the table was published;
-                    // here the client's site only picks the view. The matched prefix decided
-                    // the answer: it is the ECS scope (RFC 7871 §7.2.1).
+                    // here the client's site only picks the view. The answer is the same for
+                    // every client of the block the site map finds: that is the ECS scope
+                    // (RFC 7871 §7.2.1).
                     let site = match (&zone.topology, pool.topology()) {
-                        (Some(t), true) => match t.lookup(client.addr, client.prefix) {
-                            Some((site, len)) => {
-                                r.scope = r.scope.max(len);
-                                Some(site)
-                            }
-                            None => {
-                                // No site covers the client: valid for its whole prefix.
-                                r.scope = r.scope.max(client.prefix);
-                                None
-                            }
-                        },
+                        (Some(t), true) => {
+                            let (site, scope) = t.locate(client.addr, client.prefix);
+                            r.scope = r.scope.max(scope);
+                            site
+                        }
                         _ => None,
                     };
                     let fam = pool.view(site).family(qtype);

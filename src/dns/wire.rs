@@ -91,10 +91,10 @@ impl Ecs {
         if self.family == 1 {
             let mut a = [0u8; 4];
             a.copy_from_slice(&self.addr[..4]);
-            let len = self.source.min(24);
+            let len = self.source.min(crate::select::sites::ECS_MAX_V4);
             (std::net::IpAddr::from(mask4(a, len)), len)
         } else {
-            let len = self.source.min(56);
+            let len = self.source.min(crate::select::sites::ECS_MAX_V6);
             (std::net::IpAddr::from(mask16(self.addr, len)), len)
         }
     }

@@ -18,7 +18,9 @@ use super::{ProbeKey, Table};
 use crate::dns::answer::{self, Transport};
 use crate::health::Status;
 use crate::model::{self, Order, WhenAllDown};
-use crate::select::{self, Candidate, Eligible, Family};
+use crate::select::pipeline::{self, Step, Trace};
+use crate::select::sites;
+use crate::select::{Candidate, Eligible, Family};
 
 /// What to explain: a name, a type (A by default) and a client `IP` or `IP/LEN` (with a
 /// length, the client is an EDNS Client Subnet; without, it is the resolver's own address).
@@ -165,7 +167,8 @@ impl Table {
         })
     }
 
-    /// The pipeline for one family, step by step.
+    /// The pipeline for one family, step by step: the very function the snapshot was
+    /// published with, with a recorder instead of no trace.
     fn steps(
         &self,
         zone: &model::Zone,
@@ -174,61 +177,31 @@ impl Table {
         client: IpAddr,
         ecs_len: Option<u8>,
     ) -> Vec<Value> {
-        let list = |c: &[Candidate]| -> Value {
-            Value::Array(c.iter().map(|c| json!(c.address.to_string())).collect())
+        // The client's site as the query path finds it: the same site map, the same cut of
+        // the ECS prefix.
+        let (addr, prefix) = sites::client(client, ecs_len);
+        let located = self
+            .zones
+            .get(super::lower_wire(&zone.origin).as_slice())
+            .and_then(|z| z.topology.as_ref())
+            .filter(|_| pool.policy.topology)
+            .map(|t| t.locate(addr, prefix));
+        let mut rec = Recorder {
+            table: self,
+            zone,
+            pool,
+            family,
+            // Only an ECS client gets a scope back.
+            ecs_scope: located
+                .filter(|_| ecs_len.is_some_and(|l| l > 0))
+                .map(|(_, scope)| scope),
+            steps: Vec::new(),
         };
-        let mut steps = Vec::new();
-        let of_family: Vec<&model::Member> = pool
-            .members
-            .iter()
-            .filter(|m| Family::of(&m.address) == family)
-            .collect();
-        steps.push(json!({
-            "step": "family",
-            "kept": of_family.iter().map(|m| m.address.to_string()).collect::<Vec<_>>(),
-            "note": match family { Family::V4 => "A: the IPv4 members", Family::V6 => "AAAA: the IPv6 members" },
-        }));
-        let down: Vec<Value> = of_family
-            .iter()
-            .filter(|m| self.member_status(zone, pool, m) == Status::Down)
-            .map(|m| json!({ "address": m.address.to_string(), "why": self.why_down(zone, pool, m) }))
-            .collect();
-        let usable: Vec<String> = of_family
-            .iter()
-            .filter(|m| self.member_status(zone, pool, m) != Status::Down)
-            .map(|m| m.address.to_string())
-            .collect();
-        steps.push(json!({
-            "step": "health",
-            "kept": usable,
-            "dropped": down,
-            "note": "down members are dropped; not-yet-probed (unknown) members count as usable",
-        }));
-
-        let status = |p: &model::Pool, m: &model::Member| self.member_status(zone, p, m);
-        let fallback = |name: &str| zone.pools.iter().find(|p| p.name == name);
-        let eligible = select::eligible(pool, family, &status, &fallback);
-        if usable.is_empty() && !of_family.is_empty() {
-            let mode = match &pool.when_all_down {
-                WhenAllDown::All => "all: every member (fail open)".to_string(),
-                WhenAllDown::None => "none: NODATA".to_string(),
-                WhenAllDown::ServFail => "servfail: SERVFAIL".to_string(),
-                WhenAllDown::Addresses(a) => format!("fallback addresses {a:?}"),
-                WhenAllDown::Pool(p) => format!("fallback pool {p}"),
-            };
-            steps.push(json!({ "step": "when_all_down", "note": mode }));
-        } else if pool.policy.failover {
-            let kept = match &eligible {
-                Eligible::Members { members, .. } => list(members),
-                _ => json!([]),
-            };
-            steps.push(json!({
-                "step": "failover",
-                "kept": kept,
-                "note": "the first priority group that has a usable member",
-            }));
-        }
-        let (mut members, degraded) = match eligible {
+        let site = located.and_then(|(s, _)| s);
+        let judge = self.judge(zone);
+        let e = pipeline::run(pool, family, site, &zone.sites, &judge, &mut rec);
+        let mut steps = rec.steps;
+        let (members, degraded) = match e {
             Eligible::Members { members, degraded } => (members, degraded),
             Eligible::NoData => {
                 steps.push(
@@ -241,67 +214,14 @@ impl Table {
                 return steps;
             }
         };
-
-        let before = members.clone();
-        self.drop_drained(zone, &mut members);
-        if members.len() != before.len() {
-            let dropped: Vec<Candidate> = before
-                .into_iter()
-                .filter(|c| !members.contains(c))
-                .collect();
-            steps.push(json!({
-                "step": "drain",
-                "kept": list(&members),
-                "dropped": list(&dropped),
-                "note": "drained members get no new answers while another member can take them",
-            }));
-        }
-        for c in members.iter_mut() {
-            c.weight = self.effective_weight(pool, c);
-        }
-        if pool.policy.order != Order::RoundRobin {
-            let weights: serde_json::Map<String, Value> = members
-                .iter()
-                .map(|c| (c.address.to_string(), json!(c.weight)))
-                .collect();
-            steps.push(json!({
-                "step": "weights",
-                "weights": weights,
-                "note": "weight × 100 × spare capacity (least-loaded) × slow-start ramp",
-            }));
-        }
-
-        if pool.policy.topology && !zone.sites.is_empty() {
-            let prefix = ecs_len.unwrap_or(if client.is_ipv4() { 32 } else { 128 });
-            let site = site_of(&zone.sites, client, prefix);
-            let kept = select::topology(&members, site.map(|(s, _)| s), &zone.sites);
-            let scope = site.map_or(prefix, |(_, len)| len);
-            steps.push(json!({
-                "step": "topology",
-                "client_site": site.map(|(s, _)| zone.sites[s].name.clone()),
-                "matched_prefix": site.map(|(_, len)| len),
-                "ecs_scope": scope,
-                "kept": list(&kept),
-                "note": if site.is_some() {
-                    "the members of the client's site, else of its fallback sites in order"
-                } else {
-                    "no site covers the client: every member"
-                },
-            }));
-            members = kept;
-        }
-
         let note = match pool.policy.order {
-            Order::RoundRobin => "round-robin: a random rotation per query".to_string(),
-            Order::Weighted => {
-                "weighted: sampled without replacement by weight, per query".to_string()
-            }
+            Order::RoundRobin => "round-robin: a random rotation per query",
+            Order::Weighted => "weighted: sampled without replacement by weight, per query",
             Order::LeastLoaded => {
-                "least-loaded: sampled by spare capacity (the weights above), per query".to_string()
+                "least-loaded: sampled by spare capacity (the weights above), per query"
             }
             Order::Sticky => {
                 "sticky: rendezvous hash of the client prefix; the same client keeps its member"
-                    .to_string()
             }
         };
         steps.push(json!({
@@ -361,8 +281,10 @@ impl Table {
         let mut e = Edns::new();
         e.set_max_payload(1232);
         if let Some(len) = ecs_len {
+            // RFC 7871 §6: no bits past the source prefix (the query path refuses them).
+            let net = ipnet::IpNet::new(client, len).map_or(client, |n| n.trunc().addr());
             e.options_mut()
-                .insert(EdnsOption::Subnet(ClientSubnet::new(client, len, 0)));
+                .insert(EdnsOption::Subnet(ClientSubnet::new(net, len, 0)));
         }
         m.set_edns(e);
         let packet = m
@@ -415,24 +337,99 @@ fn parse_client(s: &str) -> Result<(IpAddr, Option<u8>), String> {
     Ok((addr, len))
 }
 
-/// The site whose longest prefix covers `addr/prefix`, and that prefix's length.
-fn site_of(sites: &[model::Site], addr: IpAddr, prefix: u8) -> Option<(usize, u8)> {
-    let client = ipnet::IpNet::new(addr, prefix).ok()?.trunc();
-    sites
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| s.nets.iter().map(move |n| (i, n)))
-        .filter(|(_, n)| n.contains(&client))
-        .max_by_key(|(_, n)| n.prefix_len())
-        .map(|(i, n)| (i, n.prefix_len()))
-}
-
 fn order_name(o: Order) -> &'static str {
     match o {
         Order::RoundRobin => "round-robin",
         Order::Weighted => "weighted",
         Order::Sticky => "sticky",
         Order::LeastLoaded => "least-loaded",
+    }
+}
+
+fn list(c: &[Candidate]) -> Value {
+    Value::Array(c.iter().map(|c| json!(c.address.to_string())).collect())
+}
+
+fn addresses(ms: &[&model::Member]) -> Value {
+    Value::Array(ms.iter().map(|m| json!(m.address.to_string())).collect())
+}
+
+/// Turns the pipeline's steps into explain's JSON.
+struct Recorder<'a> {
+    table: &'a Table,
+    zone: &'a model::Zone,
+    pool: &'a model::Pool,
+    family: Family,
+    /// The ECS scope of a topology answer, as the query path computes it.
+    ecs_scope: Option<u8>,
+    steps: Vec<Value>,
+}
+
+impl Trace for Recorder<'_> {
+    fn step(&mut self, step: Step<'_>) {
+        let v = match step {
+            Step::Family { kept } => json!({
+                "step": "family",
+                "kept": addresses(kept),
+                "note": match self.family {
+                    Family::V4 => "A: the IPv4 members",
+                    Family::V6 => "AAAA: the IPv6 members",
+                },
+            }),
+            Step::Health { kept, dropped } => json!({
+                "step": "health",
+                "kept": addresses(kept),
+                "dropped": dropped
+                    .iter()
+                    .map(|m| json!({
+                        "address": m.address.to_string(),
+                        "why": self.table.why_down(self.zone, self.pool, m),
+                    }))
+                    .collect::<Vec<_>>(),
+                "note": "down members are dropped; not-yet-probed (unknown) members count as usable",
+            }),
+            Step::WhenAllDown { mode } => json!({
+                "step": "when_all_down",
+                "note": match mode {
+                    WhenAllDown::All => "all: every member (fail open)".to_string(),
+                    WhenAllDown::None => "none: NODATA".to_string(),
+                    WhenAllDown::ServFail => "servfail: SERVFAIL".to_string(),
+                    WhenAllDown::Addresses(a) => format!("fallback addresses {a:?}"),
+                    WhenAllDown::Pool(p) => format!("fallback pool {p}"),
+                },
+            }),
+            Step::Failover { kept } => json!({
+                "step": "failover",
+                "kept": list(kept),
+                "note": "the first priority group that has a usable member",
+            }),
+            Step::Weights { members } => json!({
+                "step": "weights",
+                "weights": members
+                    .iter()
+                    .map(|c| (c.address.to_string(), json!(c.weight)))
+                    .collect::<serde_json::Map<String, Value>>(),
+                "note": "weight × 100 × spare capacity (least-loaded) × slow-start ramp",
+            }),
+            Step::Drain { kept, dropped } => json!({
+                "step": "drain",
+                "kept": list(kept),
+                "dropped": list(dropped),
+                "note": "drained members get no new answers while another member can take them",
+            }),
+            Step::Topology { site, kept } => json!({
+                "step": "topology",
+                "client_site": site.and_then(|s| self.zone.sites.get(s)).map(|s| s.name.clone()),
+                "ecs_scope": self.ecs_scope,
+                "kept": list(kept),
+                "note": if site.is_some() {
+                    "the members of the client's site, else of its fallback sites in order"
+                } else {
+                    "no site covers the client: every member"
+                },
+            }),
+        };
+        self.steps.push(v);
     }
 }
 
@@ -452,24 +449,5 @@ mod tests {
         );
         assert!(parse_client("10.1.2.3/33").is_err());
         assert!(parse_client("nope").is_err());
-    }
-
-    #[test]
-    fn longest_site_prefix_wins() {
-        let site = |name: &str, nets: &[&str]| model::Site {
-            name: name.into(),
-            nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
-            fallback: vec![],
-        };
-        let sites = [
-            site("wide", &["10.0.0.0/8"]),
-            site("narrow", &["10.1.0.0/16"]),
-        ];
-        let at = |a: &str, p| site_of(&sites, a.parse().unwrap(), p);
-        assert_eq!(at("10.1.2.3", 24), Some((1, 16)));
-        assert_eq!(at("10.2.2.3", 32), Some((0, 8)));
-        // A /12 client is wider than the /16 site: only the /8 covers it.
-        assert_eq!(at("10.1.2.3", 12), Some((0, 8)));
-        assert_eq!(at("192.0.2.1", 32), None);
     }
 }
