@@ -55,7 +55,7 @@ impl Default for TcpLimits {
 /// Response rate limiting of UDP answers (DESIGN §7, as Knot and NSD do it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rrl {
-    /// Responses per second per client prefix; 0 turns RRL off.
+    /// Responses per second per client prefix and response class; 0 turns RRL off.
     pub responses_per_second: u32,
     /// Every `slip`-th limited response is sent truncated (TC=1) so a real resolver retries
     /// over TCP; the others are dropped. 0: drop all; 1: truncate all.
@@ -69,7 +69,8 @@ pub struct Rrl {
 impl Default for Rrl {
     fn default() -> Self {
         Rrl {
-            responses_per_second: 20,
+            // NSD's default: a bucket is one client prefix and one response class.
+            responses_per_second: 200,
             slip: 2,
             ipv4_prefix: 24,
             ipv6_prefix: 56,

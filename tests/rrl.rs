@@ -1,6 +1,7 @@
 //! Response rate limiting through real sockets: a flood from one /24 is held to its rate, with
 //! every second limited answer sent truncated (slip) so resolvers can retry over TCP; another
-//! prefix, and TCP, are unaffected; loopback listeners are exempt unless asked.
+//! prefix, and TCP, are unaffected; loopback listeners are exempt unless asked. Buckets are per
+//! prefix and response class (NSD, Knot): a busy resolver asking for many names is not limited.
 
 mod common;
 
@@ -21,7 +22,11 @@ ns: [ns1.r.test.]
 records:
   ns1: { A: [192.0.2.53] }
   www: { A: [192.0.2.1] }
-",
+"
+        .to_string()
+            + &(0..50)
+                .map(|i| format!("  n{i}.many: {{ A: [192.0.2.2] }}\n"))
+                .collect::<String>(),
     )
     .unwrap();
     std::fs::write(dir.join("gslbd.yaml"), rrl).unwrap();
@@ -138,5 +143,94 @@ fn bad_rrl_settings_are_refused_with_their_place() {
     assert!(
         err.contains("gslbd.yaml:3:16: rrl.ipv4_prefix: 33 is not in 0..=32"),
         "{err}"
+    );
+}
+
+/// Send `per_second` queries a second for `secs` seconds from `source`, cycling over `names`,
+/// while a second thread collects the replies: (queries sent, full answers, truncated answers).
+fn paced(
+    server: std::net::SocketAddr,
+    source: &str,
+    names: &[String],
+    per_second: u32,
+    secs: u32,
+) -> (usize, usize, usize) {
+    let sock = UdpSocket::bind((source, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let rx = sock.try_clone().unwrap();
+    let collector = std::thread::spawn(move || {
+        let (mut full, mut tc) = (0, 0);
+        let mut buf = [0u8; 1500];
+        // Bounded: the sender runs `secs` seconds; replies stop 500 ms after the last query.
+        let deadline = Instant::now() + Duration::from_secs(u64::from(secs) + 10);
+        while Instant::now() < deadline {
+            let Ok((len, _)) = rx.recv_from(&mut buf) else {
+                break;
+            };
+            let m = Message::from_vec(&buf[..len]).unwrap();
+            if m.metadata.truncation {
+                assert!(m.answers.is_empty(), "a slip carries no records");
+                tc += 1;
+            } else {
+                assert_eq!(m.answers.len(), 1, "{m:?}");
+                full += 1;
+            }
+        }
+        (full, tc)
+    });
+    // Ticks of 10 ms, each sending its share.
+    let per_tick = (per_second / 100).max(1) as usize;
+    let start = Instant::now();
+    let mut sent = 0;
+    for tick in 0..(secs * 100) {
+        for _ in 0..per_tick {
+            let mut q = Ask::new(&names[sent % names.len()], "A");
+            q.id = sent as u16;
+            sock.send_to(&q.bytes(), server).unwrap();
+            sent += 1;
+        }
+        let next = start + Duration::from_millis(u64::from(tick + 1) * 10);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let (full, tc) = collector.join().unwrap();
+    (sent, full, tc)
+}
+
+/// The defaults (200/s, slip 2) with a busy resolver: 500 queries a second over 50 names for
+/// 3 s are all answered; one name flooded at 2,000 a second is limited, with slips; another
+/// /24 asking for that very name meanwhile is not.
+#[test]
+fn a_busy_resolver_is_not_limited_but_a_flooded_name_is() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), "rrl: { on_loopback: true }\n");
+    let s = Server::start(d.path(), &[]);
+    let server = s.addrs()[0];
+
+    let names: Vec<String> = (0..50).map(|i| format!("n{i}.many.r.test.")).collect();
+    let (sent, full, tc) = paced(server, "127.0.73.1", &names, 500, 3);
+    assert_eq!((full, tc), (sent, 0), "{sent} queries over 50 names");
+
+    let www = vec!["www.r.test.".to_string()];
+    let flood = std::thread::spawn(move || paced(server, "127.0.74.1", &www, 2000, 3));
+    let www = vec!["www.r.test.".to_string()];
+    let (other_sent, other_full, other_tc) = paced(server, "127.0.75.1", &www, 100, 3);
+    let (sent, full, tc) = flood.join().unwrap();
+    eprintln!(
+        "flood: {sent} sent, {full} full, {tc} slips; other /24: {other_sent} sent, {other_full} full"
+    );
+    // The burst (200) and 200/s for 3 s: about 800 of 6,000, allowing for a slow machine.
+    assert!(full <= 1500, "{full} of {sent} answered in full");
+    assert!(
+        tc >= (sent - full) / 2 - 100,
+        "{tc} slips of {} limited",
+        sent - full
+    );
+    assert_eq!(
+        (other_full, other_tc),
+        (other_sent, 0),
+        "another /24 is not limited"
     );
 }

@@ -39,6 +39,28 @@ pub fn answer(
     peer: IpAddr,
     out: &mut [u8],
 ) -> Option<usize> {
+    answer_classified(snap, packet, transport, peer, out, false).map(|(n, _)| n)
+}
+
+/// [`answer`], and the response's class for rate limiting (see [`class`]).
+pub fn answer_for_rrl(
+    snap: &Snapshot,
+    packet: &[u8],
+    transport: Transport,
+    peer: IpAddr,
+    out: &mut [u8],
+) -> Option<(usize, u64)> {
+    answer_classified(snap, packet, transport, peer, out, true)
+}
+
+fn answer_classified(
+    snap: &Snapshot,
+    packet: &[u8],
+    transport: Transport,
+    peer: IpAddr,
+    out: &mut [u8],
+    classify: bool,
+) -> Option<(usize, u64)> {
     let unzoned = &snap.counters.unzoned;
     match wire::parse(packet) {
         Parsed::Drop => {
@@ -47,20 +69,38 @@ pub fn answer(
         }
         Parsed::FormErr { id, flags } => {
             unzoned.count(transport, 0, wire::RCODE_FORMERR);
-            Some(error_reply(out, id, flags, wire::RCODE_FORMERR, None))
+            let n = error_reply(out, id, flags, wire::RCODE_FORMERR, None);
+            Some((n, class(Class::Error, 0, &[])))
         }
         Parsed::NotImp { id, flags } => {
             unzoned.count(transport, 0, wire::RCODE_NOTIMP);
-            Some(error_reply(
-                out,
-                id,
-                flags,
-                wire::RCODE_NOTIMP,
-                wire::parse_question(packet),
-            ))
+            let question = wire::parse_question(packet);
+            let n = error_reply(out, id, flags, wire::RCODE_NOTIMP, question);
+            Some((n, class(Class::Error, 0, &[])))
         }
-        Parsed::Query(q) => Some(respond(snap, &q, transport, peer, out)),
+        Parsed::Query(q) => Some(respond(snap, &q, transport, peer, out, classify)),
     }
+}
+
+/// Kinds of response that rate limiting tells apart (as NSD and Knot do).
+#[derive(Clone, Copy)]
+enum Class {
+    /// Data or NODATA for the query name.
+    Answer = 1,
+    /// NXDOMAIN: keyed by the zone, so a flood of random names is one class.
+    NxDomain = 2,
+    /// A referral: keyed by the zone too.
+    Referral = 3,
+    /// REFUSED, SERVFAIL, FORMERR, NOTIMP, BADVERS: keyed by the zone if any.
+    Error = 4,
+}
+
+/// The class of a response for RRL (NSD's and Knot's keying): its kind, the query type and a
+/// name (the query name for answers, the zone's apex otherwise). A resolver asking for many
+/// names spreads over many buckets; a flood of one name, or of random names in one zone, fills
+/// one. Names are lowercased, so 0x20 case games do not split a class.
+fn class(kind: Class, qtype: u16, name: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(name, (kind as u64) << 16 | u64::from(qtype))
 }
 
 /// A header-only error (plus the question when it could be read).
@@ -84,6 +124,8 @@ fn error_reply(out: &mut [u8], id: u16, flags: u16, rcode: u8, question: Option<
 struct Reply<'z> {
     /// The zone that took the query (for its counters).
     zone: Option<&'z Zone>,
+    /// Labels of the query name above the zone's apex (for the RRL class).
+    apex_labels: Option<usize>,
     rcode: u8,
     aa: bool,
     an: u16,
@@ -147,7 +189,8 @@ fn respond(
     transport: Transport,
     peer: IpAddr,
     out: &mut [u8],
-) -> usize {
+    classify: bool,
+) -> (usize, u64) {
     let size = match transport {
         Transport::Tcp => MAX_RESPONSE,
         // RFC 6891 §6.2.5: below 512 means 512; we never send more than 1232 over UDP.
@@ -165,7 +208,7 @@ fn respond(
     let mut flags = wire::FLAG_QR | (q.flags & (wire::FLAG_RD | wire::FLAG_CD));
     // The header and a question of at most 259 octets always fit in 512 - 11.
     if w.header(q.id, flags).is_err() || w.put(q.question).is_err() {
-        return 0;
+        return (0, 0);
     }
     w.set_count(0, 1);
     let question_end = w.pos();
@@ -180,7 +223,7 @@ fn respond(
         snap.counters
             .unzoned
             .count(transport, q.qtype, crate::metrics::RCODE_BADVERS);
-        return w.len();
+        return (w.len(), class(Class::Error, q.qtype, &[]));
     }
 
     let client = Client::of(q, peer);
@@ -211,7 +254,18 @@ fn respond(
     }
     let stats = r.zone.map_or(&snap.counters.unzoned, |z| &*z.stats);
     stats.count(transport, q.qtype, r.rcode);
-    w.len()
+    let class = if classify {
+        let apex = r.apex_labels.map_or(&[][..], |i| q.suffix(i));
+        match r.rcode {
+            wire::RCODE_NOERROR if r.aa => class(Class::Answer, q.qtype, q.name()),
+            wire::RCODE_NOERROR => class(Class::Referral, q.qtype, apex),
+            wire::RCODE_NXDOMAIN => class(Class::NxDomain, q.qtype, apex),
+            _ => class(Class::Error, q.qtype, apex),
+        }
+    } else {
+        0
+    };
+    (w.len(), class)
 }
 
 fn resolve<'s>(
@@ -247,6 +301,7 @@ fn resolve<'s>(
     let apex_at = wire::HEADER_LEN + q.suffix_offset(apex_labels_below);
     r.aa = true;
     r.zone = Some(zone);
+    r.apex_labels = Some(apex_labels_below);
 
     if zone.has_cuts {
         // RFC 1034 §4.3.2 step 3b: the topmost cut above or at the name makes a referral.

@@ -1,11 +1,13 @@
 //! Response rate limiting (RRL) of UDP answers, as Knot and NSD do it: a token bucket per client
-//! prefix (/24 for IPv4, /56 for IPv6 by default), so a spoofed flood cannot turn gslbd into an
-//! amplifier against one network. Over its rate a prefix's answers are dropped, except every
-//! `slip`-th, which is sent truncated (TC=1, no records): a real resolver behind that prefix
-//! retries over TCP, which cannot be spoofed, and still gets its answer.
+//! prefix (/24 for IPv4, /56 for IPv6 by default) **and** response class (the query name and
+//! type for answers; the zone for NXDOMAIN, referrals and errors; see `answer::class`), so a
+//! spoofed flood cannot turn gslbd into an amplifier against one network, while a busy resolver
+//! asking for many names is never held back. Over its rate a bucket's answers are dropped,
+//! except every `slip`-th, which is sent truncated (TC=1, no records): a real resolver behind
+//! that prefix retries over TCP, which cannot be spoofed, and still gets its answer.
 //!
 //! The buckets live in a fixed table of atomics shared by every UDP thread: a check is one hash
-//! and a compare-and-swap, with no lock and no allocation. Two prefixes that collide on a slot
+//! and a compare-and-swap, with no lock and no allocation. Two buckets that collide on a slot
 //! evict each other (the newcomer starts with a full bucket): this errs towards answering.
 
 use std::net::IpAddr;
@@ -66,10 +68,10 @@ impl Limiter {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Take a token for one response to `peer` at `now_ms` (any monotonic millisecond clock).
-    /// `limited` counts this thread's limited responses, for the slip.
-    pub fn check(&self, peer: IpAddr, now_ms: u64, limited: &mut u32) -> Verdict {
-        let h = self.hash(peer);
+    /// Take a token for one response of `class` to `peer` at `now_ms` (any monotonic
+    /// millisecond clock). `limited` counts this thread's limited responses, for the slip.
+    pub fn check(&self, peer: IpAddr, class: u64, now_ms: u64, limited: &mut u32) -> Verdict {
+        let h = self.hash(peer, class);
         let slot = &self.slots[(h as usize) & (SLOTS - 1)];
         let tag = (h >> 40) | 1; // never 0, so an empty slot never matches
         let now = now_ms & STAMP_MASK;
@@ -121,8 +123,8 @@ impl Limiter {
         }
     }
 
-    /// The hash of the client's prefix.
-    fn hash(&self, peer: IpAddr) -> u64 {
+    /// The hash of the client's prefix and the response class.
+    fn hash(&self, peer: IpAddr, class: u64) -> u64 {
         let mut key = [0u8; 17];
         match peer {
             IpAddr::V4(a) => {
@@ -138,7 +140,7 @@ impl Limiter {
                 key[16] = 6;
             }
         }
-        xxhash_rust::xxh3::xxh3_64(&key)
+        xxhash_rust::xxh3::xxh3_64_with_seed(&key, class)
     }
 }
 
@@ -155,6 +157,9 @@ pub fn truncate(buf: &mut [u8], len: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One response class (a name and type).
+    const NAME: u64 = 0x5eed;
 
     fn limiter(rate: u32, slip: u32) -> Limiter {
         Limiter::new(&Rrl {
@@ -175,24 +180,42 @@ mod tests {
         let sent = (0..100)
             .filter(|i| {
                 let who = if i % 2 == 0 { a } else { same24 };
-                l.check(who, 1000, &mut n) == Verdict::Send
+                l.check(who, NAME, 1000, &mut n) == Verdict::Send
             })
             .count();
         assert_eq!(sent, 10, "one bucket for the /24");
-        assert_eq!(l.check(other, 1000, &mut n), Verdict::Send);
+        assert_eq!(l.check(other, NAME, 1000, &mut n), Verdict::Send);
         // 500 ms later: 5 more tokens; a second later the bucket is full again, not fuller.
         assert_eq!(
             (0..20)
-                .filter(|_| l.check(a, 1500, &mut n) == Verdict::Send)
+                .filter(|_| l.check(a, NAME, 1500, &mut n) == Verdict::Send)
                 .count(),
             5
         );
         assert_eq!(
             (0..20)
-                .filter(|_| l.check(a, 5000, &mut n) == Verdict::Send)
+                .filter(|_| l.check(a, NAME, 5000, &mut n) == Verdict::Send)
                 .count(),
             10
         );
+    }
+
+    #[test]
+    fn each_class_of_a_prefix_has_its_own_bucket() {
+        let l = limiter(10, 0);
+        let a: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut n = 0;
+        // 100 names, 5 answers each, in one instant: no bucket runs dry.
+        let sent = (0..500u64)
+            .filter(|i| l.check(a, i % 100, 1000, &mut n) == Verdict::Send)
+            .count();
+        assert_eq!(sent, 500);
+        // One of them, flooded: its rate, and the others are untouched.
+        let flooded = (0..50)
+            .filter(|_| l.check(a, 7, 1000, &mut n) == Verdict::Send)
+            .count();
+        assert_eq!(flooded, 5, "10 in the bucket, 5 taken above");
+        assert_eq!(l.check(a, 8, 1000, &mut n), Verdict::Send);
     }
 
     #[test]
@@ -201,11 +224,11 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let mut n = 0;
         for _ in 0..10 {
-            l.check(a, 0, &mut n);
+            l.check(a, NAME, 0, &mut n);
         }
         // A query every 30 ms earns a token every 100 ms: 1 in ~3.3 passes, not 0.
         let sent = (1..=100)
-            .filter(|i| l.check(a, i * 30, &mut n) == Verdict::Send)
+            .filter(|i| l.check(a, NAME, i * 30, &mut n) == Verdict::Send)
             .count();
         assert!((28..=31).contains(&sent), "{sent}");
     }
@@ -215,7 +238,7 @@ mod tests {
         let l = limiter(1, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let mut n = 0;
-        let v: Vec<Verdict> = (0..7).map(|_| l.check(a, 0, &mut n)).collect();
+        let v: Vec<Verdict> = (0..7).map(|_| l.check(a, NAME, 0, &mut n)).collect();
         use Verdict::*;
         assert_eq!(v, [Send, Drop, Slip, Drop, Slip, Drop, Slip]);
     }
@@ -227,10 +250,10 @@ mod tests {
         let mut n = 0;
         let t = STAMP_MASK - 100;
         for _ in 0..5 {
-            l.check(a, t, &mut n);
+            l.check(a, NAME, t, &mut n);
         }
-        assert_eq!(l.check(a, t, &mut n), Verdict::Drop);
+        assert_eq!(l.check(a, NAME, t, &mut n), Verdict::Drop);
         // 1.1 s later, past the wrap of the 24-bit stamp.
-        assert_eq!(l.check(a, t + 1100, &mut n), Verdict::Send);
+        assert_eq!(l.check(a, NAME, t + 1100, &mut n), Verdict::Send);
     }
 }

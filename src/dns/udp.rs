@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::answer::{Transport, answer};
+use super::answer::{Transport, answer, answer_for_rrl};
 use super::rrl::{self, Limiter, Verdict};
 use super::wire::MAX_UDP_PAYLOAD;
 use crate::table::Live;
@@ -75,11 +75,19 @@ pub fn serve(sock: UdpSocket, live: Live, rrl: Option<Arc<Limiter>>, stop: Arc<A
             let Some(len) = b.packet_len(i) else { continue };
             let peer = peer_ip(&b.addrs[i]);
             let (packet, reply) = (&b.recv_bufs[i][..len], &mut b.send_bufs[out][..]);
-            let Some(mut len) = answer(&snap, packet, Transport::Udp, peer, reply) else {
-                continue;
+            let (mut len, class) = if rrl.is_some() {
+                let Some(r) = answer_for_rrl(&snap, packet, Transport::Udp, peer, reply) else {
+                    continue;
+                };
+                r
+            } else {
+                let Some(n) = answer(&snap, packet, Transport::Udp, peer, reply) else {
+                    continue;
+                };
+                (n, 0)
             };
             if let Some(l) = &rrl {
-                match l.check(peer, now_ms, &mut limited) {
+                match l.check(peer, class, now_ms, &mut limited) {
                     Verdict::Send => {}
                     Verdict::Drop => {
                         snap.counters.rrl_limited(false);
