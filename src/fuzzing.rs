@@ -90,7 +90,7 @@ pub fn zone_file(data: &[u8]) {
 }
 
 /// The load reports of `least-loaded`: the first byte picks the HAProxy agent format or the
-/// HTTP body; what parses is within bounds.
+/// HTTP body (raw bytes, as received); what parses is within bounds.
 pub fn load_report(data: &[u8]) {
     let Some((&kind, rest)) = data.split_first() else {
         return;
@@ -99,7 +99,8 @@ pub fn load_report(data: &[u8]) {
     let parsed = if kind & 1 == 0 {
         crate::probe::load::parse_agent(&text)
     } else {
-        crate::probe::load::parse_http_load(&text)
+        // The HTTP body as the prober gets it: bytes, cut before they are read as text.
+        crate::probe::load::http_load_body(rest)
     };
     if let Ok(l) = parsed
         && let Some(c) = l.capacity

@@ -377,3 +377,54 @@ names:
         .unwrap_or(0.0);
     assert!((0.25..0.42).contains(&late), "{late}");
 }
+
+/// A load body whose 64th octet falls inside a character used to panic the member's load
+/// prober, silently: its reports stopped for good. Now the report is refused and the prober
+/// goes on, so a later "90" still moves answers away from the member.
+#[test]
+fn a_load_body_cut_inside_a_character_does_not_stop_the_prober() {
+    let http = Backend::group(27, 2, Mode::Text);
+    let port = http[0].addr.port();
+    http[0].set_text(&format!("{}é50", " ".repeat(63)));
+    http[1].set_text("10");
+    let d = tempfile::tempdir().unwrap();
+    zone(
+        d.path(),
+        &format!(
+            "pools:
+  api:
+    policy: least-loaded
+    max_answers: 1
+    load: {{ http: {{ port: {port}, path: /load }}, interval: 200ms, timeout: 150ms }}
+    members: [{{ address: 127.0.27.1 }}, {{ address: 127.0.27.2 }}]
+names:
+  api: {{ pool: api }}
+"
+        ),
+    );
+    let s = Server::start(d.path(), &[]);
+    // Several reports with the broken body.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http[0].requests.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+        assert!(Instant::now() < deadline, "no load requests: {}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    http[0].set_text("90");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let busy = shares(&s, "api.t.test.", 300)
+            .get("127.0.27.1")
+            .copied()
+            .unwrap_or(0.0);
+        if busy < 0.3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prober stopped: 127.0.27.1 still gets {busy}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}

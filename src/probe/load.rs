@@ -84,6 +84,17 @@ pub fn parse_http_load(body: &str) -> Result<Load, String> {
     })
 }
 
+/// Octets of an HTTP load body that are looked at.
+const MAX_HTTP_BODY: usize = 64;
+
+/// An HTTP load endpoint's body as received: its first [`MAX_HTTP_BODY`] octets, cut as bytes
+/// (never inside a `str`, where a multi-byte character would make the cut panic), then read
+/// as text.
+pub fn http_load_body(body: &[u8]) -> Result<Load, String> {
+    let head = &body[..body.len().min(MAX_HTTP_BODY)];
+    parse_http_load(&String::from_utf8_lossy(head))
+}
+
 /// Ask a member for its load once, bounded by `timeout`.
 pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Load, String> {
     let work = async {
@@ -114,12 +125,19 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
                     .no_proxy()
                     .build()
                     .map_err(|e| e.to_string())?;
-                let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+                let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
                 if !resp.status().is_success() {
                     return Err(format!("http {}", resp.status().as_u16()));
                 }
-                let body = resp.text().await.map_err(|e| e.to_string())?;
-                parse_http_load(&body[..body.len().min(64)])
+                // Only the start of the body is read: a member cannot make us buffer more.
+                let mut body = Vec::new();
+                while body.len() < MAX_HTTP_BODY {
+                    match resp.chunk().await.map_err(|e| e.to_string())? {
+                        Some(c) => body.extend_from_slice(&c),
+                        None => break,
+                    }
+                }
+                http_load_body(&body)
             }
         }
     };
@@ -189,5 +207,21 @@ mod tests {
         assert_eq!(parse_http_load("0%").unwrap().capacity, Some(1.0));
         assert!(parse_http_load("-3").is_err());
         assert!(parse_http_load("lots").is_err());
+    }
+
+    /// A body whose 64th octet falls inside a character used to panic the prober's task.
+    #[test]
+    fn a_body_cut_inside_a_character_is_an_error_not_a_panic() {
+        let mut body = vec![b' '; 63];
+        body.extend_from_slice("é50".as_bytes());
+        assert!(std::str::from_utf8(&body).unwrap().get(..64).is_none());
+        assert!(http_load_body(&body).is_err());
+        assert_eq!(
+            http_load_body(b"  40%\n")
+                .unwrap()
+                .capacity
+                .map(|c| (c * 100.0).round()),
+            Some(60.0)
+        );
     }
 }
