@@ -125,6 +125,7 @@ pub fn http_response(data: &[u8]) {
         expect_body: Some("200 OK".into()),
         expect_body_regex: crate::model::Pattern::new("(?i)^\\s*(ok|healthy)").ok(),
         verify_tls: true,
+        ca: None,
     };
     let o = crate::probe::http::judge(&check, status, &data[2..]);
     assert!(!o.reason.is_empty());

@@ -244,10 +244,21 @@ fn check(sources: Sources) -> ExitCode {
     }
 }
 
+/// Dependencies' log lines that gslbd already reports in its own words, once per health change:
+/// rustls-platform-verifier logs every certificate it rejects at ERROR, so once per HTTPS probe
+/// (its only other lines, about system CA certificates it cannot parse, go with them).
+/// `GSLBD_LOG` comes after these and can turn them back on (`rustls_platform_verifier=debug`).
+const QUIET_DEPENDENCIES: &str = "rustls_platform_verifier=off";
+
 /// Human-readable logs on stderr; `GSLBD_LOG` (e.g. `debug`, `gslbd=trace`) sets the level.
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GSLBD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let wanted = std::env::var("GSLBD_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(format!("{QUIET_DEPENDENCIES},{wanted}"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("{QUIET_DEPENDENCIES},info")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -209,6 +209,35 @@ pub struct HttpCheck {
     /// A regular expression the body must match.
     pub expect_body_regex: Option<Pattern>,
     pub verify_tls: bool,
+    /// `ca_file:` — trust these CAs instead of the system's store (like `curl --cacert`).
+    pub ca: Option<CaCerts>,
+}
+
+/// The CA certificates of a `ca_file:`, read and checked when the config is loaded, so a probe
+/// never reads a file. Compared and hashed by content: a reload that finds a renewed CA rebuilds
+/// the probe's client. Shown by path, count and a digest, not by its bytes, because a spec's
+/// text keys its last-known health in `state_dir`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CaCerts {
+    /// As resolved against the zone file's directory.
+    pub path: PathBuf,
+    /// Each certificate in DER, in file order; never empty.
+    pub der: Arc<[Vec<u8>]>,
+}
+
+impl fmt::Debug for CaCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut digest = 0u64;
+        for d in self.der.iter() {
+            digest = xxhash_rust::xxh3::xxh3_64_with_seed(d, digest);
+        }
+        write!(
+            f,
+            "CaCerts({:?}, {} certificate(s), {digest:016x})",
+            self.path,
+            self.der.len()
+        )
+    }
 }
 
 /// A regular expression of a check, compiled once when the config is loaded (not per probe).

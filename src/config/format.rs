@@ -167,6 +167,8 @@ pub struct HttpFile {
     pub expect_body: Option<Spanned<String>>,
     pub expect_body_regex: Option<Spanned<String>>,
     pub verify_tls: Option<bool>,
+    /// PEM file of the CAs to trust instead of the system's store; relative to the zone file.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,8 +18,8 @@ use super::format::{CheckFile, Entries, PoolFile, Spanned};
 use super::format::{PolicyFile, SiteFile};
 use super::zone::{MAX_TTL, loc, name};
 use crate::model::{
-    Binding, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Pattern, Policy, Pool, Site,
-    SiteRef, Thresholds, WhenAllDown,
+    Binding, CaCerts, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Pattern, Policy, Pool,
+    Site, SiteRef, Thresholds, WhenAllDown,
 };
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,6 +28,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_POOL_TTL: u32 = 30;
 pub const DEFAULT_MAX_ANSWERS: u8 = 2;
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// A `ca_file:` larger than this is refused (the whole Mozilla bundle is about 220 KB).
+const MAX_CA_FILE: u64 = 4 << 20;
 
 /// `sites:` and `nets_file:` → the topology map. Prefixes are checked for host bits and
 /// duplicates; fallbacks must name known sites or `any`.
@@ -472,6 +474,28 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
             .expect_body_regex
             .as_ref()
             .and_then(|b| regex(b, &format!("{hp}.expect_body_regex"), r));
+        let verify_tls = h.verify_tls.unwrap_or(true);
+        let ca = match &h.ca_file {
+            None => None,
+            Some(f) if !tls => {
+                r.error(
+                    loc(f),
+                    format!("{hp}.ca_file"),
+                    "is for HTTPS checks: add `tls: true`",
+                );
+                None
+            }
+            Some(f) => {
+                if !verify_tls {
+                    r.warning(
+                        loc(f),
+                        format!("{hp}.ca_file"),
+                        "has no effect with `verify_tls: false`",
+                    );
+                }
+                ca_file(f, &format!("{hp}.ca_file"), r)
+            }
+        };
         CheckKind::Http(HttpCheck {
             port: port?,
             tls,
@@ -481,7 +505,8 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
             expect_status: statuses,
             expect_body: h.expect_body.as_ref().map(|b| b.value.clone()),
             expect_body_regex: body_regex,
-            verify_tls: h.verify_tls.unwrap_or(true),
+            verify_tls,
+            ca,
         })
     } else if let Some(e) = &c.exec {
         if e.value.command.value.is_empty() || e.value.command.value[0].is_empty() {
@@ -508,6 +533,78 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
             rise: rise?,
             fall: fall?,
         },
+    })
+}
+
+/// `ca_file:` of an HTTPS check: one or more PEM certificates, read now so that a probe never
+/// reads a file. A relative path is relative to the zone file's directory, as for `file:` checks
+/// and `records_file:`. Each certificate must be usable as a trust anchor.
+fn ca_file(f: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<CaCerts> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::{self, PemObject};
+    use std::io::Read;
+
+    let file = r.file().parent().unwrap_or(Path::new(".")).join(&f.value);
+    let shown = file.display().to_string();
+    let mut bytes = Vec::new();
+    let read =
+        std::fs::File::open(&file).and_then(|h| h.take(MAX_CA_FILE + 1).read_to_end(&mut bytes));
+    let problem = match read {
+        Err(e) => Some(format!("cannot read {shown}: {e}")),
+        Ok(_) if bytes.len() as u64 > MAX_CA_FILE => Some(format!(
+            "{shown} is larger than {} MiB; it should hold a few CA certificates",
+            MAX_CA_FILE >> 20
+        )),
+        Ok(_) => None,
+    };
+    if let Some(p) = problem {
+        r.error(loc(f), path, p);
+        return None;
+    }
+    let mut der = Vec::new();
+    for (i, c) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                let why = match e {
+                    pem::Error::MissingSectionEnd { .. } => "a section has no END line".into(),
+                    pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed".into(),
+                    pem::Error::Base64Decode(_) => "a section is not valid base64".into(),
+                    other => other.to_string(),
+                };
+                r.error(loc(f), path, format!("{shown} is not valid PEM: {why}"));
+                return None;
+            }
+        };
+        if rustls::RootCertStore::empty().add(c.clone()).is_err() {
+            r.error(
+                loc(f),
+                path,
+                format!(
+                    "{shown}: certificate {} is not a valid X.509 certificate",
+                    i + 1
+                ),
+            );
+            return None;
+        }
+        der.push(c.to_vec());
+    }
+    if der.is_empty() {
+        let hint = if bytes.first() == Some(&0x30) {
+            " (it looks like DER: convert it with `openssl x509 -inform der -out ca.pem`)"
+        } else {
+            ""
+        };
+        r.error(
+            loc(f),
+            path,
+            format!("{shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----){hint}"),
+        );
+        return None;
+    }
+    Some(CaCerts {
+        path: file,
+        der: der.into(),
     })
 }
 
