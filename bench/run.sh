@@ -65,8 +65,7 @@ exec 9>/tmp/gslb-anchors-bench.lock
 flock -w 1800 9 || die "another benchmark holds /tmp/gslb-anchors-bench.lock"
 
 log "building gslbd (release)"
-(cd "$REPO" && cargo build --release --quiet)
-GSLBD=$REPO/target/release/gslbd
+GSLBD=$("$REPO/contrib/build-gslbd.sh")
 
 # The W1 zone of the shared launchers (www 30 A 127.0.1.1, 127.0.1.2), as a gslbd YAML zone.
 start_gslbd() { # MODE KIND HC DIR PORT

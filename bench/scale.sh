@@ -19,8 +19,7 @@ cleanup() {
 trap cleanup EXIT
 say() { printf '%s\n' "$*" >&2; }
 
-(cd "$REPO" && cargo build --release --quiet --bin gslbd)
-GSLBD=$REPO/target/release/gslbd
+GSLBD=$("$REPO/contrib/build-gslbd.sh")
 
 # zone DIR NAMES POOLED CHECKED [SIZE]: a zone with NAMES static names, or POOLED names on POOLED
 # members 127.1.x.y, in pools of SIZE members (default 1: a pool per name; else names are spread

@@ -60,3 +60,23 @@ fn health_aware_stops_failing_after_detection_and_round_robin_does_not() {
     assert!(svg.contains("round robin") && svg.contains("health-aware"));
     assert!(svg.contains(r##"fill="#bbbbbb""##));
 }
+
+/// The command lines the example's doc comment and README show are accepted.
+#[test]
+fn the_documented_command_lines_parse() {
+    let parse = |a: &[&str]| sim::args(a.iter().map(|s| s.to_string()));
+    let (out, plan) = parse(&[]).unwrap();
+    assert_eq!(out, Path::new("target/compare"));
+    assert_eq!(plan.duration, Duration::from_secs(30));
+    let (out, plan) = parse(&["--out", "docs", "--quick"]).unwrap();
+    assert_eq!(out, Path::new("docs"));
+    assert_eq!(plan.duration, Duration::from_secs(15));
+    assert_eq!(parse(&["--quick"]).unwrap().1.ttl, 2);
+    // `cargo run --example compare -- --out d -- --quick` hands the program a second `--`.
+    assert!(
+        parse(&["--out", "d", "--", "--quick"])
+            .unwrap_err()
+            .contains("one `--`")
+    );
+    assert!(parse(&["--out"]).is_err());
+}

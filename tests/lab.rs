@@ -12,7 +12,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 const RESOLVER: &str = "127.0.53.3:53";
@@ -45,10 +46,24 @@ struct Lab {
 }
 
 impl Lab {
+    /// Run the script as README shows it: it builds gslbd itself and runs what cargo built.
+    /// CARGO_TARGET_DIR points elsewhere than `target/` (the script used to run
+    /// `target/release/gslbd` whatever cargo did): a directory whose `debug` is this test's own
+    /// build, so the dev-profile build the script asks for is already done.
     fn script(&self, action: &str) -> std::process::Output {
+        let profile_dir = std::path::Path::new(env!("CARGO_BIN_EXE_gslbd"))
+            .parent()
+            .expect("the binary's directory");
+        let target = self.dir.path().join("target");
+        if !target.exists() {
+            std::fs::create_dir(&target).unwrap();
+            std::os::unix::fs::symlink(profile_dir, target.join("debug")).unwrap();
+        }
         Command::new(common::root().join("examples/lab/lab.sh"))
             .arg(action)
-            .env("GSLBD", env!("CARGO_BIN_EXE_gslbd"))
+            .env_remove("GSLBD")
+            .env("CARGO_TARGET_DIR", &target)
+            .env("LAB_PROFILE", "dev")
             .env("LAB_DIR", self.dir.path())
             .output()
             .expect("run lab.sh")
@@ -81,11 +96,26 @@ impl Drop for Lab {
 
 /// Ask `server` for `name` A, with RD set.
 fn ask(server: &str, name: &str) -> Option<Message> {
+    ask_from(server, name, None)
+}
+
+/// Ask `server` for `name` A, with RD set and, if given, an EDNS Client Subnet `(addr, len)`.
+fn ask_from(server: &str, name: &str, subnet: Option<(&str, u8)>) -> Option<Message> {
     let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
+    if let Some((addr, len)) = subnet {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            addr.parse().ok()?,
+            len,
+            0,
+        )));
+        m.set_edns(e);
+    }
     let server: SocketAddr = server.parse().ok()?;
     sock.send_to(&m.to_vec().ok()?, server).ok()?;
     let mut buf = [0u8; 4096];
@@ -131,6 +161,10 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
         lab.log("nsd.log"),
         lab.log("unbound.log")
     );
+    // It ran the binary cargo built, and kept talking after the ready check.
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("building gslbd"), "{said}");
+    assert!(said.contains("up; stop with"), "{said}");
     let all = set(&["127.0.53.11", "127.0.53.12", "127.0.53.13"]);
 
     // Through unbound: the parent's CNAME, then gslbd's pool, with RA and without AA.
@@ -155,6 +189,30 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     let direct = ask(GSLBD, "www.gslb.example.test.").expect("no answer from gslbd");
     assert!(direct.metadata.authoritative);
     assert_eq!(addresses(&direct), all);
+
+    // Topology through the resolver's ECS cache (unbound's subnetcache): a 10.2.x client first
+    // gets the outer site, cached for the scope gslbd returns (/15). A 10.1.x client then must
+    // get the inner site, not that cached answer (with the old scope of /8 it got the outer one).
+    let geo = "geo.gslb.example.test.";
+    let direct = ask_from(GSLBD, geo, Some(("10.2.7.0", 24))).expect("no answer from gslbd");
+    let scope = direct
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet))
+        .and_then(|o| match o {
+            EdnsOption::Subnet(s) => Some(s.scope_prefix()),
+            _ => None,
+        });
+    assert_eq!(scope, Some(15), "{direct:?}");
+    for (client, want) in [
+        ("10.2.7.0", "192.0.2.1"),
+        ("10.1.7.0", "192.0.2.2"),
+        ("10.2.9.0", "192.0.2.1"),
+        ("10.1.200.0", "192.0.2.2"),
+    ] {
+        let r = ask_from(RESOLVER, geo, Some((client, 24))).expect("no answer from unbound");
+        assert_eq!(addresses(&r), set(&[want]), "client {client}/24: {r:?}");
+    }
 
     // A backend goes down: gslbd drops it, and once the resolver's cache has run out (TTL ≤ 10 s)
     // the resolved answer no longer has it either.

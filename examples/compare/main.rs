@@ -1,12 +1,13 @@
 //! Round robin versus health-aware DNS, measured on this machine:
 //!
 //! ```sh
-//! cargo run --release --example compare [-- --out DIR] [-- --quick]
+//! cargo run --release --example compare [-- [--out DIR] [--quick]]
 //! ```
 //! Three backends on 127.0.60.1-3, one gslbd serving the same three addresses two ways, 60
 //! clients per way that resolve (caching for the TTL) and connect to the first address, and
 //! backend 2 down from t=5 s to t=20 s. Prints a table per mode and writes `compare.svg`
-//! (failed connects per second) to DIR (default `target/compare`).
+//! (failed connects per second) to DIR (default `target/compare`; README's chart is
+//! `--out docs`).
 
 mod sim;
 
@@ -16,25 +17,10 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let mut out_dir = PathBuf::from("target/compare");
-    let mut plan = sim::Plan::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--out" => match args.next() {
-                Some(d) => out_dir = PathBuf::from(d),
-                None => return usage("--out needs a directory"),
-            },
-            "--quick" => {
-                plan.duration = Duration::from_secs(15);
-                plan.outage_start = Duration::from_secs(3);
-                plan.outage_end = Duration::from_secs(11);
-                plan.ttl = 2;
-                plan.interval = Duration::from_millis(500);
-            }
-            other => return usage(&format!("unknown argument {other:?}")),
-        }
-    }
+    let (out_dir, plan) = match sim::args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => return usage(&e),
+    };
     let Some(bin) = gslbd_binary() else {
         eprintln!("compare: cannot find or build the gslbd binary");
         return ExitCode::FAILURE;
@@ -88,7 +74,7 @@ fn main() -> ExitCode {
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!(
-        "compare: {msg}\nusage: cargo run --release --example compare [-- --out DIR] [--quick]"
+        "compare: {msg}\nusage: cargo run --release --example compare [-- [--out DIR] [--quick]]"
     );
     ExitCode::from(2)
 }

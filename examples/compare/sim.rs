@@ -78,6 +78,32 @@ impl Default for Plan {
     }
 }
 
+/// The command line after `--`: `[--out DIR] [--quick]`, in any order. Returns the chart's
+/// directory (default `target/compare`) and the plan.
+pub fn args(args: impl IntoIterator<Item = String>) -> Result<(PathBuf, Plan), String> {
+    let mut out_dir = PathBuf::from("target/compare");
+    let mut plan = Plan::default();
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => match args.next() {
+                Some(d) => out_dir = PathBuf::from(d),
+                None => return Err("--out needs a directory".into()),
+            },
+            "--quick" => {
+                plan.duration = Duration::from_secs(15);
+                plan.outage_start = Duration::from_secs(3);
+                plan.outage_end = Duration::from_secs(11);
+                plan.ttl = 2;
+                plan.interval = Duration::from_millis(500);
+            }
+            "--" => return Err("one `--` is enough: cargo passes what follows it".into()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok((out_dir, plan))
+}
+
 /// One connect attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {

@@ -13,13 +13,16 @@
 # Needs: nsd, unbound, python3, dig (Debian: apt-get install nsd unbound python3 bind9-dnsutils)
 # and root (or CAP_NET_BIND_SERVICE) for port 53: resolvers only speak to port 53.
 # Everything it starts is recorded in $LAB_DIR/pids and stopped by PID on `down` (and when
-# `demo` ends or fails). GSLBD=path/to/gslbd picks the binary (default: target/release/gslbd,
-# built if missing). LAB_DIR defaults to target/lab.
+# `demo` ends or fails). GSLBD=path/to/gslbd picks the binary (default: the release build,
+# built by cargo, wherever CARGO_TARGET_DIR puts it; LAB_PROFILE=dev for a debug build). LAB_DIR
+# defaults to target/lab.
+# unbound runs its ECS cache (subnetcache) and sends EDNS Client Subnet to gslbd, so the lab
+# also shows topology answers cached per client subnet (geo.gslb.example.test).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 LAB_DIR=${LAB_DIR:-$ROOT/target/lab}
-GSLBD=${GSLBD:-$ROOT/target/release/gslbd}
+GSLBD=${GSLBD:-}
 GSLBD_IP=127.0.53.1 NSD_IP=127.0.53.2 RESOLVER_IP=127.0.53.3
 BACKENDS=(127.0.53.11 127.0.53.12 127.0.53.13)
 
@@ -67,14 +70,13 @@ wait_pool() {
 
 # Wait (at most ~10 s) until gslbd says its first probe round is done (/readyz): before that,
 # members not yet probed are answered (fail open), so an answer says nothing about health.
+# The request runs in a subshell: an `exec 2>/dev/null` here would silence the script for good.
 wait_ready() {
     for _ in $(seq 1 100); do
-        if exec 3<>"/dev/tcp/$GSLBD_IP/8053" 2>/dev/null; then
-            printf 'GET /readyz HTTP/1.0\r\nHost: gslbd\r\n\r\n' >&3
-            status=$(head -1 <&3)
-            exec 3<&-
-            case $status in *" 200"*) return 0 ;; esac
-        fi
+        status=$( (exec 3<>"/dev/tcp/$GSLBD_IP/8053" &&
+            printf 'GET /readyz HTTP/1.0\r\nHost: gslbd\r\n\r\n' >&3 &&
+            head -1 <&3) 2>/dev/null) || true
+        case $status in *" 200"*) return 0 ;; esac
         sleep 0.1
     done
     die "gslbd never became ready (see $LAB_DIR/gslbd.log)"
@@ -88,7 +90,11 @@ start() { # name, then the command; records the PID
 
 up() {
     need
-    [ -x "$GSLBD" ] || { say "building gslbd"; cargo build --release --quiet --bin gslbd; }
+    if [ -z "$GSLBD" ]; then
+        say "building gslbd"
+        GSLBD=$("$ROOT/contrib/build-gslbd.sh" "${LAB_PROFILE:-release}") || die "cannot build gslbd"
+    fi
+    [ -x "$GSLBD" ] || die "GSLBD=$GSLBD is not an executable"
     [ ! -s "$LAB_DIR/pids" ] || die "already up (examples/lab/lab.sh down first)"
     mkdir -p "$LAB_DIR/www" "$LAB_DIR/nsd" "$LAB_DIR/unbound"
     : >"$LAB_DIR/pids"
@@ -158,7 +164,10 @@ server:
     logfile: ""
     do-ip6: no
     do-not-query-localhost: no
-    module-config: "iterator"
+    module-config: "subnetcache iterator"
+    # EDNS Client Subnet towards gslbd (RFC 7871), with answers cached per the scope it returns.
+    send-client-subnet: $GSLBD_IP
+    max-client-subnet-ipv4: 24
     local-zone: "test." nodefault
     domain-insecure: "test."
     verbosity: 1
@@ -201,6 +210,12 @@ show() {
     dig +norec @"$NSD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
     say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A # gslbd answers with authority (aa)"
     dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    say "\$ dig +norec @$GSLBD_IP +subnet=10.2.7.0/24 geo.gslb.example.test A  # the outer site, valid for 10.2.0.0/15"
+    dig +norec @"$GSLBD_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep -E 'CLIENT-SUBNET|^geo'
+    say "\$ dig @$RESOLVER_IP +subnet=10.2.7.0/24 geo.gslb.example.test A   # through unbound's ECS cache"
+    dig @"$RESOLVER_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep '^geo'
+    say "\$ dig @$RESOLVER_IP +subnet=10.1.7.0/24 geo.gslb.example.test A   # the inner site, not the cached answer"
+    dig @"$RESOLVER_IP" +subnet=10.1.7.0/24 geo.gslb.example.test A | grep '^geo'
     local pid
     pid=$(awk '$2 == "www-127.0.53.12" { print $1 }' "$LAB_DIR/pids")
     say "stopping the web server on 127.0.53.12 (PID $pid); gslbd notices within interval × fall"
