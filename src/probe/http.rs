@@ -3,11 +3,9 @@
 //! followed and no connection is reused between probes, so each probe sees the member as a new
 //! client would.
 //!
-//! HTTPS verifies the server's certificate against the system's CA store (reqwest's
-//! rustls-platform-verifier: on Linux the bundle OpenSSL would use, e.g.
-//! `/etc/ssl/certs/ca-certificates.crt`, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set; read when
-//! the probe's client is built), or only against the check's `ca_file:` when it has one. A
-//! failed handshake is reported in an operator's words (`certificate: expired`), not rustls's.
+//! HTTPS verifies the server's certificate as [`super::tls`] configures it (the system's CA
+//! store, or only the check's `ca_file:`). A failed handshake is reported in an operator's
+//! words (`certificate: expired`), not rustls's.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -26,16 +24,8 @@ pub fn client(h: &HttpCheck, addr: IpAddr) -> Option<reqwest::Client> {
         .pool_max_idle_per_host(0)
         .no_proxy()
         .tls_danger_accept_invalid_certs(!h.verify_tls);
-    if let Some(ca) = &h.ca
-        && h.verify_tls
-    {
-        // Instead of the system's store, like `curl --cacert`: a private CA is all a member
-        // needs, and a public CA is then not enough.
-        let certs = ca
-            .der
-            .iter()
-            .filter_map(|d| reqwest::Certificate::from_der(d).ok());
-        b = b.tls_certs_only(certs);
+    if h.tls && h.verify_tls {
+        b = b.tls_backend_preconfigured(super::tls::config(h)?);
     }
     if let Some(host) = &h.host {
         // Resolve the configured name to this member only: Host and SNI stay the name.
@@ -192,11 +182,12 @@ pub(crate) fn tls_reason(e: &rustls::Error, name: &str) -> String {
         }
         // webpki's errors without a rustls variant, by their `Debug` names. `CaUsedAsEndEntity`:
         // the server sent a CA certificate as its own, which is what a self-signed certificate
-        // made the usual way (`openssl req -x509`) is. A self-signed certificate without the CA
-        // flag comes as `UnknownIssuer`, and the error does not carry the certificate, so it
-        // cannot be told from one issued by a CA we do not know.
+        // made the usual way (`openssl req -x509`) is. One without the CA flag comes as
+        // `UnknownIssuer`, which `probe::tls` turns into its `SelfSigned` error.
         C::Other(o) => match o.0.to_string().as_str() {
             "CaUsedAsEndEntity" => "self-signed".into(),
+            // probe::tls found a bare self-signed certificate behind `UnknownIssuer`.
+            "self-signed" => "self-signed".into(),
             // rustls-platform-verifier's words for a certificate without the serverAuth purpose
             "certificate had invalid extensions" => "not for server authentication".into(),
             other => short(&words(other)),

@@ -13,6 +13,7 @@ mod file;
 pub(crate) mod http;
 pub mod load;
 mod tcp;
+mod tls;
 
 use std::net::IpAddr;
 use std::sync::Arc;
