@@ -16,7 +16,8 @@
 //! The API never touches the table: it sends a request to the writer and waits for its reply,
 //! so an override is live and saved (atomically) before the API answers. Writes need
 //! `Authorization: Bearer <token>` when a token file is configured. Errors are JSON
-//! `{"error": "..."}` with a 4xx status; nothing is half-applied.
+//! `{"error": "..."}` with a 4xx status for a bad request, 500 when the server could not do
+//! what was asked (an override it cannot save is not applied); nothing is half-applied.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -38,13 +39,24 @@ pub enum Request {
     Override {
         target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<Duration>)>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), OverrideError>>,
     },
     Reload(oneshot::Sender<Result<String, String>>),
     Explain(
         crate::table::Question,
         oneshot::Sender<Result<serde_json::Value, String>>,
     ),
+}
+
+/// Why an override was not set or cleared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    /// The request names no configured member or site, or nothing to clear (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The server could not save it in `state_dir`, so it was not applied (500).
+    #[error("{0}")]
+    NotSaved(String),
 }
 
 #[derive(Clone)]
@@ -213,16 +225,18 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
     };
     let reason = change.reason.unwrap_or_default();
     let change = match action {
-        "drain" => Some((OverrideKind::Drain, reason, expires)),
-        "force-up" => Some((OverrideKind::ForceUp, reason, expires)),
-        "force-down" => Some((OverrideKind::ForceDown, reason, expires)),
         "undrain" | "clear" => None,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("{other:?} is not an action: drain, undrain, force-up, force-down, clear"),
-            );
-        }
+        other => match other.parse::<OverrideKind>() {
+            Ok(kind) => Some((kind, reason, expires)),
+            Err(_) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "{other:?} is not an action: drain, undrain, force-up, force-down, clear"
+                    ),
+                );
+            }
+        },
     };
     let (tx, rx) = oneshot::channel();
     if api
@@ -245,7 +259,10 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
             };
             Json(what).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Ok(Err(e @ OverrideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ OverrideError::NotSaved(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }

@@ -40,8 +40,30 @@ pub enum Action {
     },
 }
 
-/// Run one action against `api` (e.g. `http://127.0.0.1:8053`). Returns the text to print.
+/// The admin API's base URL from what an operator types: a URL (`http://127.0.0.1:8053`), or
+/// `ADDR:PORT` as `serve --api` and `api.listen` take it (`127.0.0.1:8053`, `[::1]:8053`).
+pub fn api_url(api: &str) -> Result<String, String> {
+    let given = api.trim();
+    let url = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("http://{given}")
+    };
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!(
+            "{given:?} is not the admin API's address: give ADDR:PORT (127.0.0.1:8053, \
+             [::1]:8053) or a URL (http://127.0.0.1:8053)"
+        )),
+    }
+}
+
+/// Run one action against `api` (e.g. `http://127.0.0.1:8053` or `127.0.0.1:8053`). Returns
+/// the text to print.
 pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<String, String> {
+    let api = api_url(api)?;
     let token = match token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -61,7 +83,7 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        let base = api.trim_end_matches('/');
+        let base = api.as_str();
         let req = match &action {
             Action::Status { .. } => client.get(format!("{base}/v1/status")),
             Action::Member {
@@ -287,8 +309,28 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
+/// When an override ends: `expires 2026-12-01T22:10:00Z, 9m left` (UTC, whole seconds).
+fn expiry(expires_unix: u64, now_unix: u64) -> String {
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(expires_unix));
+    match expires_unix.checked_sub(now_unix) {
+        Some(left) if left > 0 => {
+            // Minutes are enough once there are some; the seconds would only be noise.
+            let left = if left >= 60 { left - left % 60 } else { left };
+            format!(
+                "expires {at}, {} left",
+                humantime::format_duration(Duration::from_secs(left))
+            )
+        }
+        _ => format!("expires {at}, due now"),
+    }
+}
+
 /// `/v1/status` as a table an operator can read.
 fn table(v: &Value) -> String {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut rows = vec![
         ["ZONE", "POOL", "MEMBER", "STATUS", "OVERRIDE", "CHECKS"]
             .map(String::from)
@@ -300,11 +342,20 @@ fn table(v: &Value) -> String {
                 let describe = |o: &serde_json::Map<String, Value>, by: &str| {
                     let reason = o.get("reason").and_then(Value::as_str).unwrap_or("");
                     let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
+                    let mut notes = Vec::new();
                     match (reason.is_empty(), by.is_empty()) {
-                        (true, true) => kind.to_string(),
-                        (true, false) => format!("{kind} ({by})"),
-                        (false, true) => format!("{kind} ({reason})"),
-                        (false, false) => format!("{kind} ({by}: {reason})"),
+                        (true, true) => {}
+                        (true, false) => notes.push(by.to_string()),
+                        (false, true) => notes.push(reason.to_string()),
+                        (false, false) => notes.push(format!("{by}: {reason}")),
+                    }
+                    if let Some(t) = o.get("expires_unix").and_then(Value::as_u64) {
+                        notes.push(expiry(t, now_unix));
+                    }
+                    if notes.is_empty() {
+                        kind.to_string()
+                    } else {
+                        format!("{kind} ({})", notes.join(", "))
                     }
                 };
                 let ov = match (&m["override"], &m["site_override"]) {
@@ -362,4 +413,57 @@ fn table(v: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_is_a_url_or_addr_port() {
+        for (given, want) in [
+            ("127.0.0.1:8053", "http://127.0.0.1:8053"),
+            ("[::1]:8053", "http://[::1]:8053"),
+            ("http://127.0.0.1:8053/", "http://127.0.0.1:8053"),
+            ("https://gslb.example:8443", "https://gslb.example:8443"),
+            ("localhost:8053", "http://localhost:8053"),
+        ] {
+            assert_eq!(api_url(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in ["", "ftp://x:1", "::1:8053:x", "http://"] {
+            let e = api_url(bad).unwrap_err();
+            assert!(e.contains("ADDR:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn status_shows_when_an_override_ends() {
+        let v = serde_json::json!({ "zones": [{ "zone": "a.test.", "pools": [{ "pool": "web",
+            "members": [
+                { "address": "192.0.2.1", "status": "up", "checks": [],
+                  "override": { "kind": "drain", "reason": "patching", "set_unix": 1,
+                                "expires_unix": 4_000_000_000u64 } },
+                { "address": "192.0.2.2", "status": "up", "checks": [], "site": "fra",
+                  "site_override": { "kind": "force-down", "reason": "", "set_unix": 1,
+                                     "expires_unix": null } },
+            ] }] }] });
+        let t = table(&v);
+        assert!(
+            t.contains("drain (patching, expires 2096-10-02T07:06:40Z, "),
+            "{t}"
+        );
+        assert!(t.contains("force-down (site fra)  "), "{t}");
+        assert_eq!(
+            expiry(1_000, 1_000 - 599),
+            "expires 1970-01-01T00:16:40Z, 9m left"
+        );
+        assert_eq!(
+            expiry(1_000, 1_000 - 59),
+            "expires 1970-01-01T00:16:40Z, 59s left"
+        );
+        assert_eq!(
+            expiry(1_000, 2_000),
+            "expires 1970-01-01T00:16:40Z, due now"
+        );
+    }
 }

@@ -47,6 +47,11 @@ pub enum Error {
         proto: &'static str,
         source: std::io::Error,
     },
+    /// EACCES on a port below `net.ipv4.ip_unprivileged_port_start`: say how to get the right.
+    #[error(
+        "binding {addr} needs root or CAP_NET_BIND_SERVICE: run as root with `user:` in gslbd.yaml (gslbd drops to that user after binding), or grant the capability (setcap cap_net_bind_service=+ep {exe}, or AmbientCapabilities= in the systemd unit)"
+    )]
+    PrivilegedPort { addr: SocketAddr, exe: String },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -80,15 +85,32 @@ struct Bound {
     udp: Vec<std::net::UdpSocket>,
 }
 
+/// Why `addr` could not be bound. Permission denied on a privileged port is not a puzzle:
+/// the error says how to get the right (the kernel checks it before whether the port is free).
+fn bind_error(addr: SocketAddr, proto: &'static str, source: std::io::Error) -> Error {
+    let unprivileged_from =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if source.kind() == std::io::ErrorKind::PermissionDenied
+        && addr.port() != 0
+        && addr.port() < unprivileged_from
+    {
+        let exe = std::env::current_exe()
+            .map_or_else(|_| "/path/to/gslbd".into(), |p| p.display().to_string());
+        return Error::PrivilegedPort { addr, exe };
+    }
+    Error::Bind {
+        addr,
+        proto,
+        source,
+    }
+}
+
 /// Bind TCP first (port 0 picks a free port), then the UDP group on the same port.
 fn bind(addr: SocketAddr, threads: usize) -> Result<Bound, Error> {
-    let err = |proto| {
-        move |source| Error::Bind {
-            addr,
-            proto,
-            source,
-        }
-    };
+    let err = |proto| move |source| bind_error(addr, proto, source);
     let tcp = tcp::bind(addr).map_err(err("tcp"))?;
     let addr = tcp.local_addr().map_err(err("tcp"))?;
     let udp = (0..threads)
@@ -137,8 +159,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let mut table = table;
     match state::load_overrides(&state_dir) {
         Ok(saved) => {
+            let now = unix_now();
             for (target, o) in saved.iter() {
-                tracing::info!(target = %target, "override restored: {target} {:?} ({})", o.kind, o.reason);
+                tracing::info!(target = %target, "override restored: {target} {}", o.describe(now));
                 table.set_override(&target, Some(o.clone()));
             }
         }
@@ -239,11 +262,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
             zone_count,
             table.probes().count(),
         );
-        let api_listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|source| Error::Bind {
-            addr: api_addr,
-            proto: "tcp (admin API)",
-            source,
-        })?;
+        let api_listener = tokio::net::TcpListener::bind(api_addr)
+            .await
+            .map_err(|source| bind_error(api_addr, "tcp (admin API)", source))?;
         let api_bound = api_listener.local_addr().map_err(Error::Runtime)?;
         // Every socket is bound: no more need for root, and no prober has started yet.
         if let Some(user) = &cfg.server.user {
@@ -263,6 +284,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             table,
             opts.sources.clone(),
             cfg.server.listen.clone(),
+            opts.listen.clone(),
             Inbox {
                 commands: cmd_rx,
                 api: api_rx,
@@ -286,7 +308,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
         let _ = h.join();
     }
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    tracing::info!("stopped");
+    // An error is logged by the caller, and it was no orderly stop: say nothing that claims one
+    // (a "stopped" line before the error would send an operator looking for who stopped it).
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
     result
 }
 
@@ -333,7 +359,10 @@ const REPORT_QUEUE: usize = 1024;
 struct Writer {
     table: Table,
     sources: Sources,
+    /// The addresses listened on, which a reload cannot change.
     listen: Vec<SocketAddr>,
+    /// `--listen`: when given, it replaced the config's `listen`, and does so on reload too.
+    cli_listen: Vec<SocketAddr>,
     state_dir: std::path::PathBuf,
     probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>>,
     load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>>,
@@ -360,7 +389,13 @@ impl Writer {
             }
             Err(diags) => return Err(diags.to_string()),
         };
-        if cfg.server.listen != self.listen {
+        // Compare what a restart with the same command line would listen on.
+        let wanted = if self.cli_listen.is_empty() {
+            &cfg.server.listen
+        } else {
+            &self.cli_listen
+        };
+        if *wanted != self.listen {
             tracing::warn!("reload: listen addresses changed; they take effect on restart");
         }
         cfg.server.listen = self.listen.clone();
@@ -406,21 +441,22 @@ impl Writer {
         &mut self,
         target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), admin::OverrideError> {
+        use admin::OverrideError::{NotFound, NotSaved};
         if change.is_some() {
             match &target {
                 OverrideTarget::Member(a) if !self.table.is_member(*a) => {
-                    return Err(format!("{a} is not a member of any pool"));
+                    return Err(NotFound(format!("{a} is not a member of any pool")));
                 }
                 OverrideTarget::Site(s) if !self.table.is_site(s) => {
-                    return Err(format!("{s:?} is not a site of any zone"));
+                    return Err(NotFound(format!("{s:?} is not a site of any zone")));
                 }
                 _ => {}
             }
         }
         let previous = self.table.overrides().get(&target).cloned();
         if change.is_none() && previous.is_none() {
-            return Err(format!("{target} has no override"));
+            return Err(NotFound(format!("{target} has no override")));
         }
         let now = unix_now();
         let ov = change.map(|(kind, reason, expires)| Override {
@@ -433,14 +469,16 @@ impl Writer {
         if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
             // Not saved means not done: put the previous one back.
             self.table.set_override(&target, previous);
-            return Err(format!(
-                "cannot save overrides in {}: {e}",
-                self.state_dir.display()
-            ));
+            let msg = format!(
+                "cannot save overrides to {}: {e}; the override was not applied",
+                state::overrides_path(&self.state_dir).display()
+            );
+            tracing::error!(target = %target, "override of {target} refused: {msg}");
+            return Err(NotSaved(msg));
         }
         match &ov {
             Some(o) => {
-                tracing::info!(target = %target, "override: {target} {:?} ({})", o.kind, o.reason)
+                tracing::info!(target = %target, "override: {target} {}", o.describe(now))
             }
             None => tracing::info!(target = %target, "override: {target} cleared"),
         }
@@ -494,6 +532,7 @@ async fn writer(
     table: Table,
     sources: Sources,
     listen: Vec<SocketAddr>,
+    cli_listen: Vec<SocketAddr>,
     inbox: Inbox,
     probe_rt: tokio::runtime::Handle,
 ) {
@@ -528,6 +567,7 @@ async fn writer(
         table,
         sources,
         listen,
+        cli_listen,
         state_dir,
         probers,
         load_probers,
@@ -588,7 +628,8 @@ async fn writer(
                 if w.table.expire_overrides(unix_now()) {
                     tracing::info!("override expired");
                     if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
-                        tracing::warn!("cannot save overrides: {e}");
+                        let path = state::overrides_path(&w.state_dir);
+                        tracing::warn!("cannot save overrides to {}: {e}", path.display());
                     }
                 }
             }
@@ -668,6 +709,52 @@ fn set_check_gauge(table: &Table, key: &ProbeKey) {
 
 fn save(table: &Table, dir: &std::path::Path) {
     if let Err(e) = state::save_health(dir, table.probes().map(|(k, s)| (&**k, s.status))) {
-        tracing::warn!("cannot save last-known health in {}: {e}", dir.display());
+        let path = state::health_path(dir);
+        tracing::warn!("cannot save last-known health to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_privileged_port_says_how_to_get_the_right() {
+        let addr: SocketAddr = "0.0.0.0:53".parse().unwrap();
+        let e = Error::PrivilegedPort {
+            addr,
+            exe: "/usr/local/bin/gslbd".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "binding 0.0.0.0:53 needs root or CAP_NET_BIND_SERVICE: run as root with `user:` in \
+             gslbd.yaml (gslbd drops to that user after binding), or grant the capability \
+             (setcap cap_net_bind_service=+ep /usr/local/bin/gslbd, or AmbientCapabilities= in \
+             the systemd unit)"
+        );
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        // Whatever the sysctl says, port 1 is privileged unless it is 0 (then EACCES is not
+        // about the port, and the plain error is right).
+        let low: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        match bind_error(low, "udp", denied()) {
+            Error::PrivilegedPort { addr, exe } => {
+                assert_eq!(addr, low);
+                assert!(exe.contains("daemon") || exe.contains("gslbd"), "{exe}");
+            }
+            Error::Bind { .. } => {
+                let start =
+                    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+                assert_eq!(start.ok().map(|s| s.trim().to_string()), Some("0".into()));
+            }
+            other => panic!("{other}"),
+        }
+        // A high port, or another error, is reported as it is.
+        let high: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        assert!(matches!(
+            bind_error(high, "udp", denied()),
+            Error::Bind { .. }
+        ));
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert!(matches!(bind_error(low, "tcp", in_use), Error::Bind { .. }));
     }
 }

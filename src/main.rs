@@ -59,8 +59,13 @@ enum Command {
 
 #[derive(Args)]
 struct Conn {
-    /// The admin API.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8053")]
+    /// The admin API: ADDR:PORT as `serve --api` takes it, or a URL.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT|URL",
+        default_value = "http://127.0.0.1:8053",
+        value_parser = gslbd::ctl::api_url
+    )]
     api: String,
     /// File holding the bearer token for writes.
     #[arg(long, value_name = "FILE")]

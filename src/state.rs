@@ -89,6 +89,13 @@ pub fn save_health<'a>(
 /// Replace `path` with `bytes` so that readers and crashes see the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // create_dir_all would say "File exists", which sends an operator looking in the wrong place.
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
     {
@@ -105,6 +112,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 const OVERRIDES_FILE: &str = "overrides.json";
+
+pub fn overrides_path(dir: &Path) -> PathBuf {
+    dir.join(OVERRIDES_FILE)
+}
 
 #[derive(Serialize, Deserialize)]
 struct OverridesFile {
@@ -124,12 +135,12 @@ pub fn save_overrides(dir: &Path, overrides: &Overrides) -> std::io::Result<()> 
         sites: overrides.sites.clone(),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(OVERRIDES_FILE), &bytes)
+    write_atomic(&overrides_path(dir), &bytes)
 }
 
 /// Overrides saved by an earlier run (none if there is no file).
 pub fn load_overrides(dir: &Path) -> Result<Overrides, String> {
-    let path = dir.join(OVERRIDES_FILE);
+    let path = overrides_path(dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),

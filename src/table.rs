@@ -438,6 +438,38 @@ pub enum OverrideKind {
     ForceDown,
 }
 
+impl OverrideKind {
+    /// The word operators use: in the API's paths, `gslbd ctl`, the status JSON and the logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OverrideKind::Drain => "drain",
+            OverrideKind::ForceUp => "force-up",
+            OverrideKind::ForceDown => "force-down",
+        }
+    }
+}
+
+impl std::fmt::Display for OverrideKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OverrideKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "drain" => Ok(OverrideKind::Drain),
+            "force-up" => Ok(OverrideKind::ForceUp),
+            "force-down" => Ok(OverrideKind::ForceDown),
+            other => Err(format!(
+                "{other:?} is not an override: drain, force-up or force-down"
+            )),
+        }
+    }
+}
+
 /// What an override applies to: one member address (in every pool), or every member placed
 /// in a site of that name (in every zone). A member's own override wins over its site's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +547,24 @@ pub struct Override {
     /// Seconds since the Unix epoch when it was set, and when it ends (if ever).
     pub set_unix: u64,
     pub expires_unix: Option<u64>,
+}
+
+impl Override {
+    /// For the logs: `drain (patching), expires in 10m` (`now_unix` in seconds since the epoch).
+    pub fn describe(&self, now_unix: u64) -> String {
+        let mut out = self.kind.to_string();
+        if !self.reason.is_empty() {
+            out.push_str(&format!(" ({})", self.reason));
+        }
+        if let Some(t) = self.expires_unix {
+            let left = std::time::Duration::from_secs(t.saturating_sub(now_unix));
+            out.push_str(&format!(
+                ", expires in {}",
+                humantime::format_duration(left)
+            ));
+        }
+        out
+    }
 }
 
 /// One load source: an address and how to ask it. Pools that share it share its reports.
@@ -1027,11 +1077,7 @@ impl Table {
         let m = &self.metrics.overrides;
         m.clear();
         for (_, o) in self.overrides.iter() {
-            let kind = match o.kind {
-                OverrideKind::Drain => "drain",
-                OverrideKind::ForceUp => "force-up",
-                OverrideKind::ForceDown => "force-down",
-            };
+            let kind = o.kind.as_str();
             m.get_or_create(&crate::metrics::KindLabels { kind }).inc();
         }
     }
@@ -1316,6 +1362,35 @@ fn is_strict_descendant(name: &[u8], ancestor: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_are_named_as_the_api_names_them() {
+        for kind in [
+            OverrideKind::Drain,
+            OverrideKind::ForceUp,
+            OverrideKind::ForceDown,
+        ] {
+            let word = kind.to_string();
+            assert_eq!(word.parse::<OverrideKind>(), Ok(kind));
+            // the same word as in overrides.json and the status JSON
+            assert_eq!(serde_json::to_value(kind).unwrap(), word.as_str());
+        }
+        assert!("Drain".parse::<OverrideKind>().is_err());
+        let o = Override {
+            kind: OverrideKind::Drain,
+            reason: "patching".into(),
+            set_unix: 1000,
+            expires_unix: Some(1600),
+        };
+        assert_eq!(o.describe(1000), "drain (patching), expires in 10m");
+        let o = Override {
+            kind: OverrideKind::ForceDown,
+            reason: String::new(),
+            set_unix: 1000,
+            expires_unix: None,
+        };
+        assert_eq!(o.describe(1000), "force-down");
+    }
 
     #[test]
     fn wire_names_and_descendants() {

@@ -74,7 +74,7 @@ fn drain_takes_effect_at_once_and_survives_kill_9() {
     let s = Server::start(d.path(), &[]);
     assert!(
         s.log()
-            .contains("override restored: 192.0.2.2 Drain (patching)"),
+            .contains("override restored: 192.0.2.2 drain (patching), expires in "),
         "{}",
         s.log()
     );
@@ -281,13 +281,20 @@ fn ctl_drains_shows_and_fails_clearly() {
     assert!(out.contains("192.0.2.2: drain done"), "{out}");
     assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.3"]));
 
+    // logged in the words of the command line, with when it ends
+    s.wait_log("override: 192.0.2.2 drain (patching), expires in 2h", 5);
     let (code, out, _) = ctl(&["--api", &api, "status"]);
     assert_eq!(code, 0);
     let row = out
         .lines()
         .find(|l| l.contains("192.0.2.2"))
         .expect("a row for the member");
-    assert!(row.contains("drain (patching)"), "{out}");
+    // e.g. `drain (patching, expires 2026-12-01T23:10:00Z, 1h 59m left)`
+    assert!(row.contains("drain (patching, expires 20"), "{out}");
+    assert!(
+        row.contains("Z, 1h 59m left)") || row.contains("Z, 2h left)"),
+        "{out}"
+    );
     assert!(out.lines().next().unwrap().starts_with("ZONE"), "{out}");
     let (_, json, _) = ctl(&["--api", &api, "status", "--json"]);
     assert!(
@@ -314,6 +321,102 @@ fn ctl_drains_shows_and_fails_clearly() {
     let (code, _, err) = ctl(&["--api", "http://127.0.0.1:9", "status"]);
     assert_eq!((code, err.lines().count()), (1, 1), "{err}");
     assert!(err.contains("is gslbd serve running?"), "{err}");
+}
+
+#[test]
+fn ctl_and_explain_take_the_api_as_addr_port_like_serve() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let s = Server::start(d.path(), &[]);
+    // `serve --api 127.0.0.1:8053` style, not a URL
+    let addr = s.api().trim_start_matches("http://").to_string();
+    let (code, out, err) = ctl(&["--api", &addr, "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ZONE"), "{out}");
+    assert!(out.contains("192.0.2.1"), "{out}");
+    let (code, out, err) = ctl(&[
+        "--api",
+        &addr,
+        "force-down",
+        "192.0.2.1",
+        "--reason",
+        "test",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("192.0.2.1: force-down done"), "{out}");
+    s.wait_log("override: 192.0.2.1 force-down (test)", 5);
+    let o = std::process::Command::new(common::BIN)
+        .args([
+            "explain",
+            "www.a.test.",
+            "--client",
+            "192.0.2.99",
+            "--api",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("www.a.test."), "{out}");
+    // something that is neither: a usage error that says what is wanted
+    let (code, _, err) = ctl(&["--api", "not an address", "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ADDR:PORT"), "{err}");
+}
+
+#[test]
+fn an_override_that_cannot_be_saved_is_a_server_error_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    std::fs::write(d.path().join("gslbd.yaml"), "state_dir: var/state\n").unwrap();
+    let s = Server::start(d.path(), &[]);
+    // After the start (which checks state_dir), `var` becomes a regular file: no directory can
+    // be made under it, whoever we are (the tests run as root, whom modes do not stop).
+    let var = d.path().join("var");
+    if var.exists() {
+        std::fs::remove_dir_all(&var).unwrap();
+    }
+    std::fs::write(&var, "not a directory").unwrap();
+    let (code, body) = s.http(
+        "POST",
+        "/v1/members/192.0.2.2/drain",
+        r#"{"reason": "patching"}"#,
+        None,
+    );
+    assert_eq!(code, 500, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("cannot save overrides to var/state/overrides.json: ")
+            && msg.contains("Not a directory")
+            && msg.contains("not applied"),
+        "{msg}"
+    );
+    // not applied, and the server goes on
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]));
+    let (code, status) = s.http("GET", "/v1/status", "", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        v["zones"][0]["pools"][0]["members"][1]["override"].is_null(),
+        "{v:#}"
+    );
+    s.wait_log("override of 192.0.2.2 refused", 5);
+    // the command line says so in one line, with the status
+    let (code, _, err) = ctl(&["--api", &s.api(), "drain", "192.0.2.2"]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(
+        err.contains("var/state/overrides.json") && err.contains("(500)"),
+        "{err}"
+    );
+    // once the directory can be made again, the same request works
+    std::fs::remove_file(&var).unwrap();
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.2/drain", "", None).0,
+        200
+    );
+    assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.3"]));
 }
 
 /// The value of one sample line of the text exposition, 0 if absent.

@@ -327,3 +327,127 @@ fn large_zones_load() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("60001 static record(s)"));
 }
+
+#[test]
+fn duplicate_keys_name_the_key_and_its_second_place() {
+    let d = zones(&[(
+        "d.yaml",
+        &format!(
+            "{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\n  www: {{ A: [192.0.2.2] }}\n  www: {{ A: [192.0.2.3] }}\n"
+        ),
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "zones/d.yaml:7:3: duplicate key \"www\": each key may appear once in a mapping"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
+    assert!(!err.contains("Options"), "{err}");
+}
+
+#[test]
+fn a_single_value_is_a_list_of_one_with_its_own_place() {
+    let d = zones(&[(
+        "s.yaml",
+        &format!(
+            "{GOOD_HEAD}records:\n  ns1: {{ A: 192.0.2.1 }}\n  www:\n    A: 192.0.2.300\n    MX: \"10\"\n    TXT: [a, b]\n"
+        ),
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for want in [
+        "zones/s.yaml:7:8: records.www.A[0]: \"192.0.2.300\" is not an IPv4 address",
+        "zones/s.yaml:8:9: records.www.MX[0]: \"10\" is not MX data",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.ends_with("2 error(s)\n"), "{err}");
+    // a mapping is neither a value nor a list
+    let d = zones(&[(
+        "s.yaml",
+        &format!("{GOOD_HEAD}records:\n  ns1: {{ A: {{ x: 1 }} }}\n"),
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("a value or a list of values"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_written_is_an_error() {
+    let head = format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\n");
+    let d = zones(&[("t.yaml", &head)]);
+    // A path under a regular file can be made by nobody, root included (tests run as root,
+    // whom permission bits do not stop).
+    std::fs::write(d.path().join("blocker"), "a file").unwrap();
+    std::fs::write(
+        d.path().join("gslbd.yaml"),
+        "listen: [\"127.0.0.1:5353\"]\nstate_dir: blocker/state\n",
+    )
+    .unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "gslbd.yaml:2:12: state_dir: blocker/state cannot be created: blocker is not a directory"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // the state directory itself being a file
+    std::fs::write(d.path().join("gslbd.yaml"), "state_dir: blocker\n").unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gslbd.yaml:1:12: state_dir: blocker is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    // one that does not exist yet but can be made is fine (serve makes it), and so is one that is
+    std::fs::write(d.path().join("gslbd.yaml"), "state_dir: var/lib/state\n").unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!d.path().join("var").exists(), "check must not create it");
+    std::fs::create_dir(d.path().join("state")).unwrap();
+    std::fs::write(d.path().join("gslbd.yaml"), "state_dir: state\n").unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn a_state_dir_the_configured_user_cannot_write_is_an_error() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: judging for another user needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let head = format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\n");
+    let d = zones(&[("t.yaml", &head)]);
+    let state = d.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        d.path().join("gslbd.yaml"),
+        "user: nobody\nstate_dir: state\n",
+    )
+    .unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gslbd.yaml:2:12: state_dir: state is not writable by user nobody"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

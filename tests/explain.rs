@@ -248,7 +248,7 @@ fn draining_a_site_moves_its_clients_and_survives_kill_9() {
     let s = Server::start(d.path(), &[]);
     assert!(
         s.log()
-            .contains("override restored: site fra Drain (datacenter move)"),
+            .contains("override restored: site fra drain (datacenter move)"),
         "{}",
         s.log()
     );

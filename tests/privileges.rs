@@ -124,3 +124,67 @@ fn an_unknown_user_is_a_config_error() {
         "{err}"
     );
 }
+
+#[test]
+fn binding_a_privileged_port_without_the_right_says_how_to_get_it() {
+    // Run as nobody, from root, with util-linux's setpriv (no capabilities are kept).
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (Some(setpriv), true) = (setpriv, root) else {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "needs root and setpriv (util-linux)"
+        );
+        eprintln!("skipped: needs root and setpriv (util-linux)");
+        return;
+    };
+    let unprivileged_from: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1024);
+    if unprivileged_from <= 53 {
+        eprintln!("skipped: net.ipv4.ip_unprivileged_port_start lets anyone bind port 53");
+        return;
+    }
+    let nobody = gslbd::privileges::lookup("nobody").expect("a nobody user");
+    let d = tempfile::tempdir().unwrap();
+    // nobody must read the zones, and be able to write state (the config is checked first)
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir_all(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/u.yaml"),
+        "zone: u.test.\nsoa: { mname: ns1.u.test., rname: hostmaster.u.test. }\nns: [ns1.u.test.]\nrecords:\n  ns1: { A: [192.0.2.53] }\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(setpriv)
+        .args([
+            &format!("--reuid={}", nobody.uid),
+            &format!("--regid={}", nobody.gid),
+            "--clear-groups",
+            "--inh-caps=-all",
+            common::BIN,
+            "serve",
+            "--listen",
+            "127.0.0.1:53",
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .current_dir(d.path())
+        .output()
+        .expect("run setpriv");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let exe = std::fs::canonicalize(common::BIN).unwrap();
+    assert!(
+        err.contains(&format!(
+            "binding 127.0.0.1:53 needs root or CAP_NET_BIND_SERVICE: run as root with `user:` in gslbd.yaml (gslbd drops to that user after binding), or grant the capability (setcap cap_net_bind_service=+ep {}, or AmbientCapabilities= in the systemd unit)",
+            exe.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("stopped"), "{err}");
+}

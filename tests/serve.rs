@@ -169,3 +169,90 @@ fn tells_systemd_when_ready_and_when_stopping() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn sighup_with_listen_on_the_command_line_does_not_warn_about_listen() {
+    // The config says nothing of `listen` (default 127.0.0.1:5353); `--listen` replaced it.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("zones")).unwrap();
+    std::fs::write(d.path().join("zones/r.yaml"), ZONE_V1).unwrap();
+    let s = Server::start(d.path(), &[]);
+    s.signal(libc::SIGHUP);
+    s.wait_log("reload: new configuration is live", 10);
+    assert!(!s.log().contains("listen addresses changed"), "{}", s.log());
+    assert_eq!(
+        addresses(&s.udp(&Ask::new("www.r.test.", "A"))),
+        ["192.0.2.1"]
+    );
+}
+
+#[test]
+fn a_taken_listen_address_fails_with_the_error_first() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("zones")).unwrap();
+    std::fs::write(d.path().join("zones/r.yaml"), ZONE_V1).unwrap();
+    // Someone else holds the port, on UDP and TCP.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let _udp = std::net::UdpSocket::bind(addr).unwrap();
+    let o = Command::new(BIN)
+        .current_dir(d.path())
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--api",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let error_at = err
+        .find(&format!("cannot listen on {addr}"))
+        .unwrap_or_else(|| panic!("no error naming {addr}:\n{err}"));
+    assert!(err[error_at..].contains("in use"), "{err}");
+    // Nothing claims an orderly stop, before the error or after it.
+    assert!(!err.contains("stopped"), "{err}");
+    drop(tcp);
+}
+
+#[test]
+fn single_values_need_no_list() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("zones")).unwrap();
+    std::fs::write(
+        d.path().join("zones/r.yaml"),
+        "zone: r.test.
+soa: { mname: ns1.r.test., rname: hostmaster.r.test. }
+ns: [ns1.r.test.]
+records:
+  ns1: { A: 192.0.2.53 }
+  www:
+    A: 192.0.2.1
+    AAAA: 2001:db8::1
+  mail: { A: [192.0.2.25], MX: \"10 mail\" }
+  \"@\": { TXT: \"hello\", MX: \"10 mail.r.test.\" }
+  txt: { TXT: 42 }
+",
+    )
+    .unwrap();
+    let (code, err) = common::check_in(d.path());
+    assert_eq!(code, Some(0), "{err}");
+    let s = Server::start(d.path(), &[]);
+    assert_eq!(
+        addresses(&s.udp(&Ask::new("www.r.test.", "A"))),
+        ["192.0.2.1"]
+    );
+    assert_eq!(
+        addresses(&s.udp(&Ask::new("www.r.test.", "AAAA"))),
+        ["2001:db8::1"]
+    );
+    let rendered = |name: &str, t: &str| common::render(&s.udp(&Ask::new(name, t))).join("\n");
+    let mx = rendered("mail.r.test.", "MX");
+    assert!(mx.contains("MX 10 mail.r.test."), "{mx}");
+    let txt = rendered("r.test.", "TXT");
+    assert!(txt.ends_with("TXT hello"), "{txt}");
+    let txt = rendered("txt.r.test.", "TXT");
+    assert!(txt.ends_with("TXT 42"), "{txt}");
+}

@@ -311,7 +311,7 @@ fn soak(duration: Duration) {
     let s = Server::start(d.path(), &[]);
     let log = s.log();
     assert!(
-        log.contains("override restored: 127.0.95.3 Drain (before the crash)"),
+        log.contains("override restored: 127.0.95.3 drain (before the crash)"),
         "{log}"
     );
     assert!(log.contains("(3 last-known states restored)"), "{log}");

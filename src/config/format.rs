@@ -39,9 +39,24 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
         let loc = e.location().map(Loc::from_saphyr).unwrap_or_default();
         YamlError {
             loc,
-            message: plain_message(&e.to_string()),
+            message: message(&e),
         }
     })
+}
+
+/// The parser's message in our words where its own speaks of its API (the duplicate-key one
+/// says to "set DuplicateKeyPolicy in Options", which a user cannot do). The location is that
+/// of the second occurrence.
+fn message(e: &serde_saphyr::Error) -> String {
+    match e {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key {k:?}: each key may appear once in a mapping")
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            "duplicate key: each key may appear once in a mapping".into()
+        }
+        _ => plain_message(&e.to_string()),
+    }
 }
 
 /// serde-saphyr appends " at line L, column C" to its messages; we print the location ourselves.
@@ -50,6 +65,74 @@ fn plain_message(m: &str) -> String {
     match m.rfind(" at line ") {
         Some(i) if m[i..].contains("column") => m[..i].to_string(),
         _ => m.to_string(),
+    }
+}
+
+/// One value or a list of them: `A: 192.0.2.1` is `A: [192.0.2.1]`. Each value keeps its
+/// location, a single one as well as those of a list.
+#[derive(Debug, Default)]
+pub struct OneOrMany(pub Vec<Spanned<String>>);
+
+impl std::ops::Deref for OneOrMany {
+    type Target = [Spanned<String>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A scalar's text (its location is the wrapping `Spanned`'s), or the list.
+        enum Raw {
+            One(String),
+            Many(Vec<Spanned<String>>),
+        }
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::One(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::One(v))
+            }
+            // A plain scalar such as `TXT: 42` arrives typed; the list form would read its text.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw::One(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::One(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::One(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Spanned<String>>()? {
+                    out.push(v);
+                }
+                Ok(Raw::Many(out))
+            }
+        }
+        impl<'de> Deserialize<'de> for Raw {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(RawVisitor)
+            }
+        }
+        // Through `Spanned`, the value is read by the YAML deserializer itself: list items keep
+        // their own locations, and a single value takes the wrapper's.
+        let s = Spanned::<Raw>::deserialize(d)?;
+        Ok(OneOrMany(match s.value {
+            Raw::Many(v) => v,
+            Raw::One(v) => vec![Spanned::new(v, s.referenced, s.defined)],
+        }))
     }
 }
 
@@ -280,28 +363,29 @@ pub struct SoaFile {
     pub minimum: Option<Spanned<i64>>,
 }
 
-/// The static records of one name: `www: { A: [...], AAAA: [...], ttl: 300 }`.
+/// The static records of one name: `www: { A: [...], AAAA: [...], ttl: 300 }`; a single
+/// value may be written without the list (`A: 192.0.2.1`, `MX: "10 mail"`).
 /// Values are presentation-format strings, checked by the validator.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NameFile {
     #[serde(rename = "A")]
-    pub a: Option<Vec<Spanned<String>>>,
+    pub a: Option<OneOrMany>,
     #[serde(rename = "AAAA")]
-    pub aaaa: Option<Vec<Spanned<String>>>,
+    pub aaaa: Option<OneOrMany>,
     #[serde(rename = "CNAME")]
     pub cname: Option<Spanned<String>>,
     #[serde(rename = "MX")]
-    pub mx: Option<Vec<Spanned<String>>>,
+    pub mx: Option<OneOrMany>,
     #[serde(rename = "TXT")]
-    pub txt: Option<Vec<Spanned<String>>>,
+    pub txt: Option<OneOrMany>,
     #[serde(rename = "SRV")]
-    pub srv: Option<Vec<Spanned<String>>>,
+    pub srv: Option<OneOrMany>,
     #[serde(rename = "NS")]
-    pub ns: Option<Vec<Spanned<String>>>,
+    pub ns: Option<OneOrMany>,
     #[serde(rename = "CAA")]
-    pub caa: Option<Vec<Spanned<String>>>,
+    pub caa: Option<OneOrMany>,
     #[serde(rename = "PTR")]
-    pub ptr: Option<Vec<Spanned<String>>>,
+    pub ptr: Option<OneOrMany>,
     pub ttl: Option<Spanned<i64>>,
 }

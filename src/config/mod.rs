@@ -52,12 +52,28 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
         Some(p) => Some(p.clone()),
         None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
     };
-    let mut server = match &config_path {
-        Some(path) => server_file(path, &mut diags).unwrap_or_default(),
-        None => model::Server::default(),
-    };
+    let settings = config_path.as_ref().map(|p| server_file(p, &mut diags));
+    // Without readable settings, the defaults are not what the user meant: nothing to check.
+    let settings_read = !matches!(settings, Some(None));
+    let (mut server, state_dir_loc) = settings.flatten().unwrap_or_default();
     if let Some(dir) = &sources.zones_dir {
         server.zones_dir = dir.clone();
+    }
+    // Overrides and last-known health are saved there: find out now, not when a drain fails.
+    let unusable = settings_read
+        .then(|| state_dir_problem(&server.state_dir, server.user.as_deref()))
+        .flatten();
+    if let Some(problem) = unusable {
+        match (&config_path, state_dir_loc) {
+            (Some(path), Some(loc)) => {
+                Reporter::new(path, &mut diags).error(loc, "state_dir", problem)
+            }
+            _ => Reporter::new(&server.state_dir, &mut diags).error(
+                Loc::FILE,
+                "",
+                format!("{problem} (the default state_dir; set `state_dir:` in gslbd.yaml)"),
+            ),
+        }
     }
 
     let mut zones: Vec<model::Zone> = Vec::new();
@@ -192,7 +208,8 @@ fn bounded(
     None
 }
 
-fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
+/// The settings, and where `state_dir` is given (if it is).
+fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<(model::Server, Option<Loc>)> {
     let text = read(path, diags)?;
     let mut r = Reporter::new(path, diags);
     let file: ServerFile = if text.trim().is_empty() {
@@ -222,8 +239,10 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
     if let Some(d) = &file.zones_dir {
         server.zones_dir = base.join(&d.value);
     }
+    let mut state_dir_loc = None;
     if let Some(d) = &file.state_dir {
         server.state_dir = base.join(&d.value);
+        state_dir_loc = Some(Loc::from_saphyr(d.referenced));
     }
     if let Some(api) = &file.api {
         if let Some(a) = &api.listen
@@ -299,7 +318,109 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<model::Server> {
             t.lifetime = d;
         }
     }
-    Some(server)
+    Some((server, state_dir_loc))
+}
+
+/// Why gslbd could not save its state in `dir`, if it could not: it must be a directory the
+/// server can write, or be creatable (it is created on the first save). With `user:`, that is
+/// the user the server runs as once it has bound its sockets; without, the one running this.
+fn state_dir_problem(dir: &Path, user: Option<&str>) -> Option<String> {
+    use std::io::ErrorKind;
+    // The nearest part of the path that exists; it must be a directory.
+    let mut existing = dir;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if existing == dir => {
+                return Some(format!("{} is not a directory", dir.display()));
+            }
+            Ok(_) => {
+                return Some(format!(
+                    "{} cannot be created: {} is not a directory",
+                    dir.display(),
+                    existing.display()
+                ));
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => return Some(format!("{}: {e}", existing.display())),
+        }
+    }
+    let who = match user.and_then(|u| crate::privileges::lookup(u).map(|ids| (u, ids))) {
+        Some((name, ids)) => Identity::User(name, ids),
+        None => Identity::Effective,
+    };
+    let problem = who.cannot_write(existing)?;
+    let what = if existing == dir {
+        format!("{} is not writable", dir.display())
+    } else {
+        format!(
+            "{} cannot be created: {} is not writable",
+            dir.display(),
+            existing.display()
+        )
+    };
+    Some(format!("{what} {problem}"))
+}
+
+/// Whose permissions count for `state_dir`.
+enum Identity<'a> {
+    /// The user this process runs as.
+    Effective,
+    /// `user:` from gslbd.yaml, which the server becomes after binding (no supplementary groups).
+    User(&'a str, crate::privileges::Ids),
+}
+
+impl Identity<'_> {
+    /// Why this identity cannot create files in the directory `dir`, or `None` if it can.
+    fn cannot_write(&self, dir: &Path) -> Option<String> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `c` is a valid NUL-terminated path; faccessat only reads it.
+        let rc = unsafe {
+            libc::faccessat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::W_OK | libc::X_OK,
+                libc::AT_EACCESS,
+            )
+        };
+        let err = (rc != 0).then(std::io::Error::last_os_error);
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        match self {
+            Identity::User(name, ids) if ids.uid != euid => {
+                // A read-only file system stops everyone.
+                if let Some(e) = err.filter(|e| e.raw_os_error() == Some(libc::EROFS)) {
+                    return Some(format!("({e})"));
+                }
+                use std::os::unix::fs::MetadataExt;
+                let m = std::fs::metadata(dir).ok()?;
+                let bits = if ids.uid == 0 {
+                    0o3
+                } else if m.uid() == ids.uid {
+                    (m.mode() >> 6) & 0o3
+                } else if m.gid() == ids.gid {
+                    (m.mode() >> 3) & 0o3
+                } else {
+                    m.mode() & 0o3
+                };
+                (bits != 0o3).then(|| {
+                    format!(
+                        "by user {name} (uid {}), which gslbd runs as (`user:`); the directory is owned by uid {} with mode {:o}",
+                        ids.uid,
+                        m.uid(),
+                        m.mode() & 0o7777
+                    )
+                })
+            }
+            _ => err.map(|e| format!("by uid {euid}: {e}")),
+        }
+    }
 }
 
 fn socket_addr(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<SocketAddr> {
