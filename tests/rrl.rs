@@ -146,34 +146,40 @@ fn bad_rrl_settings_are_refused_with_their_place() {
     );
 }
 
-/// Send `per_second` queries a second for `secs` seconds from `source`, cycling over `names`,
-/// while a second thread collects the replies: (queries sent, full answers, truncated answers).
+/// Send `per_second` queries a second for `secs` seconds from `source`, cycling over `names`
+/// (`(name, type)`), while a second thread collects the replies until a second after the last
+/// query: (queries sent, full answers, truncated answers).
 fn paced(
     server: std::net::SocketAddr,
     source: &str,
-    names: &[String],
+    names: &[(String, &'static str)],
     per_second: u32,
     secs: u32,
 ) -> (usize, usize, usize) {
     let sock = UdpSocket::bind((source, 0)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let rx = sock.try_clone().unwrap();
+    let done = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let sender_done = done.clone();
     let collector = std::thread::spawn(move || {
         let (mut full, mut tc) = (0, 0);
         let mut buf = [0u8; 1500];
-        // Bounded: the sender runs `secs` seconds; replies stop 500 ms after the last query.
-        let deadline = Instant::now() + Duration::from_secs(u64::from(secs) + 10);
-        while Instant::now() < deadline {
-            let Ok((len, _)) = rx.recv_from(&mut buf) else {
+        // Bounded: the sender runs `secs` seconds; then one more second for stragglers.
+        let hard_stop = Instant::now() + Duration::from_secs(u64::from(secs) + 20);
+        while Instant::now() < hard_stop {
+            let finished = *done.lock().unwrap();
+            if finished.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
                 break;
+            }
+            let Ok((len, _)) = rx.recv_from(&mut buf) else {
+                continue;
             };
             let m = Message::from_vec(&buf[..len]).unwrap();
             if m.metadata.truncation {
                 assert!(m.answers.is_empty(), "a slip carries no records");
                 tc += 1;
             } else {
-                assert_eq!(m.answers.len(), 1, "{m:?}");
                 full += 1;
             }
         }
@@ -185,7 +191,8 @@ fn paced(
     let mut sent = 0;
     for tick in 0..(secs * 100) {
         for _ in 0..per_tick {
-            let mut q = Ask::new(&names[sent % names.len()], "A");
+            let (name, rtype) = &names[sent % names.len()];
+            let mut q = Ask::new(name, rtype);
             q.id = sent as u16;
             sock.send_to(&q.bytes(), server).unwrap();
             sent += 1;
@@ -195,8 +202,14 @@ fn paced(
             std::thread::sleep(wait);
         }
     }
+    *sender_done.lock().unwrap() = Some(Instant::now());
     let (full, tc) = collector.join().unwrap();
     (sent, full, tc)
+}
+
+/// Names asked for their A records.
+fn a(names: impl IntoIterator<Item = String>) -> Vec<(String, &'static str)> {
+    names.into_iter().map(|n| (n, "A")).collect()
 }
 
 /// The defaults (200/s, slip 2) with a busy resolver: 500 queries a second over 50 names for
@@ -209,13 +222,17 @@ fn a_busy_resolver_is_not_limited_but_a_flooded_name_is() {
     let s = Server::start(d.path(), &[]);
     let server = s.addrs()[0];
 
-    let names: Vec<String> = (0..50).map(|i| format!("n{i}.many.r.test.")).collect();
+    let names = a((0..50).map(|i| format!("n{i}.many.r.test.")));
     let (sent, full, tc) = paced(server, "127.0.73.1", &names, 500, 3);
-    assert_eq!((full, tc), (sent, 0), "{sent} queries over 50 names");
+    eprintln!("50 names: {sent} sent, {full} full, {tc} slips");
+    // Never limited: no slip at all (every second limited answer would be one); a datagram
+    // lost on a busy machine is not a limit.
+    assert_eq!(tc, 0, "{full} of {sent} queries over 50 names in full");
+    assert!(full >= sent * 99 / 100, "{full} of {sent} answered");
 
-    let www = vec!["www.r.test.".to_string()];
+    let www = a(["www.r.test.".to_string()]);
     let flood = std::thread::spawn(move || paced(server, "127.0.74.1", &www, 2000, 3));
-    let www = vec!["www.r.test.".to_string()];
+    let www = a(["www.r.test.".to_string()]);
     let (other_sent, other_full, other_tc) = paced(server, "127.0.75.1", &www, 100, 3);
     let (sent, full, tc) = flood.join().unwrap();
     eprintln!(
@@ -228,9 +245,44 @@ fn a_busy_resolver_is_not_limited_but_a_flooded_name_is() {
         "{tc} slips of {} limited",
         sent - full
     );
-    assert_eq!(
-        (other_full, other_tc),
-        (other_sent, 0),
-        "another /24 is not limited"
+    assert_eq!(other_tc, 0, "another /24 is not limited");
+    assert!(
+        other_full >= other_sent * 99 / 100,
+        "{other_full} of {other_sent}"
     );
+}
+
+/// A spoofed flood of random names with random types is one class (NXDOMAIN, keyed by the
+/// zone): random types do not spread it over many buckets.
+#[test]
+fn random_names_and_types_are_one_bucket() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), "rrl: { on_loopback: true }\n");
+    let s = Server::start(d.path(), &[]);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let types = [
+        "A",
+        "AAAA",
+        "MX",
+        "TXT",
+        "SRV",
+        "CAA",
+        "NS",
+        "PTR",
+        "HINFO",
+        "TYPE65000",
+    ];
+    let names: Vec<(String, &'static str)> = (0..2000)
+        .map(|_| {
+            (
+                format!("x{}.r.test.", rng.u32(..)),
+                types[rng.usize(..types.len())],
+            )
+        })
+        .collect();
+    let (sent, full, tc) = paced(s.addrs()[0], "127.0.76.1", &names, 2000, 1);
+    eprintln!("random names: {sent} sent, {full} full, {tc} slips");
+    // The burst (200) and 200/s for 1 s: about 400 of 2,000.
+    assert!(full <= 900, "{full} of {sent} answered in full");
+    assert!(tc >= 300, "{tc} slips");
 }

@@ -70,13 +70,13 @@ fn answer_classified(
         Parsed::FormErr { id, flags } => {
             unzoned.count(transport, 0, wire::RCODE_FORMERR);
             let n = error_reply(out, id, flags, wire::RCODE_FORMERR, None);
-            Some((n, class(Class::Error, 0, &[])))
+            Some((n, class(Class::Error, &[])))
         }
         Parsed::NotImp { id, flags } => {
             unzoned.count(transport, 0, wire::RCODE_NOTIMP);
             let question = wire::parse_question(packet);
             let n = error_reply(out, id, flags, wire::RCODE_NOTIMP, question);
-            Some((n, class(Class::Error, 0, &[])))
+            Some((n, class(Class::Error, &[])))
         }
         Parsed::Query(q) => Some(respond(snap, &q, transport, peer, out, classify)),
     }
@@ -85,8 +85,10 @@ fn answer_classified(
 /// Kinds of response that rate limiting tells apart (as NSD and Knot do).
 #[derive(Clone, Copy)]
 enum Class {
-    /// Data or NODATA for the query name.
+    /// Data for the query name.
     Answer = 1,
+    /// NODATA: keyed by the query name too (only names that exist get one).
+    NoData = 5,
     /// NXDOMAIN: keyed by the zone, so a flood of random names is one class.
     NxDomain = 2,
     /// A referral: keyed by the zone too.
@@ -95,12 +97,13 @@ enum Class {
     Error = 4,
 }
 
-/// The class of a response for RRL (NSD's and Knot's keying): its kind, the query type and a
-/// name (the query name for answers, the zone's apex otherwise). A resolver asking for many
-/// names spreads over many buckets; a flood of one name, or of random names in one zone, fills
-/// one. Names are lowercased, so 0x20 case games do not split a class.
-fn class(kind: Class, qtype: u16, name: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(name, (kind as u64) << 16 | u64::from(qtype))
+/// The class of a response for RRL (NSD's and Knot's keying): its kind and a name (the query
+/// name for data and NODATA, the zone's apex otherwise). A resolver asking for many names
+/// spreads over many buckets; a flood of one name, or of random names in one zone, fills one.
+/// The query type is left out, so random types do not split a flood either, and names are
+/// lowercased, so 0x20 case games do not.
+fn class(kind: Class, name: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(name, kind as u64)
 }
 
 /// A header-only error (plus the question when it could be read).
@@ -223,7 +226,7 @@ fn respond(
         snap.counters
             .unzoned
             .count(transport, q.qtype, crate::metrics::RCODE_BADVERS);
-        return (w.len(), class(Class::Error, q.qtype, &[]));
+        return (w.len(), class(Class::Error, &[]));
     }
 
     let client = Client::of(q, peer);
@@ -257,10 +260,11 @@ fn respond(
     let class = if classify {
         let apex = r.apex_labels.map_or(&[][..], |i| q.suffix(i));
         match r.rcode {
-            wire::RCODE_NOERROR if r.aa => class(Class::Answer, q.qtype, q.name()),
-            wire::RCODE_NOERROR => class(Class::Referral, q.qtype, apex),
-            wire::RCODE_NXDOMAIN => class(Class::NxDomain, q.qtype, apex),
-            _ => class(Class::Error, q.qtype, apex),
+            wire::RCODE_NOERROR if r.aa && r.an > 0 => class(Class::Answer, q.name()),
+            wire::RCODE_NOERROR if r.aa => class(Class::NoData, q.name()),
+            wire::RCODE_NOERROR => class(Class::Referral, apex),
+            wire::RCODE_NXDOMAIN => class(Class::NxDomain, apex),
+            _ => class(Class::Error, apex),
         }
     } else {
         0

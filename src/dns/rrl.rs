@@ -1,6 +1,6 @@
 //! Response rate limiting (RRL) of UDP answers, as Knot and NSD do it: a token bucket per client
-//! prefix (/24 for IPv4, /56 for IPv6 by default) **and** response class (the query name and
-//! type for answers; the zone for NXDOMAIN, referrals and errors; see `answer::class`), so a
+//! prefix (/24 for IPv4, /56 for IPv6 by default) **and** response class (the query name for
+//! data and NODATA; the zone for NXDOMAIN, referrals and errors; see `answer::class`), so a
 //! spoofed flood cannot turn gslbd into an amplifier against one network, while a busy resolver
 //! asking for many names is never held back. Over its rate a bucket's answers are dropped,
 //! except every `slip`-th, which is sent truncated (TC=1, no records): a real resolver behind
@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::Rrl;
 
-/// Table slots (a power of two): 64 Ki × 8 octets.
-const SLOTS: usize = 1 << 16;
+/// Table slots (a power of two): 256 Ki × 8 octets = 2 MiB, allocated only when RRL is on. A
+/// bucket is a prefix and a response class, so there are more live buckets than prefixes.
+const SLOTS: usize = 1 << 18;
 const STAMP_BITS: u32 = 24;
 const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
 const TOKEN_BITS: u32 = 16;
