@@ -48,16 +48,20 @@ struct Lab {
 impl Lab {
     /// Run the script as README shows it: it builds gslbd itself and runs what cargo built.
     /// CARGO_TARGET_DIR points elsewhere than `target/` (the script used to run
-    /// `target/release/gslbd` whatever cargo did): a directory whose `debug` is this test's own
-    /// build, so the dev-profile build the script asks for is already done.
+    /// `target/release/gslbd` whatever cargo did). Its `debug` shares this test build's
+    /// compiled crates (so the dev-profile build the script asks for is nearly done) but not its
+    /// binaries: the tests' own gslbd stays as it is.
     fn script(&self, action: &str) -> std::process::Output {
         let profile_dir = std::path::Path::new(env!("CARGO_BIN_EXE_gslbd"))
             .parent()
             .expect("the binary's directory");
         let target = self.dir.path().join("target");
         if !target.exists() {
-            std::fs::create_dir(&target).unwrap();
-            std::os::unix::fs::symlink(profile_dir, target.join("debug")).unwrap();
+            let debug = target.join("debug");
+            std::fs::create_dir_all(&debug).unwrap();
+            for shared in ["deps", "build", ".fingerprint"] {
+                std::os::unix::fs::symlink(profile_dir.join(shared), debug.join(shared)).unwrap();
+            }
         }
         Command::new(common::root().join("examples/lab/lab.sh"))
             .arg(action)

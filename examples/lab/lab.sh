@@ -88,11 +88,23 @@ start() { # name, then the command; records the PID
     echo "$! $name" >>"$LAB_DIR/pids"
 }
 
+# Build with cargo and print the binary's path. Under sudo, as the user who ran sudo: root
+# often has no cargo, and a root-owned target/ would break that user's later builds.
+build() {
+    if [ "$(id -u)" = 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        sudo -u "$SUDO_USER" -H bash -lc \
+            '[ -z "$2" ] || export CARGO_TARGET_DIR="$2"; exec "$1/contrib/build-gslbd.sh" "$3"' \
+            build "$ROOT" "${CARGO_TARGET_DIR:-}" "${LAB_PROFILE:-release}"
+    else
+        "$ROOT/contrib/build-gslbd.sh" "${LAB_PROFILE:-release}"
+    fi
+}
+
 up() {
     need
     if [ -z "$GSLBD" ]; then
         say "building gslbd"
-        GSLBD=$("$ROOT/contrib/build-gslbd.sh" "${LAB_PROFILE:-release}") || die "cannot build gslbd"
+        GSLBD=$(build) || die "cannot build gslbd (or set GSLBD=path/to/gslbd)"
     fi
     [ -x "$GSLBD" ] || die "GSLBD=$GSLBD is not an executable"
     [ ! -s "$LAB_DIR/pids" ] || die "already up (examples/lab/lab.sh down first)"
@@ -211,11 +223,11 @@ show() {
     say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A # gslbd answers with authority (aa)"
     dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
     say "\$ dig +norec @$GSLBD_IP +subnet=10.2.7.0/24 geo.gslb.example.test A  # the outer site, valid for 10.2.0.0/15"
-    dig +norec @"$GSLBD_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep -E 'CLIENT-SUBNET|^geo'
+    dig +norec @"$GSLBD_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep -E 'CLIENT-SUBNET|^geo' || true
     say "\$ dig @$RESOLVER_IP +subnet=10.2.7.0/24 geo.gslb.example.test A   # through unbound's ECS cache"
-    dig @"$RESOLVER_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep '^geo'
+    dig @"$RESOLVER_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep '^geo' || true
     say "\$ dig @$RESOLVER_IP +subnet=10.1.7.0/24 geo.gslb.example.test A   # the inner site, not the cached answer"
-    dig @"$RESOLVER_IP" +subnet=10.1.7.0/24 geo.gslb.example.test A | grep '^geo'
+    dig @"$RESOLVER_IP" +subnet=10.1.7.0/24 geo.gslb.example.test A | grep '^geo' || true
     local pid
     pid=$(awk '$2 == "www-127.0.53.12" { print $1 }' "$LAB_DIR/pids")
     say "stopping the web server on 127.0.53.12 (PID $pid); gslbd notices within interval × fall"
@@ -224,7 +236,7 @@ show() {
         dig +short +norec @"$GSLBD_IP" www.gslb.example.test A | grep -q 127.0.53.12 || break
         sleep 0.1
     done
-    grep 'health: 127.0.53.12' "$LAB_DIR/gslbd.log" | tail -1 | sed 's/^[^ ]* *INFO //; s/ member=.*//' >&2
+    grep 'health: 127.0.53.12' "$LAB_DIR/gslbd.log" | tail -1 | sed 's/^[^ ]* *INFO //; s/ member=.*//' >&2 || true
     say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A"
     dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/ANSWER SECTION/,/^$/p'
 }
