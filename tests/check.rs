@@ -451,3 +451,25 @@ fn a_state_dir_the_configured_user_cannot_write_is_an_error() {
     let o = check(d.path(), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// The compiled site map numbers sites in 16 bits: one site too many is an error at its key,
+/// not a site that silently aliases another.
+#[test]
+fn too_many_sites_are_refused_at_the_first_one_too_many() {
+    let mut text = format!("{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.1] }}\nsites:\n");
+    for i in 0..65_535 {
+        text.push_str(&format!("  s{i}: []\n"));
+    }
+    let d = zones(&[("t.yaml", &text)]);
+    let o = check(d.path(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // The line of `s65534:`, the one too many.
+    let line = text.lines().position(|l| l == "  s65534: []").unwrap() + 1;
+    assert!(
+        stderr(&o).contains(&format!(
+            "t.yaml:{line}:3: sites: 65535 sites; a zone may have at most 65534"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -28,6 +28,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_POOL_TTL: u32 = 30;
 pub const DEFAULT_MAX_ANSWERS: u8 = 2;
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// Sites of one zone: the compiled site map numbers them in 16 bits, with one value for "none".
+pub const MAX_SITES: usize = u16::MAX as usize - 1;
 /// A `ca_file:` larger than this is refused (the whole Mozilla bundle is about 220 KB).
 const MAX_CA_FILE: u64 = 4 << 20;
 
@@ -49,6 +51,15 @@ pub fn sites(
         return Vec::new();
     };
     let names: Vec<&str> = entries.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    if names.len() > MAX_SITES {
+        let (key, _) = &entries.0[MAX_SITES];
+        r.error(
+            loc(key),
+            "sites",
+            format!("{} sites; a zone may have at most {MAX_SITES}", names.len()),
+        );
+        return Vec::new();
+    }
     let mut seen: HashMap<ipnet::IpNet, String> = HashMap::new();
     let mut out: Vec<Site> = Vec::new();
     let mut add_net =

@@ -88,15 +88,14 @@ impl Ecs {
     /// The client's network, truncated to /24 (IPv4) or /56 (IPv6) as DESIGN §4 requires:
     /// the address and the prefix length that may be used.
     pub fn client(&self) -> (std::net::IpAddr, u8) {
-        if self.family == 1 {
+        let addr = if self.family == 1 {
             let mut a = [0u8; 4];
             a.copy_from_slice(&self.addr[..4]);
-            let len = self.source.min(crate::select::sites::ECS_MAX_V4);
-            (std::net::IpAddr::from(mask4(a, len)), len)
+            std::net::IpAddr::from(a)
         } else {
-            let len = self.source.min(crate::select::sites::ECS_MAX_V6);
-            (std::net::IpAddr::from(mask16(self.addr, len)), len)
-        }
+            std::net::IpAddr::from(self.addr)
+        };
+        crate::select::sites::ecs_cut(addr, self.source)
     }
 
     /// Wire length of the option in a response (code, length, family, prefixes, address).

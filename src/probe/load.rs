@@ -133,7 +133,10 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
                 let mut body = Vec::new();
                 while body.len() < MAX_HTTP_BODY {
                     match resp.chunk().await.map_err(|e| e.to_string())? {
-                        Some(c) => body.extend_from_slice(&c),
+                        Some(c) => {
+                            let room = MAX_HTTP_BODY - body.len();
+                            body.extend_from_slice(&c[..c.len().min(room)]);
+                        }
                         None => break,
                     }
                 }

@@ -7,6 +7,8 @@
 //!  site():   4 topology (once per site at publish time; the client's site for explain)
 //! ```
 
+use std::borrow::Cow;
+
 use crate::health::Status;
 use crate::model::{Member, Order, Pool, Site, WhenAllDown};
 
@@ -76,9 +78,12 @@ pub fn family(pool: &Pool, family: Family, judge: &impl Judge, trace: &mut impl 
         if pool.policy.order != Order::RoundRobin {
             trace.step(Step::Weights { members });
         }
-        if members.iter().any(|c| !judge.drained(c)) && members.iter().any(|c| judge.drained(c)) {
-            let (kept, dropped): (Vec<Candidate>, Vec<Candidate>) =
-                members.iter().partition(|c| !judge.drained(c));
+        let drained: Vec<bool> = members.iter().map(|c| judge.drained(c)).collect();
+        if drained.contains(&true) && drained.contains(&false) {
+            let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+            for (c, d) in members.iter().zip(drained) {
+                if d { &mut dropped } else { &mut kept }.push(*c);
+            }
             trace.step(Step::Drain {
                 kept: &kept,
                 dropped: &dropped,
@@ -91,23 +96,23 @@ pub fn family(pool: &Pool, family: Family, judge: &impl Judge, trace: &mut impl 
 
 /// Step 4 for the clients of `site`: a topology pool keeps the members of the site, else of its
 /// fallback sites in order, else all; any other pool keeps `e` as it is.
-pub fn site(
+pub fn site<'e>(
     pool: &Pool,
-    e: &Eligible,
+    e: &'e Eligible,
     site: Option<usize>,
     sites: &[Site],
     trace: &mut impl Trace,
-) -> Eligible {
+) -> Cow<'e, Eligible> {
     match e {
         Eligible::Members { members, degraded } if pool.policy.topology => {
             let kept = super::topology(members, site, sites);
             trace.step(Step::Topology { site, kept: &kept });
-            Eligible::Members {
+            Cow::Owned(Eligible::Members {
                 members: kept,
                 degraded: *degraded,
-            }
+            })
         }
-        other => other.clone(),
+        other => Cow::Borrowed(other),
     }
 }
 
@@ -121,7 +126,7 @@ pub fn run(
     trace: &mut impl Trace,
 ) -> Eligible {
     let e = family(pool, f, judge, trace);
-    site(pool, &e, client_site, sites, trace)
+    site(pool, &e, client_site, sites, trace).into_owned()
 }
 
 /// Steps 1–3 and `when_all_down`. The pool that `when_all_down: { pool }` names is asked once,

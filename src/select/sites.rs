@@ -28,18 +28,19 @@ pub const ECS_MAX_V6: u8 = 56;
 /// Who a client is for the site map (DESIGN §4): the ECS source prefix, cut to /24 (/56), or
 /// without one (or with source 0) the resolver's own address.
 pub fn client(addr: IpAddr, ecs_source: Option<u8>) -> (IpAddr, u8) {
-    let (cut, full) = match addr {
-        IpAddr::V4(_) => (ECS_MAX_V4, 32),
-        IpAddr::V6(_) => (ECS_MAX_V6, 128),
-    };
     match ecs_source {
-        Some(len) if len > 0 => {
-            let len = len.min(cut);
-            let net = ipnet::IpNet::new(addr, len).map_or(addr, |n| n.trunc().addr());
-            (net, len)
-        }
-        _ => (addr, full),
+        Some(len) if len > 0 => ecs_cut(addr, len),
+        _ => (addr, if addr.is_ipv4() { 32 } else { 128 }),
     }
+}
+
+/// An ECS source prefix as used: cut to /24 (/56), and the address masked to it. The query
+/// path (`wire::Ecs::client`) and explain both go through here.
+pub fn ecs_cut(addr: IpAddr, source: u8) -> (IpAddr, u8) {
+    let cut = if addr.is_ipv4() { ECS_MAX_V4 } else { ECS_MAX_V6 };
+    let len = source.min(cut);
+    let masked = ipnet::IpNet::new(addr, len).map_or(addr, |n| n.trunc().addr());
+    (masked, len)
 }
 
 /// "No site covers this block."
