@@ -367,6 +367,14 @@ fn a_single_value_is_a_list_of_one_with_its_own_place() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(err.ends_with("2 error(s)\n"), "{err}");
+    // a float would lose its spelling (1.10 → 1.1): quote it
+    let d = zones(&[(
+        "s.yaml",
+        &format!("{GOOD_HEAD}records:\n  ns1: {{ A: 192.0.2.1 }}\n  v: {{ TXT: 1.10 }}\n"),
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("put it in quotes"), "{}", stderr(&o));
     // a mapping is neither a value nor a list
     let d = zones(&[(
         "s.yaml",

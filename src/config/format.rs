@@ -107,8 +107,12 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Raw, E> {
                 Ok(Raw::One(v.to_string()))
             }
+            // `TXT: 1.10` would come back as "1.1": refuse rather than change the data.
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Raw, E> {
-                Ok(Raw::One(v.to_string()))
+                Err(E::custom(format!(
+                    "YAML reads this value as the number {v}, which may not be how it is \
+                     written: put it in quotes"
+                )))
             }
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Raw, E> {
                 Ok(Raw::One(v.to_string()))
