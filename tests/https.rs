@@ -4,15 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::Server;
+use common::backend::{Backend, Mode, TlsBackend};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
 };
@@ -21,72 +17,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 const NAME: &str = "mail.example.test";
 
 /// A test server's listener thread, stopped when dropped.
-struct Listener {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Listener {
-    /// HTTPS on `ip:port` presenting `cert`, answering every request `200 OK`.
-    fn https(ip: &str, port: u16, cert: &Cert) -> Listener {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let key = PrivateKeyDer::try_from(cert.key.serialize_der()).expect("key");
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der.clone()], key)
-            .expect("tls config");
-        let config = Arc::new(config);
-        let listener = TcpListener::bind((ip, port)).expect("bind");
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok((s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let config = config.clone();
-                std::thread::spawn(move || {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    let Ok(conn) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    let mut tls = rustls::StreamOwned::new(conn, s);
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = tls.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\n200 OK",
-                    );
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                });
-            }
-        });
-        Listener {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// HTTPS on `ip:port` presenting `cert`, answering every request `200 OK`.
+fn https(ip: &str, port: u16, cert: &Cert) -> TlsBackend {
+    let key = PrivateKeyDer::try_from(cert.key.serialize_der()).expect("key");
+    TlsBackend::with_cert(ip, port, cert.der.clone(), key)
 }
 
 /// A certificate and its key.
@@ -178,35 +112,6 @@ fn https_checks(port: u16, checks: &[(&str, &str, &[&str])]) -> String {
     format!("{c}{p}{n}")
 }
 
-/// A plain HTTP server on `ip:port` that answers anything, a TLS ClientHello too, with
-/// `400 Bad Request` at once, as web servers do.
-fn plain_http(ip: &str, port: u16) -> Listener {
-    let listener = TcpListener::bind((ip, port)).expect("bind");
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let _ = s.read(&mut [0u8; 4096]);
-            let _ = s.write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-        }
-    });
-    Listener {
-        addr,
-        stop,
-        thread: Some(thread),
-    }
-}
-
 /// The `last_result` of `member`'s check `check` in the status API, without its duration.
 fn last_result(s: &Server, member: &str, check: &str) -> String {
     let (_, body) = s.http("GET", "/v1/status", "", None);
@@ -242,9 +147,9 @@ fn assert_no_tls_stack_lines(s: &Server) {
 #[test]
 fn a_self_signed_certificate_is_said_to_be_self_signed() {
     // 127.0.140.1: self-signed the usual way (CA flag), 127.0.140.2: a bare self-signed leaf
-    let a = Listener::https("127.0.140.1", 0, &self_signed_ca_flagged(NAME));
+    let a = https("127.0.140.1", 0, &self_signed_ca_flagged(NAME));
     let port = a.addr.port();
-    let _b = Listener::https("127.0.140.2", port, &self_signed_leaf(NAME));
+    let _b = https("127.0.140.2", port, &self_signed_leaf(NAME));
     let d = tempfile::tempdir().unwrap();
     zone(
         d.path(),
@@ -275,7 +180,7 @@ fn a_private_ca_in_ca_file_is_trusted_instead_of_the_system_store() {
     let ca = private_ca("gslbd test CA");
     let other = private_ca("another CA");
     let cert = signed(NAME, &ca, 2020, 4000);
-    let a = Listener::https("127.0.141.1", 0, &cert);
+    let a = https("127.0.141.1", 0, &cert);
     let port = a.addr.port();
     let d = tempfile::tempdir().unwrap();
     let absolute = format!(", ca_file: {}", d.path().join("other.pem").display());
@@ -313,16 +218,16 @@ fn a_private_ca_in_ca_file_is_trusted_instead_of_the_system_store() {
 #[test]
 fn expired_early_misnamed_and_plain_http_members_say_why() {
     let ca = private_ca("gslbd test CA");
-    let expired = Listener::https("127.0.142.1", 0, &signed(NAME, &ca, 2020, 2021));
+    let expired = https("127.0.142.1", 0, &signed(NAME, &ca, 2020, 2021));
     let port = expired.addr.port();
-    let _early = Listener::https("127.0.142.2", port, &signed(NAME, &ca, 3000, 4000));
-    let _misnamed = Listener::https(
+    let _early = https("127.0.142.2", port, &signed(NAME, &ca, 3000, 4000));
+    let _misnamed = https(
         "127.0.142.3",
         port,
         &signed("www.example.test", &ca, 2020, 4000),
     );
-    let _plain = plain_http("127.0.142.4", port);
-    let _good = Listener::https("127.0.142.5", port, &signed(NAME, &ca, 2020, 4000));
+    let _plain = Backend::start("127.0.142.4", port, Mode::BadRequest);
+    let _good = https("127.0.142.5", port, &signed(NAME, &ca, 2020, 4000));
     let d = tempfile::tempdir().unwrap();
     zone(
         d.path(),
@@ -440,9 +345,9 @@ checks:
 fn ca_file_can_pin_a_bare_self_signed_certificate_but_not_one_with_the_ca_flag() {
     let leaf = self_signed_leaf(NAME);
     let flagged = self_signed_ca_flagged(NAME);
-    let a = Listener::https("127.0.143.1", 0, &leaf);
+    let a = https("127.0.143.1", 0, &leaf);
     let port = a.addr.port();
-    let _b = Listener::https("127.0.143.2", port, &flagged);
+    let _b = https("127.0.143.2", port, &flagged);
     let d = tempfile::tempdir().unwrap();
     zone(
         d.path(),

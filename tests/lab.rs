@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 const RESOLVER: &str = "127.0.53.3:53";
@@ -199,14 +199,7 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     // get the inner site, not that cached answer (with the old scope of /8 it got the outer one).
     let geo = "geo.gslb.example.test.";
     let direct = ask_from(GSLBD, geo, Some(("10.2.7.0", 24))).expect("no answer from gslbd");
-    let scope = direct
-        .edns
-        .as_ref()
-        .and_then(|e| e.option(EdnsCode::Subnet))
-        .and_then(|o| match o {
-            EdnsOption::Subnet(s) => Some(s.scope_prefix()),
-            _ => None,
-        });
+    let scope = common::ecs_of(&direct).map(|e| e.2);
     assert_eq!(scope, Some(15), "{direct:?}");
     for (client, want) in [
         ("10.2.7.0", "192.0.2.1"),

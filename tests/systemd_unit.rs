@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -542,26 +542,7 @@ impl Traced {
 
     /// One HTTP/1.1 request to the admin API: (status, body).
     fn http(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-        let addr: SocketAddr = self.api.parse().expect("admin API address");
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .expect("connect to the admin API");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the response");
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_string())
+        common::http_request(&self.api, method, path, body, token)
     }
 }
 

@@ -30,6 +30,9 @@ pub enum Mode {
     Agent = 7,
     /// HTTP `200 OK` with the current text as the body (a load endpoint).
     Text = 8,
+    /// A plain HTTP server's answer to anything it cannot read, a TLS ClientHello too:
+    /// `400 Bad Request` after the first read.
+    BadRequest = 9,
 }
 
 pub struct Backend {
@@ -129,14 +132,25 @@ pub struct TlsBackend {
 }
 
 impl TlsBackend {
+    /// With a fresh self-signed certificate for `name`.
     pub fn start(ip: &str, port: u16, name: &str) -> TlsBackend {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
         let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
             .expect("key");
+        TlsBackend::with_cert(ip, port, cert.cert.der().clone(), key)
+    }
+
+    /// HTTPS on `ip:port` presenting `cert`, answering every request `200 OK`.
+    pub fn with_cert(
+        ip: &str,
+        port: u16,
+        cert: rustls::pki_types::CertificateDer<'static>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> TlsBackend {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .with_single_cert(vec![cert], key)
             .expect("tls config");
         let config = Arc::new(config);
         let listener = TcpListener::bind((ip, port)).expect("bind");
@@ -223,6 +237,13 @@ fn handle(mut s: TcpStream, mode: u8, n: usize, text: &str, stop: &AtomicBool) {
     }
     if mode == Mode::Agent as u8 {
         let _ = s.write_all(format!("{text}\n").as_bytes());
+        return;
+    }
+    if mode == Mode::BadRequest as u8 {
+        let _ = s.read(&mut [0u8; 4096]);
+        let _ = s.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return;
     }
     // read the request head

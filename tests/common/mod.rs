@@ -117,28 +117,13 @@ impl Server {
 
     /// One HTTP/1.1 request to the admin API: (status, body).
     pub fn http(&self, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-        let addr = self.api().trim_start_matches("http://").to_string();
-        let mut s = TcpStream::connect(&addr).expect("connect to the admin API");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        http_request(
+            self.api().trim_start_matches("http://"),
+            method,
+            path,
+            body,
+            token,
         )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read the response");
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        (status, body)
     }
 
     /// Every address the server announced ("listening on udp and tcp ADDR").
@@ -230,6 +215,34 @@ impl Drop for Server {
             eprintln!("---- gslbd log ----\n{}", self.log());
         }
     }
+}
+
+/// One HTTP/1.1 request to `addr` (`host:port`), with a bearer token if given: (status, body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }
 
 pub fn udp_exchange(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
