@@ -37,7 +37,11 @@ pub fn client(addr: IpAddr, ecs_source: Option<u8>) -> (IpAddr, u8) {
 /// An ECS source prefix as used: cut to /24 (/56), and the address masked to it. The query
 /// path (`wire::Ecs::client`) and explain both go through here.
 pub fn ecs_cut(addr: IpAddr, source: u8) -> (IpAddr, u8) {
-    let cut = if addr.is_ipv4() { ECS_MAX_V4 } else { ECS_MAX_V6 };
+    let cut = if addr.is_ipv4() {
+        ECS_MAX_V4
+    } else {
+        ECS_MAX_V6
+    };
     let len = source.min(cut);
     let masked = ipnet::IpNet::new(addr, len).map_or(addr, |n| n.trunc().addr());
     (masked, len)
