@@ -21,8 +21,10 @@ use crate::health::Status;
 use crate::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels};
 use crate::model::Config;
 use crate::probe;
+use crate::probe::ProbeKey;
+use crate::probe::load::LoadKey;
 use crate::state;
-use crate::table::{LoadKey, Override, OverrideKind, OverrideTarget, ProbeKey, Table};
+use crate::table::{Override, OverrideKind, OverrideTarget, Table};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {

@@ -22,8 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::dns::answer::Transport;
-use crate::dns::wire;
+use crate::dns::wire::{self, RCODE_BADVERS, Transport};
 
 /// Query types counted by name; everything else is `other`.
 const QTYPES: [(u16, &str); 17] = [
@@ -51,7 +50,6 @@ const QTYPE_SLOTS: usize = QTYPES.len() + 1;
 const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
-pub const RCODE_BADVERS: u8 = 16;
 
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 const CELLS: usize = TRANSPORTS.len() * QTYPE_SLOTS * RCODES.len();

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::Status;
 use crate::model::CheckSpec;
-use crate::table::{Overrides, ProbeKey};
+use crate::probe::ProbeKey;
+use crate::table::Overrides;
 
 const HEALTH_FILE: &str = "health.json";
 const VERSION: u32 = 1;

@@ -26,7 +26,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use crate::dns::wire::{self, CLASS_IN};
 use crate::health::{self, Outcome, State, Status, Transition};
 use crate::metrics::{Counters, Hits, Metrics, PoolCells, ZoneStats, cell_of};
-use crate::model::{self, CheckSpec, Config, Order, WhenAllDown};
+use crate::model::{self, Config, Order, WhenAllDown};
+use crate::probe::ProbeKey;
+use crate::probe::load::LoadKey;
 use crate::probe::load::{AgentState, Load};
 use crate::select::order;
 use crate::select::pipeline::{self, NoTrace};
@@ -418,13 +420,6 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
     })
 }
 
-/// One probe: an address and a check spec. Pools that share it share its state.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ProbeKey {
-    pub address: IpAddr,
-    pub spec: CheckSpec,
-}
-
 /// An operator's override of a member (DESIGN §4), set through the admin API and kept in
 /// `state_dir/overrides.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -565,13 +560,6 @@ impl Override {
         }
         out
     }
-}
-
-/// One load source: an address and how to ask it. Pools that share it share its reports.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LoadKey {
-    pub address: IpAddr,
-    pub spec: model::LoadSpec,
 }
 
 /// Smoothed load reports of one source.

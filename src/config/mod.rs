@@ -13,6 +13,7 @@
 pub mod diag;
 pub mod format;
 mod pools;
+mod values;
 pub(crate) mod zone;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::model;
 use diag::{Diagnostics, Loc, Reporter};
 use format::{ServerFile, Spanned, from_yaml};
+use values::Zero;
 
 /// Config files larger than this are refused before parsing (a zone of 100,000 names is ~5 MB).
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -188,26 +190,6 @@ fn zone_files(dir: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
 }
 
 /// `gslbd.yaml` → server settings. Relative paths in it are relative to the file's directory.
-/// An integer setting, if given and within `lo..=hi`; a diagnostic at its place otherwise.
-fn bounded(
-    v: &Option<Spanned<i64>>,
-    lo: i64,
-    hi: i64,
-    path: &str,
-    r: &mut Reporter,
-) -> Option<i64> {
-    let v = v.as_ref()?;
-    if (lo..=hi).contains(&v.value) {
-        return Some(v.value);
-    }
-    r.error(
-        Loc::from_saphyr(v.referenced),
-        path,
-        format!("{} is not in {lo}..={hi}", v.value),
-    );
-    None
-}
-
 /// The settings, and where `state_dir` is given (if it is).
 fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<(model::Server, Option<Loc>)> {
     let text = read(path, diags)?;
@@ -257,16 +239,31 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<(model::Server, O
     if let Some(rrl) = &file.rrl {
         let d = &mut server.rrl;
         let rate = &rrl.responses_per_second;
-        if let Some(n) = bounded(rate, 0, 1_000_000, "rrl.responses_per_second", &mut r) {
+        if let Some(n) = rate
+            .as_ref()
+            .and_then(|v| values::int(v, 0..=1_000_000, "rrl.responses_per_second", &mut r))
+        {
             d.responses_per_second = n as u32;
         }
-        if let Some(n) = bounded(&rrl.slip, 0, 100, "rrl.slip", &mut r) {
+        if let Some(n) = rrl
+            .slip
+            .as_ref()
+            .and_then(|v| values::int(v, 0..=100, "rrl.slip", &mut r))
+        {
             d.slip = n as u32;
         }
-        if let Some(n) = bounded(&rrl.ipv4_prefix, 0, 32, "rrl.ipv4_prefix", &mut r) {
+        if let Some(n) = rrl
+            .ipv4_prefix
+            .as_ref()
+            .and_then(|v| values::int(v, 0..=32, "rrl.ipv4_prefix", &mut r))
+        {
             d.ipv4_prefix = n as u8;
         }
-        if let Some(n) = bounded(&rrl.ipv6_prefix, 0, 128, "rrl.ipv6_prefix", &mut r) {
+        if let Some(n) = rrl
+            .ipv6_prefix
+            .as_ref()
+            .and_then(|v| values::int(v, 0..=128, "rrl.ipv6_prefix", &mut r))
+        {
             d.ipv6_prefix = n as u8;
         }
         if let Some(b) = rrl.on_loopback {
@@ -287,30 +284,23 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<(model::Server, O
     if let Some(tcp) = &file.tcp {
         let t = &mut server.tcp;
         let most = 1_000_000;
-        if let Some(n) = bounded(&tcp.max_connections, 1, most, "tcp.max_connections", &mut r) {
+        if let Some(n) = tcp
+            .max_connections
+            .as_ref()
+            .and_then(|v| values::int(v, 1..=most, "tcp.max_connections", &mut r))
+        {
             t.max_connections = n as usize;
         }
-        if let Some(n) = bounded(&tcp.max_per_client, 1, most, "tcp.max_per_client", &mut r) {
+        if let Some(n) = tcp
+            .max_per_client
+            .as_ref()
+            .and_then(|v| values::int(v, 1..=most, "tcp.max_per_client", &mut r))
+        {
             t.max_per_client = n as usize;
         }
-        let mut duration =
-            |v: &Option<Spanned<String>>, path: &str| -> Option<std::time::Duration> {
-                let v = v.as_ref()?;
-                match humantime::parse_duration(&v.value) {
-                    Ok(d) if !d.is_zero() => Some(d),
-                    _ => {
-                        r.error(
-                            Loc::from_saphyr(v.referenced),
-                            path,
-                            format!(
-                                "{:?} is not a duration above 0 (e.g. 500ms, 10s, 2m)",
-                                v.value
-                            ),
-                        );
-                        None
-                    }
-                }
-            };
+        let mut duration = |v: &Option<Spanned<String>>, path: &str| {
+            values::duration(v.as_ref()?, Zero::Refused, path, &mut r)
+        };
         if let Some(d) = duration(&tcp.idle_timeout, "tcp.idle_timeout") {
             t.idle_timeout = d;
         }

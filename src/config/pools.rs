@@ -16,7 +16,7 @@ use hickory_proto::rr::{LowerName, Name};
 use super::diag::{Loc, Reporter};
 use super::format::{CheckFile, Entries, PoolFile, Spanned};
 use super::format::{PolicyFile, SiteFile};
-use super::zone::{MAX_TTL, loc, name};
+use super::values::{self, Zero, loc, name};
 use crate::model::{
     Binding, CaCerts, Check, CheckKind, CheckSpec, HttpCheck, Member, Order, Pattern, Policy, Pool,
     Site, SiteRef, Thresholds, WhenAllDown,
@@ -209,14 +209,7 @@ fn load(
     let f = &l.value;
     let kind = match (&f.agent, &f.http) {
         (Some(a), None) => LoadKind::Agent {
-            port: ranged(
-                &a.value.port,
-                1,
-                65535,
-                &format!("{base}.agent.port"),
-                "port",
-                r,
-            )? as u16,
+            port: values::int(&a.value.port, 1..=65535, &format!("{base}.agent.port"), r)? as u16,
         },
         (None, Some(h)) => {
             let path = h
@@ -232,14 +225,8 @@ fn load(
                 );
             }
             LoadKind::Http {
-                port: ranged(
-                    &h.value.port,
-                    1,
-                    65535,
-                    &format!("{base}.http.port"),
-                    "port",
-                    r,
-                )? as u16,
+                port: values::int(&h.value.port, 1..=65535, &format!("{base}.http.port"), r)?
+                    as u16,
                 path,
             }
         }
@@ -252,15 +239,17 @@ fn load(
             return None;
         }
     };
-    let interval = duration(
-        &f.interval,
+    let interval = values::duration_or(
+        f.interval.as_ref(),
         DEFAULT_INTERVAL,
+        Zero::Allowed,
         &format!("{base}.interval"),
         r,
     )?;
-    let timeout = duration(
-        &f.timeout,
+    let timeout = values::duration_or(
+        f.timeout.as_ref(),
         DEFAULT_TIMEOUT.min(interval),
+        Zero::Allowed,
         &format!("{base}.timeout"),
         r,
     )?;
@@ -298,49 +287,6 @@ pub fn checks(
         }
     }
     out
-}
-
-fn duration(
-    s: &Option<Spanned<String>>,
-    default: Duration,
-    path: &str,
-    r: &mut Reporter,
-) -> Option<Duration> {
-    let Some(s) = s else { return Some(default) };
-    match humantime::parse_duration(s.value.trim()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            r.error(
-                loc(s),
-                path,
-                format!(
-                    "{:?} is not a duration ({e}); write e.g. 500ms, 5s, 1m",
-                    s.value
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn ranged(
-    v: &Spanned<i64>,
-    lo: i64,
-    hi: i64,
-    path: &str,
-    what: &str,
-    r: &mut Reporter,
-) -> Option<i64> {
-    if (lo..=hi).contains(&v.value) {
-        Some(v.value)
-    } else {
-        r.error(
-            loc(v),
-            path,
-            format!("{} is not a valid {what}: use {lo}..={hi}", v.value),
-        );
-        None
-    }
 }
 
 fn regex(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<Pattern> {
@@ -381,13 +327,20 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
         return None;
     }
     let errors = r.error_count();
-    let interval = duration(
-        &c.interval,
+    let interval = values::duration_or(
+        c.interval.as_ref(),
         DEFAULT_INTERVAL,
+        Zero::Allowed,
         &format!("{base}.interval"),
         r,
     );
-    let timeout = duration(&c.timeout, DEFAULT_TIMEOUT, &format!("{base}.timeout"), r);
+    let timeout = values::duration_or(
+        c.timeout.as_ref(),
+        DEFAULT_TIMEOUT,
+        Zero::Allowed,
+        &format!("{base}.timeout"),
+        r,
+    );
     if let (Some(i), Some(spec)) = (interval, &c.interval)
         && i < MIN_INTERVAL
     {
@@ -413,14 +366,14 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
     }
     let count = |v: &Option<Spanned<i64>>, what: &str, r: &mut Reporter| match v {
         None => Some(if what == "rise" { 2 } else { 3 }),
-        Some(v) => ranged(v, 1, 1000, &format!("{base}.{what}"), what, r).map(|n| n as u32),
+        Some(v) => values::int(v, 1..=1000, &format!("{base}.{what}"), r).map(|n| n as u32),
     };
     let rise = count(&c.rise, "rise", r);
     let fall = count(&c.fall, "fall", r);
 
     let kind = if let Some(t) = &c.tcp {
         let t = &t.value;
-        let port = ranged(&t.port, 1, 65535, &format!("{base}.tcp.port"), "port", r);
+        let port = values::int(&t.port, 1..=65535, &format!("{base}.tcp.port"), r);
         let banner = t
             .expect_banner
             .as_ref()
@@ -434,7 +387,7 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
         let h = &h.value;
         let tls = h.tls.unwrap_or(false);
         let port = match &h.port {
-            Some(p) => ranged(p, 1, 65535, &format!("{hp}.port"), "port", r).map(|p| p as u16),
+            Some(p) => values::int(p, 1..=65535, &format!("{hp}.port"), r).map(|p| p as u16),
             None => Some(if tls { 443 } else { 80 }),
         };
         let method = h
@@ -467,14 +420,7 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
         }
         let mut statuses = Vec::new();
         for (i, s) in h.expect_status.iter().flatten().enumerate() {
-            if let Some(s) = ranged(
-                s,
-                100,
-                599,
-                &format!("{hp}.expect_status[{i}]"),
-                "HTTP status",
-                r,
-            ) {
+            if let Some(s) = values::int(s, 100..=599, &format!("{hp}.expect_status[{i}]"), r) {
                 statuses.push(s as u16);
             }
         }
@@ -683,20 +629,14 @@ fn pool(
         }
     }
     let ttl = match &p.ttl {
-        Some(t) => ranged(t, 0, MAX_TTL, &format!("{base}.ttl"), "TTL", r)
+        Some(t) => values::ttl(t, &format!("{base}.ttl"), r)
+            .map(i64::from)
             .map_or(DEFAULT_POOL_TTL, |t| t as u32),
         None => DEFAULT_POOL_TTL,
     };
     let max_answers = match &p.max_answers {
-        Some(m) => ranged(
-            m,
-            1,
-            64,
-            &format!("{base}.max_answers"),
-            "number of answers",
-            r,
-        )
-        .map_or(DEFAULT_MAX_ANSWERS, |m| m as u8),
+        Some(m) => values::int(m, 1..=64, &format!("{base}.max_answers"), r)
+            .map_or(DEFAULT_MAX_ANSWERS, |m| m as u8),
         None => DEFAULT_MAX_ANSWERS,
     };
 
@@ -733,10 +673,10 @@ fn pool(
                     continue;
                 }
                 let weight = m.weight.as_ref().map_or(Some(DEFAULT_WEIGHT as i64), |w| {
-                    ranged(w, 0, 1_000_000, &format!("{mp}.weight"), "weight", r)
+                    values::int(w, 0..=1_000_000, &format!("{mp}.weight"), r)
                 });
                 let priority = m.priority.as_ref().map_or(Some(1), |w| {
-                    ranged(w, 0, 1_000_000, &format!("{mp}.priority"), "priority", r)
+                    values::int(w, 0..=1_000_000, &format!("{mp}.priority"), r)
                 });
                 let site = match &m.site {
                     None => None,
@@ -875,9 +815,10 @@ fn pool(
     if policy.order == Order::LeastLoaded && p.load.is_none() {
         r.error(loc(key), format!("{base}.load"), "least-loaded needs `load: { agent: { port: N } }` or `load: { http: { port: N, path: /load } }`");
     }
-    let slow_start = duration(
-        &p.slow_start,
+    let slow_start = values::duration_or(
+        p.slow_start.as_ref(),
         Duration::ZERO,
+        Zero::Allowed,
         &format!("{base}.slow_start"),
         r,
     );

@@ -16,10 +16,9 @@ use hickory_proto::serialize::txt::Parser;
 
 use super::diag::{Loc, Reporter};
 use super::format::{NameFile, Spanned, ZoneFile, from_yaml};
+use super::values::{self, MAX_TTL, loc, name};
 use crate::model::{self, RRset, Soa};
 
-/// RFC 2181 §8: TTLs are 31-bit unsigned.
-pub(super) const MAX_TTL: i64 = 0x7fff_ffff;
 const DEFAULT_TTL: u32 = 3600;
 
 /// Where a record came from, for diagnostics that are found after collection.
@@ -68,7 +67,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     let ttl = file
         .ttl
         .as_ref()
-        .and_then(|t| ttl_value(t, "ttl", r))
+        .and_then(|t| values::ttl(t, "ttl", r))
         .unwrap_or(DEFAULT_TTL);
 
     let soa = match &file.soa {
@@ -173,54 +172,6 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     })
 }
 
-pub(super) fn loc<T>(s: &Spanned<T>) -> Loc {
-    Loc::from_saphyr(s.referenced)
-}
-
-/// A domain name: `@` is the origin; a name ending in `.` is absolute; anything else is relative
-/// to the origin (as in RFC 1035 master files).
-pub(super) fn name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
-    let s = s.trim();
-    if s == "@" {
-        return origin
-            .cloned()
-            .ok_or_else(|| "\"@\" needs an origin".to_string());
-    }
-    if s.is_empty() {
-        return Err("empty name".into());
-    }
-    let n = Name::from_ascii(s).map_err(|e| format!("{s:?} is not a domain name: {e}"))?;
-    if n.is_fqdn() {
-        return Ok(n);
-    }
-    match origin {
-        Some(o) => n
-            .append_domain(o)
-            .map_err(|e| format!("{s:?} is too long within {o}: {e}")),
-        None => {
-            let mut n = n;
-            n.set_fqdn(true);
-            Ok(n)
-        }
-    }
-}
-
-fn ttl_value(t: &Spanned<i64>, path: &str, r: &mut Reporter) -> Option<u32> {
-    if (0..=MAX_TTL).contains(&t.value) {
-        Some(t.value as u32)
-    } else {
-        r.error(
-            loc(t),
-            path,
-            format!(
-                "{} is not a valid TTL: use 0..={MAX_TTL} seconds (RFC 2181 §8)",
-                t.value
-            ),
-        );
-        None
-    }
-}
-
 fn u32_field(v: &Option<Spanned<i64>>, default: u32, path: &str, r: &mut Reporter) -> u32 {
     match v {
         None => default,
@@ -260,7 +211,7 @@ fn soa(s: &super::format::SoaFile, origin: &Name, r: &mut Reporter) -> Option<So
         retry: u32_field(&s.retry, 600, "soa.retry", r),
         expire: u32_field(&s.expire, 86400, "soa.expire", r),
         minimum: match &s.minimum {
-            Some(m) => ttl_value(m, "soa.minimum", r)?,
+            Some(m) => values::ttl(m, "soa.minimum", r)?,
             None => 30,
         },
     };
@@ -299,7 +250,7 @@ fn names_records(
     let ttl = spec
         .ttl
         .as_ref()
-        .and_then(|t| ttl_value(t, &format!("{base}.ttl"), r))
+        .and_then(|t| values::ttl(t, &format!("{base}.ttl"), r))
         .unwrap_or(zone_ttl);
 
     let mut any = false;
@@ -527,14 +478,7 @@ fn records_file(rf: &Spanned<String>, origin: &Name, acc: &mut Records, r: &mut 
             continue;
         }
         if i64::from(set.ttl()) > MAX_TTL {
-            r.error(
-                at,
-                &path,
-                format!(
-                    "{} is not a valid TTL: use 0..={MAX_TTL} seconds (RFC 2181 §8)",
-                    set.ttl()
-                ),
-            );
+            r.error(at, &path, values::bad_ttl(i64::from(set.ttl())));
             continue;
         }
         let k = (key.name.clone(), rtype);

@@ -12,16 +12,10 @@
 
 use std::net::IpAddr;
 
+pub use super::wire::Transport;
 use super::wire::{self, Full, Parsed, Query, Writer};
 use crate::select::order;
 use crate::table::{FamilyAnswer, Node, NodeKind, RRset, Snapshot, Zone};
-
-/// How the query arrived: it decides the size limit of the response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// A buffer big enough for any response on any transport.
 pub const MAX_RESPONSE: usize = u16::MAX as usize;
@@ -225,7 +219,7 @@ fn respond(
         w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok, None);
         snap.counters
             .unzoned
-            .count(transport, q.qtype, crate::metrics::RCODE_BADVERS);
+            .count(transport, q.qtype, wire::RCODE_BADVERS);
         return (w.len(), class(Class::Error, &[]));
     }
 

@@ -47,6 +47,15 @@ pub const RCODE_NOTIMP: u8 = 4;
 pub const RCODE_REFUSED: u8 = 5;
 /// RFC 6891 §9: extended RCODE 16, carried as 1 in the OPT TTL's upper byte.
 pub const EXT_RCODE_BADVERS: u8 = 1;
+/// BADVERS as a whole (extended) RCODE, RFC 6891 §9: what the counters call it.
+pub const RCODE_BADVERS: u8 = 16;
+
+/// How a query arrived: it decides the size limit of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
 
 pub const FLAG_QR: u16 = 0x8000;
 pub const FLAG_AA: u16 = 0x0400;

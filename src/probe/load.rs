@@ -13,7 +13,13 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::model::LoadKind;
-use crate::table::LoadKey;
+
+/// One load source: an address and how to ask it. Pools that share it share its reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoadKey {
+    pub address: IpAddr,
+    pub spec: crate::model::LoadSpec,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentState {

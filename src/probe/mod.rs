@@ -23,7 +23,13 @@ use tokio::sync::mpsc;
 
 use crate::health::Outcome;
 use crate::model::CheckKind;
-use crate::table::ProbeKey;
+
+/// One probe: an address and a check spec. Pools that share it share its state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeKey {
+    pub address: IpAddr,
+    pub spec: crate::model::CheckSpec,
+}
 
 /// Probes in flight at most, over all members and checks: a config with thousands of members
 /// whose checks all time out must not open thousands of sockets at once. A probe waits for a

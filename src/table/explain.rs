@@ -14,10 +14,11 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use serde_json::{Value, json};
 
-use super::{ProbeKey, Table};
+use super::Table;
 use crate::dns::answer::{self, Transport};
 use crate::health::Status;
 use crate::model::{self, Order, WhenAllDown};
+use crate::probe::ProbeKey;
 use crate::select::pipeline::{self, Step, Trace};
 use crate::select::sites;
 use crate::select::{Candidate, Eligible, Family};
