@@ -15,7 +15,7 @@ use gslbd::health::Status;
 use gslbd::model::{Order, Pool, Zone};
 use gslbd::select::pipeline::{self, NoTrace};
 use gslbd::select::{self, Family, order};
-use gslbd::table::Snapshot;
+use gslbd::snapshot::Snapshot;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};

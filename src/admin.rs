@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::table::{OverrideKind, OverrideTarget};
+use crate::health::overrides::{OverrideKind, OverrideTarget};
 
 /// What the API asks of the writer.
 pub enum Request {

@@ -18,13 +18,14 @@ use crate::admin;
 use crate::config::{self, Sources};
 use crate::dns::{tcp, udp};
 use crate::health::Status;
+use crate::health::overrides::{Override, OverrideKind, OverrideTarget};
 use crate::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels};
 use crate::model::Config;
 use crate::probe;
 use crate::probe::ProbeKey;
 use crate::probe::load::LoadKey;
 use crate::state;
-use crate::table::{Override, OverrideKind, OverrideTarget, Table};
+use crate::table::Table;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -42,7 +43,7 @@ pub enum Error {
     #[error("the configuration has errors (see above)")]
     Config,
     #[error("{0}")]
-    Build(#[from] crate::table::BuildError),
+    Build(#[from] crate::snapshot::BuildError),
     #[error("cannot listen on {addr} ({proto}): {source}")]
     Bind {
         addr: SocketAddr,

@@ -12,7 +12,7 @@ use crate::config::zone;
 use crate::dns::answer::{MAX_RESPONSE, Transport, answer};
 use crate::dns::wire::MAX_UDP_PAYLOAD;
 use crate::model::HttpCheck;
-use crate::table::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// The zones the query target answers from: every kind of data, a delegation, and pools with
 /// every policy and a site map.

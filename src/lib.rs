@@ -1,7 +1,7 @@
 //! gslbd: an authoritative DNS server that answers only with healthy servers.
 //!
 //! ```text
-//!  zones/*.yaml ──config::load──▶ model::Config ──table::Snapshot::build──▶ Snapshot
+//!  zones/*.yaml ──config::load──▶ model::Config ──table + snapshot::build──▶ Snapshot
 //!                                                                           │ Live (ArcSwap)
 //!  UDP (one thread per core, recvmmsg) ─┐                                   ▼
 //!  TCP (tokio, RFC 7766)  ──────────────┴──▶ dns::answer(snapshot, packet) ──▶ reply
@@ -23,5 +23,6 @@ pub mod model;
 pub mod privileges;
 pub mod probe;
 pub mod select;
+pub mod snapshot;
 pub mod state;
 pub mod table;

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::health::Status;
+use crate::health::overrides::Overrides;
 use crate::model::CheckSpec;
 use crate::probe::ProbeKey;
-use crate::table::Overrides;
 
 const HEALTH_FILE: &str = "health.json";
 const VERSION: u32 = 1;
@@ -122,10 +122,10 @@ pub fn overrides_path(dir: &Path) -> PathBuf {
 struct OverridesFile {
     version: u32,
     /// Member overrides by address.
-    overrides: std::collections::BTreeMap<IpAddr, crate::table::Override>,
+    overrides: std::collections::BTreeMap<IpAddr, crate::health::overrides::Override>,
     /// Site overrides by site name.
     #[serde(default)]
-    sites: std::collections::BTreeMap<String, crate::table::Override>,
+    sites: std::collections::BTreeMap<String, crate::health::overrides::Override>,
 }
 
 /// The overrides in force, written atomically before the API confirms a change.

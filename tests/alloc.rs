@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{Ask, root};
 use gslbd::config::{self, Sources};
 use gslbd::dns::{MAX_RESPONSE, Transport, answer};
-use gslbd::table::Snapshot;
+use gslbd::snapshot::Snapshot;
 
 struct Counting;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Ask, Server, root, tcp_recv, tcp_send};
 use gslbd::config::{self, Sources};
 use gslbd::dns::{MAX_RESPONSE, Transport, answer};
-use gslbd::table::Snapshot;
+use gslbd::snapshot::Snapshot;
 use hickory_proto::op::Message;
 use proptest::prelude::*;
 

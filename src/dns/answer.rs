@@ -15,7 +15,7 @@ use std::net::IpAddr;
 pub use super::wire::Transport;
 use super::wire::{self, Full, Parsed, Query, Writer};
 use crate::select::order;
-use crate::table::{FamilyAnswer, Node, NodeKind, RRset, Snapshot, Zone};
+use crate::snapshot::{FamilyAnswer, Node, NodeKind, RRset, Snapshot, Zone};
 
 /// A buffer big enough for any response on any transport.
 pub const MAX_RESPONSE: usize = u16::MAX as usize;

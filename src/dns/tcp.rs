@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use super::answer::{MAX_RESPONSE, Transport, answer};
-use crate::table::Live;
+use crate::snapshot::Live;
 
 pub use crate::model::TcpLimits as Limits;
 

@@ -19,7 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::answer::{Transport, answer, answer_for_rrl};
 use super::rrl::{self, Limiter, Verdict};
 use super::wire::MAX_UDP_PAYLOAD;
-use crate::table::Live;
+use crate::snapshot::Live;
 
 /// Datagrams taken per `recvmmsg`.
 pub const BATCH: usize = 32;

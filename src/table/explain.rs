@@ -75,12 +75,12 @@ impl Table {
         // the query path reads (the table keeps no static records of its own).
         let nodes = self
             .zones
-            .get(super::lower_wire(&zone.origin).as_slice())
+            .get(crate::snapshot::lower_wire(&zone.origin).as_slice())
             .map(|z| &z.nodes);
         let mut at = name.clone();
         let mut chain = Vec::new();
         let pool_id = loop {
-            let node = nodes.and_then(|n| n.get(super::lower_wire(&at).as_slice()));
+            let node = nodes.and_then(|n| n.get(crate::snapshot::lower_wire(&at).as_slice()));
             if let Some(id) = node.and_then(|n| n.pool) {
                 break Some(id);
             }
@@ -183,7 +183,7 @@ impl Table {
         let (addr, prefix) = sites::client(client, ecs_len);
         let located = self
             .zones
-            .get(super::lower_wire(&zone.origin).as_slice())
+            .get(crate::snapshot::lower_wire(&zone.origin).as_slice())
             .and_then(|z| z.topology.as_ref())
             .filter(|_| pool.policy.topology)
             .map(|t| t.locate(addr, prefix));

@@ -11,6 +11,9 @@
 //! after that, hysteresis keeps one lost probe from moving clients. Probes report outcomes;
 //! this module turns them into states; policies only ever see the states.
 
+pub mod load;
+pub mod overrides;
+
 use std::fmt;
 use std::time::Instant;
 

@@ -1,0 +1,318 @@
+//! Turning a config into what queries read: zones into nodes of pre-encoded RRsets, and a
+//! pool's pipeline result into pre-encoded address records.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use super::{FamilyAnswer, Map, Node, NodeKind, RRset, Slot, Target, Zone};
+use crate::dns::wire::{self, CLASS_IN};
+use crate::metrics::{Counters, Hits};
+use crate::model::{self, Order};
+use crate::select::sites::SiteMap;
+use crate::select::{self, Eligible, Family, order};
+
+/// A config that cannot be turned into wire format (should not happen after validation).
+#[derive(Debug, thiserror::Error)]
+#[error("{zone}: {name} {rtype}: cannot encode record data: {reason}")]
+pub struct BuildError {
+    zone: String,
+    name: String,
+    rtype: RecordType,
+    reason: String,
+}
+
+/// Build the static part of a config. Pools are numbered in config order (zone by zone);
+/// their answers come from [`Table`], which knows the health.
+pub(crate) fn zones(
+    zones: &[model::Zone],
+    counters: &Counters,
+) -> Result<Map<Box<[u8]>, Zone>, BuildError> {
+    let mut out = Map::with_capacity_and_hasher(zones.len(), Default::default());
+    let mut first_pool = 0u32;
+    for z in zones {
+        let apex = lower_wire(&z.origin);
+        let mut zone = build_zone(z, first_pool)?;
+        zone.stats = counters.zone(&z.origin.to_string());
+        out.insert(apex.into_boxed_slice(), zone);
+        first_pool += z.pools.len() as u32;
+    }
+    Ok(out)
+}
+
+fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
+    let err = |name: &Name, rtype: RecordType, reason: String| BuildError {
+        zone: z.origin.to_string(),
+        name: name.to_string(),
+        rtype,
+        reason,
+    };
+    let soa = RData::SOA(hickory_proto::rr::rdata::SOA::new(
+        z.soa.mname.clone(),
+        z.soa.rname.clone(),
+        z.soa.serial,
+        z.soa.refresh as i32,
+        z.soa.retry as i32,
+        z.soa.expire as i32,
+        z.soa.minimum,
+    ));
+    let ns: Vec<RData> =
+        z.ns.iter()
+            .map(|n| RData::NS(hickory_proto::rr::rdata::NS(n.clone())))
+            .collect();
+
+    let apex = lower_wire(&z.origin);
+    let mut sets: Vec<(&Name, RecordType, u32, Vec<RData>)> = vec![
+        (&z.origin, RecordType::SOA, z.ttl, vec![soa.clone()]),
+        (&z.origin, RecordType::NS, z.ttl, ns),
+    ];
+    for s in &z.rrsets {
+        sets.push((&s.name, s.rtype, s.ttl, s.rdata.clone()));
+    }
+
+    let mut nodes: Map<Box<[u8]>, Node> = Map::default();
+    let mut pending: Map<Vec<u8>, Vec<RRset>> = Map::default();
+    let mut cnames: Map<Vec<u8>, Box<[u8]>> = Map::default();
+    for (name, rtype, ttl, rdata) in &sets {
+        let rrset = encode(u16::from(*rtype), *ttl, rdata).map_err(|e| err(name, *rtype, e))?;
+        let key = lower_wire(name);
+        // Only aliases into this zone are followed (RFC 1034 §4.3.2 step 3a).
+        if *rtype == RecordType::CNAME
+            && let Some(t) = rrset.targets.first()
+            && (*t.name == *apex || is_strict_descendant(&t.name, &apex))
+        {
+            cnames.insert(key.clone(), t.name.clone());
+        }
+        pending.entry(key).or_default().push(rrset);
+    }
+
+    // Names bound to pools: nodes without static data.
+    let mut bound: Map<Vec<u8>, u32> = Map::default();
+    for b in &z.bindings {
+        if b.pool < z.pools.len() {
+            let key = lower_wire(&b.name);
+            pending.entry(key.clone()).or_default();
+            bound.insert(key, first_pool + b.pool as u32);
+        }
+    }
+
+    // Delegation cuts: NS below the apex.
+    let cuts: Vec<Vec<u8>> = pending
+        .iter()
+        .filter(|(k, sets)| **k != apex && sets.iter().any(|s| s.rtype == wire::TYPE_NS))
+        .map(|(k, _)| k.clone())
+        .collect();
+
+    // Every ancestor of a name, up to the apex, exists (empty non-terminals, RFC 4592 §2.2.2).
+    let mut names: Vec<Vec<u8>> = pending.keys().cloned().collect();
+    for k in pending.keys() {
+        for off in label_offsets(k).into_iter().skip(1) {
+            let anc = &k[off..];
+            if anc.len() <= apex.len() {
+                break;
+            }
+            names.push(anc.to_vec());
+        }
+    }
+    for k in names {
+        if nodes.contains_key(k.as_slice()) {
+            continue;
+        }
+        let kind = if cuts.iter().any(|c| is_strict_descendant(&k, c)) {
+            NodeKind::Glue
+        } else if cuts.contains(&k) {
+            NodeKind::Cut
+        } else {
+            NodeKind::Auth
+        };
+        let rrsets = pending.remove(&k).unwrap_or_default().into_boxed_slice();
+        let cname = cnames.remove(&k);
+        let pool = bound.remove(&k);
+        nodes.insert(
+            k.into_boxed_slice(),
+            Node {
+                kind,
+                pool,
+                rrsets,
+                cname,
+            },
+        );
+    }
+
+    let negative_soa = encode(wire::TYPE_SOA, z.negative_ttl(), &[soa])
+        .map_err(|e| err(&z.origin, RecordType::SOA, e))?;
+    let hinfo = RData::HINFO(hickory_proto::rr::rdata::HINFO::new(
+        "RFC8482".into(),
+        String::new(),
+    ));
+    let any_hinfo = encode(wire::TYPE_HINFO, z.ttl, &[hinfo])
+        .map_err(|e| err(&z.origin, RecordType::HINFO, e))?;
+    Ok(Zone {
+        origin: z.origin.clone(),
+        nodes,
+        negative_soa,
+        any_hinfo,
+        has_cuts: !cuts.is_empty(),
+        topology: SiteMap::build(&z.sites),
+        stats: Arc::default(),
+    })
+}
+
+/// Encode what one group of clients gets for one family (the pipeline's result for their
+/// site) as A or AAAA records.
+pub(crate) fn family(
+    pool: &model::Pool,
+    e: &Eligible,
+    f: Family,
+    hits: &dyn Fn(IpAddr) -> Hits,
+) -> FamilyAnswer {
+    let (members, degraded) = match e {
+        Eligible::NoData => return FamilyAnswer::NoData,
+        Eligible::ServFail => return FamilyAnswer::ServFail,
+        Eligible::Members { members, degraded } => (members, *degraded),
+    };
+    // DESIGN §4: the TTL is halved while the pool is degraded, so clients come back sooner.
+    let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
+    let (rtype, alen) = match f {
+        Family::V4 => (wire::TYPE_A, 4usize),
+        Family::V6 => (wire::TYPE_AAAA, 16usize),
+    };
+    let rec_len = 2 + 10 + alen;
+    let slot = |m: &select::Candidate| {
+        let mut record = [0u8; 28];
+        // [0..2] is the owner slot, patched per query.
+        record[2..4].copy_from_slice(&rtype.to_be_bytes());
+        record[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+        record[6..10].copy_from_slice(&ttl.to_be_bytes());
+        record[10..12].copy_from_slice(&(alen as u16).to_be_bytes());
+        match m.address {
+            IpAddr::V4(a) => record[12..16].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => record[12..28].copy_from_slice(&a.octets()),
+        }
+        Slot {
+            record,
+            weight: m.weight,
+            key: if pool.policy.order == Order::Sticky {
+                order::member_key(&m.address)
+            } else {
+                0
+            },
+            hits: hits(m.address),
+        }
+    };
+    FamilyAnswer::Records {
+        order: pool.policy.order,
+        max: pool.max_answers.min(order::MAX_PICK as u8),
+        rec_len: rec_len as u8,
+        members: members.iter().map(slot).collect(),
+    }
+}
+
+/// Encode the records of one RRset (see [`RRset`]).
+fn encode(rtype: u16, ttl: u32, rdata: &[RData]) -> Result<RRset, String> {
+    let mut wire_out = Vec::new();
+    let mut owners = Vec::new();
+    let mut targets = Vec::new();
+    for d in rdata {
+        let mut buf = Vec::new();
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        d.emit(&mut enc).map_err(|e| e.to_string())?;
+        let rdlen =
+            u16::try_from(buf.len()).map_err(|_| "record data over 65535 octets".to_string())?;
+        owners.push(wire_out.len() as u16);
+        wire_out.extend_from_slice(&[0, 0]);
+        wire_out.extend_from_slice(&rtype.to_be_bytes());
+        wire_out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        wire_out.extend_from_slice(&ttl.to_be_bytes());
+        wire_out.extend_from_slice(&rdlen.to_be_bytes());
+        let rdata_at = wire_out.len();
+        wire_out.extend_from_slice(&buf);
+        let target = match d {
+            RData::NS(n) => Some((0, &n.0)),
+            RData::CNAME(n) => Some((0, &n.0)),
+            RData::MX(mx) => Some((2, &mx.exchange)),
+            RData::SRV(srv) => Some((6, &srv.target)),
+            _ => None,
+        };
+        if let Some((off, name)) = target {
+            targets.push(Target {
+                at: u16::try_from(rdata_at + off)
+                    .map_err(|_| "RRset over 65535 octets".to_string())?,
+                name: lower_wire(name).into_boxed_slice(),
+            });
+        }
+    }
+    if wire_out.len() > u16::MAX as usize {
+        return Err("RRset over 65535 octets".into());
+    }
+    Ok(RRset {
+        rtype,
+        wire: wire_out.into_boxed_slice(),
+        owners: owners.into_boxed_slice(),
+        targets: targets.into_boxed_slice(),
+    })
+}
+
+/// A name in wire format, lowercased (RFC 4343: comparisons are case-insensitive).
+pub fn lower_wire(name: &Name) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out
+}
+
+/// Offsets of the labels of a wire-format name (0 first), not counting the root.
+fn label_offsets(wire: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < wire.len() && wire[at] != 0 {
+        out.push(at);
+        at += 1 + wire[at] as usize;
+    }
+    out
+}
+
+/// `name` lies strictly below `ancestor` (both lowercased wire format).
+fn is_strict_descendant(name: &[u8], ancestor: &[u8]) -> bool {
+    name.len() > ancestor.len()
+        && label_offsets(name)
+            .into_iter()
+            .any(|off| &name[off..] == ancestor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_and_descendants() {
+        let n = Name::from_ascii("WWW.Example.").unwrap();
+        assert_eq!(lower_wire(&n), b"\x03www\x07example\x00");
+        assert_eq!(label_offsets(b"\x01a\x02bc\x00"), vec![0, 2]);
+        assert!(is_strict_descendant(b"\x01a\x02bc\x00", b"\x02bc\x00"));
+        assert!(!is_strict_descendant(b"\x02bc\x00", b"\x02bc\x00"));
+        // a suffix of bytes that is not at a label boundary is not an ancestor
+        assert!(!is_strict_descendant(b"\x03abc\x00", b"\x02bc\x00"));
+    }
+
+    #[test]
+    fn encodes_records_with_owner_slots_and_targets() {
+        let mx = RData::MX(hickory_proto::rr::rdata::MX::new(
+            10,
+            Name::from_ascii("Mail.example.").unwrap(),
+        ));
+        let r = encode(wire::TYPE_MX, 300, &[mx]).unwrap();
+        assert_eq!(r.count(), 1);
+        assert_eq!(&r.wire[..12], &[0, 0, 0, 15, 0, 1, 0, 0, 1, 44, 0, 16]);
+        assert_eq!(r.targets[0].at, 14);
+        assert_eq!(&*r.targets[0].name, b"\x04mail\x07example\x00");
+        // the exchange keeps its case in the data
+        assert_eq!(&r.wire[14..19], b"\x04Mail");
+    }
+}

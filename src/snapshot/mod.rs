@@ -1,0 +1,253 @@
+//! The snapshot queries read, and the handle through which a new one is published.
+//!
+//! Everything a query needs is computed when the config or health changes ([`build`]): names
+//! are lowercased wire-format keys, RRsets are pre-encoded records whose owner name is a
+//! two-byte slot patched with a compression pointer per query, delegation cuts and glue are
+//! marked, and empty non-terminals exist as nodes without data. The query path (`dns::answer`)
+//! then does a few hash lookups and copies bytes.
+//!
+//! ```text
+//!   model::Config ──build──▶ Snapshot ──Live::publish──▶ ArcSwap ◀──load── queries
+//! ```
+
+pub mod build;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+
+use crate::dns::wire;
+use crate::metrics::{Counters, Hits, ZoneStats};
+use crate::model::Order;
+use crate::select::order;
+use crate::select::sites::SiteMap;
+
+pub use build::{BuildError, lower_wire};
+
+/// The hash map of the lookup tables (see Cargo.toml for why foldhash).
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The live table: one writer publishes, any number of readers load without locks.
+#[derive(Clone)]
+pub struct Live(Arc<ArcSwap<Snapshot>>);
+
+impl Live {
+    pub fn new(s: Snapshot) -> Self {
+        Live(Arc::new(ArcSwap::from_pointee(s)))
+    }
+
+    /// The current snapshot. Cheap and lock-free; hold it only for one query or one batch.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    pub fn publish(&self, s: Snapshot) {
+        self.0.store(Arc::new(s));
+    }
+}
+
+/// An immutable view of everything served.
+pub struct Snapshot {
+    /// Zones by lowercased wire-format apex; shared between snapshots until the config changes.
+    pub(crate) zones: Arc<Map<Box<[u8]>, Zone>>,
+    /// The answers of every pool, by pool id (`Node::pool`); replaced when health changes.
+    pub pools: Vec<PoolAnswer>,
+    /// Counts up with every published config, for logs and metrics.
+    pub generation: u64,
+    /// What the query path counts into (kept across snapshots).
+    pub counters: Arc<Counters>,
+}
+
+/// What a pool answers right now, per address family; shared by the snapshots until the pool's
+/// health changes. Its views: `[0]` serves clients no site covers (and every client of a pool
+/// without the topology step); `[1 + s]` serves the clients of site `s`. All precomputed here,
+/// so a query only looks its site up.
+#[derive(Clone)]
+pub struct PoolAnswer(pub(crate) Arc<[View]>);
+
+impl PoolAnswer {
+    /// Whether the answer depends on the client's site: a topology pool has a view per site
+    /// (and topology needs at least one site), any other pool only `[0]`.
+    pub fn topology(&self) -> bool {
+        self.0.len() > 1
+    }
+
+    pub fn view(&self, site: Option<usize>) -> &View {
+        site.and_then(|s| self.0.get(s + 1)).unwrap_or(&self.0[0])
+    }
+
+    /// The same answer (not recomputed since).
+    #[cfg(test)]
+    pub(crate) fn same(&self, other: &PoolAnswer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A pool's answer for one group of clients.
+pub struct View {
+    pub v4: FamilyAnswer,
+    pub v6: FamilyAnswer,
+}
+
+impl View {
+    pub fn family(&self, qtype: u16) -> &FamilyAnswer {
+        if qtype == wire::TYPE_AAAA {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+}
+
+pub enum FamilyAnswer {
+    /// NODATA with the SOA: no member of the family, or `when_all_down: none`.
+    NoData,
+    ServFail,
+    /// Eligible members, to be ordered and cut to `max` per query. One allocation per family:
+    /// 10,000 one-member pools are 10,000 small blocks, not 40,000.
+    Records {
+        order: Order,
+        /// `max_answers` (at most `order::MAX_PICK`); small types keep every pool's views small.
+        max: u8,
+        /// Octets of each `Slot::record` in use: 16 for A, 28 for AAAA.
+        rec_len: u8,
+        members: Box<[Slot]>,
+    },
+}
+
+/// One eligible member of a family answer.
+pub struct Slot {
+    /// The pre-encoded record (owner slot, fixed fields with the TTL, address); the first
+    /// `rec_len` octets are used.
+    pub record: [u8; 28],
+    pub weight: u32,
+    /// Sticky hash key (0 unless the order is sticky).
+    pub key: u64,
+    /// How often this member was handed out (metrics).
+    pub hits: Hits,
+}
+
+impl order::Pickable for Slot {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// One zone, ready for lookups.
+pub struct Zone {
+    pub origin: Name,
+    /// Every name with data, every empty non-terminal, every delegation and glue name.
+    pub nodes: Map<Box<[u8]>, Node>,
+    /// The SOA with the negative-caching TTL, for the authority section of NXDOMAIN and NODATA
+    /// (RFC 2308 §3).
+    pub negative_soa: RRset,
+    /// The answer to qtype ANY (RFC 8482 §4.2): a synthesized HINFO "RFC8482" "".
+    pub any_hinfo: RRset,
+    pub has_cuts: bool,
+    /// The site map, if the zone has one.
+    pub topology: Option<SiteMap>,
+    /// Query counters (metrics).
+    pub stats: Arc<ZoneStats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Authoritative data (or an empty non-terminal).
+    Auth,
+    /// A delegation point: NS records below the apex.
+    Cut,
+    /// Below a delegation: only glue, never answered directly.
+    Glue,
+}
+
+pub struct Node {
+    pub kind: NodeKind,
+    /// A name bound to a pool: index into `Snapshot::pools`.
+    pub pool: Option<u32>,
+    pub rrsets: Box<[RRset]>,
+    /// The lowercased CNAME target, if this name is an alias.
+    pub cname: Option<Box<[u8]>>,
+}
+
+impl Zone {
+    /// Whether a name (lowercased wire format, inside this zone) is at or below a delegation.
+    pub fn below_cut(&self, name: &[u8]) -> bool {
+        let mut at = 0;
+        while at < name.len() && name[at] != 0 {
+            if self
+                .nodes
+                .get(&name[at..])
+                .is_some_and(|n| n.kind == NodeKind::Cut)
+            {
+                return true;
+            }
+            at += 1 + name[at] as usize;
+        }
+        false
+    }
+}
+
+impl Node {
+    pub fn get(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+}
+
+/// Pre-encoded records of one name and type.
+///
+/// `wire` holds, for each record, a two-byte owner slot followed by TYPE, CLASS, TTL, RDLENGTH
+/// and RDATA (names in RDATA uncompressed). The slot offsets are in `owners`.
+pub struct RRset {
+    pub rtype: u16,
+    pub wire: Box<[u8]>,
+    pub owners: Box<[u16]>,
+    /// Names inside RDATA that want address records in the additional section (NS, MX, SRV
+    /// targets) or that a CNAME points to: where they are in `wire`, and their lowercased form.
+    pub targets: Box<[Target]>,
+}
+
+pub struct Target {
+    pub at: u16,
+    pub name: Box<[u8]>,
+}
+
+impl RRset {
+    pub fn count(&self) -> u16 {
+        self.owners.len() as u16
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn clone_of(s: &Snapshot) -> Snapshot {
+        Snapshot {
+            zones: s.zones.clone(),
+            pools: s.pools.clone(),
+            generation: s.generation,
+            counters: s.counters.clone(),
+        }
+    }
+
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            zones: Arc::new(Map::default()),
+            pools: Vec::new(),
+            generation: 0,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The most specific zone holding `name` (lowercased wire format, with its label offsets),
+    /// and how many labels of `name` lie below its apex.
+    pub fn find_zone(&self, q: &wire::Query) -> Option<(&Zone, usize)> {
+        (0..=q.label_count()).find_map(|i| self.zones.get(q.suffix(i)).map(|z| (z, i)))
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
+    }
+}
