@@ -588,7 +588,7 @@ async fn writer(
             Some(r) = reports.recv() => {
                 let names = w.table.check_names(&r.key);
                 let metrics = w.table.metrics().clone();
-                metrics.probe(&names, r.outcome.ok, &r.outcome.reason, r.elapsed);
+                metrics.probe(&names, r.outcome.failure, r.elapsed);
                 let tr = w.table.observe(&r.key, r.outcome.clone(), std::time::Instant::now());
                 set_check_gauge(&w.table, &r.key);
                 match tr {

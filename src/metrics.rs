@@ -23,6 +23,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::dns::wire::{self, RCODE_BADVERS, Transport};
+use crate::probe::Failure;
 
 /// Query types counted by name; everything else is `other`.
 const QTYPES: [(u16, &str); 17] = [
@@ -513,45 +514,21 @@ impl Metrics {
     }
 
     /// Record one probe: its duration, and its failure class if it failed.
-    pub fn probe(&self, check: &str, ok: bool, reason: &str, elapsed: std::time::Duration) {
+    pub fn probe(&self, check: &str, failure: Option<Failure>, elapsed: std::time::Duration) {
         let check = check.to_string();
         self.probe_seconds
             .get_or_create(&ProbeLabels {
                 check: check.clone(),
             })
             .observe(elapsed.as_secs_f64());
-        if !ok {
+        if let Some(f) = failure {
             self.probe_failures
                 .get_or_create(&FailureLabels {
                     check,
-                    reason: failure_class(reason),
+                    reason: f.as_str(),
                 })
                 .inc();
         }
-    }
-}
-
-/// A bounded label for a probe failure, from its reason text.
-pub fn failure_class(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.starts_with("timeout") {
-        "timeout"
-    } else if r.contains("refused") {
-        "refused"
-    } else if r.contains("banner") {
-        "banner"
-    } else if r.contains("body") {
-        "body"
-    } else if r.starts_with("http ") {
-        "status"
-    } else if r.contains("certificate") || r.contains("tls") {
-        "tls"
-    } else if r.starts_with("exit") || r.starts_with("cannot run") {
-        "exit"
-    } else if r.contains("says down") || r.contains("not listed") {
-        "file"
-    } else {
-        "other"
     }
 }
 
@@ -643,21 +620,5 @@ mod tests {
         drop(held);
         c.prune();
         assert!(c.members.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn failure_classes() {
-        for (reason, class) in [
-            ("timeout 2s", "timeout"),
-            ("connect refused", "refused"),
-            ("http 503 (expected [200]) after 3 ms", "status"),
-            (r#"banner "554 no" does not match "^220 ""#, "banner"),
-            ("body does not contain \"ok\"", "body"),
-            ("exit 1", "exit"),
-            ("/x says down", "file"),
-            ("read failed: reset", "other"),
-        ] {
-            assert_eq!(failure_class(reason), class, "{reason}");
-        }
     }
 }

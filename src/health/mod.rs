@@ -18,6 +18,7 @@ use std::fmt;
 use std::time::Instant;
 
 pub use crate::model::Thresholds;
+pub use crate::probe::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -46,14 +47,6 @@ impl std::str::FromStr for Status {
             _ => Err(()),
         }
     }
-}
-
-/// What one probe found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub ok: bool,
-    /// For logs and the status API: `http 200 after 12 ms`, `connect refused`, `timeout 2s`.
-    pub reason: String,
 }
 
 /// The state of one (member, check) pair.
@@ -93,7 +86,7 @@ impl State {
 
     /// Take one probe outcome. Returns the transition if the status changed.
     pub fn observe(&mut self, outcome: Outcome, t: Thresholds, now: Instant) -> Option<Transition> {
-        let ok = outcome.ok;
+        let ok = outcome.ok();
         self.last = Some(outcome);
         self.last_at = Some(now);
         let next = match (self.status, ok) {
@@ -135,6 +128,7 @@ pub fn combine(statuses: impl IntoIterator<Item = Status>) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Failure;
     use std::time::Duration;
 
     const T: Thresholds = Thresholds { rise: 2, fall: 3 };
@@ -143,9 +137,10 @@ mod tests {
         let mut out = Vec::new();
         for (i, ok) in results.iter().enumerate() {
             let now = start + Duration::from_secs(i as u64);
-            let o = Outcome {
-                ok: *ok,
-                reason: String::new(),
+            let o = if *ok {
+                Outcome::up("")
+            } else {
+                Outcome::down(Failure::Other, "")
             };
             if let Some(tr) = s.observe(o, T, now) {
                 assert_eq!(s.since, now);

@@ -5,12 +5,11 @@
 use std::net::IpAddr;
 use std::process::Stdio;
 
-use super::{down, excerpt, up};
-use crate::health::Outcome;
+use super::{Failure, Outcome, down, excerpt, up};
 
 pub async fn probe(command: &[String], addr: IpAddr) -> Outcome {
     let Some((program, args)) = command.split_first() else {
-        return down("empty command");
+        return down(Failure::Exit, "empty command");
     };
     let child = tokio::process::Command::new(program)
         .args(args)
@@ -25,7 +24,7 @@ pub async fn probe(command: &[String], addr: IpAddr) -> Outcome {
         .spawn();
     let child = match child {
         Ok(c) => c,
-        Err(e) => return down(format!("cannot run {program}: {e}")),
+        Err(e) => return down(Failure::Exit, format!("cannot run {program}: {e}")),
     };
     match child.wait_with_output().await {
         Ok(out) if out.status.success() => up("exit 0"),
@@ -36,11 +35,11 @@ pub async fn probe(command: &[String], addr: IpAddr) -> Outcome {
                 .map_or("a signal".to_string(), |c| c.to_string());
             let said = excerpt(&out.stdout);
             if said.is_empty() {
-                down(format!("exit {code}"))
+                down(Failure::Exit, format!("exit {code}"))
             } else {
-                down(format!("exit {code}: {said}"))
+                down(Failure::Exit, format!("exit {code}: {said}"))
             }
         }
-        Err(e) => down(format!("wait failed: {e}")),
+        Err(e) => down(Failure::Other, format!("wait failed: {e}")),
     }
 }

@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{down, up};
-use crate::health::Outcome;
+use super::{Failure, Outcome, down, up};
 
 #[derive(Default)]
 pub struct Cache {
@@ -19,7 +18,12 @@ pub struct Cache {
 pub async fn probe(path: &Path, addr: IpAddr, cache: &mut Cache) -> Outcome {
     let meta = match tokio::fs::metadata(path).await {
         Ok(m) => m,
-        Err(e) => return down(format!("cannot read {}: {e}", path.display())),
+        Err(e) => {
+            return down(
+                Failure::Other,
+                format!("cannot read {}: {e}", path.display()),
+            );
+        }
     };
     let stamp = (
         meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -28,15 +32,20 @@ pub async fn probe(path: &Path, addr: IpAddr, cache: &mut Cache) -> Outcome {
     if cache.stamp != Some(stamp) {
         let text = match tokio::fs::read_to_string(path).await {
             Ok(t) => t,
-            Err(e) => return down(format!("cannot read {}: {e}", path.display())),
+            Err(e) => {
+                return down(
+                    Failure::Other,
+                    format!("cannot read {}: {e}", path.display()),
+                );
+            }
         };
         cache.states = parse(&text);
         cache.stamp = Some(stamp);
     }
     match cache.states.get(&addr) {
         Some(true) => up(format!("{} says up", path.display())),
-        Some(false) => down(format!("{} says down", path.display())),
-        None => down(format!("not listed in {}", path.display())),
+        Some(false) => down(Failure::File, format!("{} says down", path.display())),
+        None => down(Failure::File, format!("not listed in {}", path.display())),
     }
 }
 

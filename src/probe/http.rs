@@ -9,8 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{down, excerpt, up};
-use crate::health::Outcome;
+use super::{Failure, Outcome, down, excerpt, up};
 use crate::model::HttpCheck;
 
 /// Bodies are read up to this size; a check only needs the start of a health page.
@@ -46,16 +45,25 @@ pub fn url(h: &HttpCheck, addr: IpAddr) -> String {
 
 pub async fn probe(h: &HttpCheck, addr: IpAddr, client: Option<&reqwest::Client>) -> Outcome {
     let Some(client) = client else {
-        return down("cannot build an HTTP client (TLS setup failed)");
+        return down(
+            Failure::Tls,
+            "cannot build an HTTP client (TLS setup failed)",
+        );
     };
     let method = reqwest::Method::from_bytes(h.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut resp = match client.request(method, url(h, addr)).send().await {
         Ok(r) => r,
-        Err(e) => return down(request_error(&e, h, addr)),
+        Err(e) => {
+            let (failure, reason) = request_error(&e, h, addr);
+            return down(failure, reason);
+        }
     };
     let status = resp.status().as_u16();
     if !h.expect_status.contains(&status) {
-        return down(format!("http {status} (expected {:?})", h.expect_status));
+        return down(
+            Failure::Status,
+            format!("http {status} (expected {:?})", h.expect_status),
+        );
     }
     if h.expect_body.is_none() && h.expect_body_regex.is_none() {
         return up(format!("http {status}"));
@@ -66,10 +74,11 @@ pub async fn probe(h: &HttpCheck, addr: IpAddr, client: Option<&reqwest::Client>
             Ok(Some(c)) => body.extend_from_slice(&c),
             Ok(None) => break,
             Err(e) => {
-                return down(format!(
-                    "http {status}, body read failed: {}",
-                    request_error(&e, h, addr)
-                ));
+                let (_, why) = request_error(&e, h, addr);
+                return down(
+                    Failure::Body,
+                    format!("http {status}, body read failed: {why}"),
+                );
             }
         }
     }
@@ -80,34 +89,40 @@ pub async fn probe(h: &HttpCheck, addr: IpAddr, client: Option<&reqwest::Client>
 /// Pure, so it can be fuzzed on its own.
 pub fn judge(h: &HttpCheck, status: u16, body: &[u8]) -> Outcome {
     if !h.expect_status.contains(&status) {
-        return down(format!("http {status} (expected {:?})", h.expect_status));
+        return down(
+            Failure::Status,
+            format!("http {status} (expected {:?})", h.expect_status),
+        );
     }
     let body = &body[..body.len().min(MAX_BODY)];
     let text = String::from_utf8_lossy(body);
     if let Some(want) = &h.expect_body
         && !text.contains(want.as_str())
     {
-        return down(format!(
-            "http {status}, body {:?} lacks {want:?}",
-            excerpt(body)
-        ));
+        return down(
+            Failure::Body,
+            format!("http {status}, body {:?} lacks {want:?}", excerpt(body)),
+        );
     }
     if let Some(re) = &h.expect_body_regex
         && !re.is_match(&text)
     {
-        return down(format!(
-            "http {status}, body {:?} does not match {re:?}",
-            excerpt(body)
-        ));
+        return down(
+            Failure::Body,
+            format!(
+                "http {status}, body {:?} does not match {re:?}",
+                excerpt(body)
+            ),
+        );
     }
     up(format!("http {status}"))
 }
 
-fn request_error(e: &reqwest::Error, h: &HttpCheck, addr: IpAddr) -> String {
+fn request_error(e: &reqwest::Error, h: &HttpCheck, addr: IpAddr) -> (Failure, String) {
     use std::error::Error;
     if let Some(tls) = rustls_error(e) {
         let name = h.host.clone().unwrap_or_else(|| addr.to_string());
-        return tls_reason(tls, &name);
+        return (Failure::Tls, tls_reason(tls, &name));
     }
     // The innermost cause says what happened (refused, reset, ...).
     let mut cause: &dyn Error = e;
@@ -116,13 +131,13 @@ fn request_error(e: &reqwest::Error, h: &HttpCheck, addr: IpAddr) -> String {
     }
     let text = cause.to_string();
     if e.is_timeout() {
-        "timeout".into()
+        (Failure::Timeout, "timeout".into())
     } else if text.contains("Connection refused") {
-        "connect refused".into()
+        (Failure::Refused, "connect refused".into())
     } else if e.is_connect() {
-        format!("connect failed: {text}")
+        (Failure::Other, format!("connect failed: {text}"))
     } else {
-        text
+        (Failure::Other, text)
     }
 }
 

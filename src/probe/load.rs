@@ -108,7 +108,7 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
             LoadKind::Agent { port } => {
                 let mut s = tokio::net::TcpStream::connect(SocketAddr::new(addr, *port))
                     .await
-                    .map_err(|e| super::tcp::connect_error(&e))?;
+                    .map_err(|e| super::tcp::connect_error(&e).1)?;
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 256];
                 while !buf.contains(&b'\n') && buf.len() < 512 {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::health::Outcome;
 use crate::model::CheckKind;
 
 /// One probe: an address and a check spec. Pools that share it share its state.
@@ -140,10 +139,10 @@ pub(crate) async fn run(
             (CheckKind::Http(h), Kit::Http(client)) => http::probe(h, addr, client.as_ref()).await,
             (CheckKind::Exec { command }, _) => exec::probe(command, addr).await,
             (CheckKind::File { path }, Kit::File(cache)) => file::probe(path, addr, cache).await,
-            _ => Outcome {
-                ok: false,
-                reason: "internal: probe kit does not match the check".into(),
-            },
+            _ => down(
+                Failure::Other,
+                "internal: probe kit does not match the check",
+            ),
         }
     };
     match tokio::time::timeout(timeout, probe).await {
@@ -151,29 +150,172 @@ pub(crate) async fn run(
             o.reason = format!("{} after {} ms", o.reason, started.elapsed().as_millis());
             o
         }
-        Err(_) => Outcome {
-            ok: false,
-            reason: format!("timeout {}", humantime::format_duration(timeout)),
-        },
+        Err(_) => down(
+            Failure::Timeout,
+            format!("timeout {}", humantime::format_duration(timeout)),
+        ),
     }
 }
 
-fn down(reason: impl Into<String>) -> Outcome {
-    Outcome {
-        ok: false,
-        reason: reason.into(),
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Why it failed; `None`: it passed.
+    pub failure: Option<Failure>,
+    /// For logs and the status API: `http 200 after 12 ms`, `connect refused`, `timeout 2s`.
+    pub reason: String,
+}
+
+impl Outcome {
+    pub fn up(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            failure: None,
+            reason: reason.into(),
+        }
     }
+
+    pub fn down(failure: Failure, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            failure: Some(failure),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Why a probe failed, in a few classes: the `reason` label of
+/// `gslbd_probe_failures_total`. Set where the failure is found, never read back from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// No result within the check's timeout.
+    Timeout,
+    /// The connection was refused.
+    Refused,
+    /// The greeting did not match, or the peer closed before it did.
+    Banner,
+    /// An HTTP status not expected.
+    Status,
+    /// The HTTP body lacks what was expected, or could not be read.
+    Body,
+    /// TLS: the handshake or the certificate.
+    Tls,
+    /// A command failed or could not run.
+    Exit,
+    /// A state file says down, or does not list the member.
+    File,
+    /// Anything else (connect errors other than refused, reads that fail, ...).
+    Other,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 9] = [
+        Failure::Timeout,
+        Failure::Refused,
+        Failure::Banner,
+        Failure::Status,
+        Failure::Body,
+        Failure::Tls,
+        Failure::Exit,
+        Failure::File,
+        Failure::Other,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Refused => "refused",
+            Failure::Banner => "banner",
+            Failure::Status => "status",
+            Failure::Body => "body",
+            Failure::Tls => "tls",
+            Failure::Exit => "exit",
+            Failure::File => "file",
+            Failure::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Failure {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Failure, String> {
+        Failure::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a probe failure class"))
+    }
+}
+
+fn down(failure: Failure, reason: impl Into<String>) -> Outcome {
+    Outcome::down(failure, reason)
 }
 
 fn up(reason: impl Into<String>) -> Outcome {
-    Outcome {
-        ok: true,
-        reason: reason.into(),
-    }
+    Outcome::up(reason)
 }
 
 /// A short, printable excerpt of what a peer sent.
 fn excerpt(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]);
     s.trim_end().escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class is set where the failure is found: a file check whose path says "tls" is a
+    /// `file` failure (the class used to be guessed from the text).
+    #[tokio::test]
+    async fn failures_are_classed_where_they_happen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tls-members.txt");
+        std::fs::write(&path, "192.0.2.1 down\n").unwrap();
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        let o = file::probe(&path, addr, &mut file::Cache::default()).await;
+        assert_eq!(o.failure, Some(Failure::File), "{o:?}");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let o = tcp::probe("127.0.0.1".parse().unwrap(), port, None).await;
+        assert_eq!(o.failure, Some(Failure::Refused), "{o:?}");
+
+        let o = exec::probe(&["/bin/false".to_string()], addr).await;
+        assert_eq!(o.failure, Some(Failure::Exit), "{o:?}");
+
+        // nothing answers within the timeout
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let kind = CheckKind::Tcp {
+            port,
+            expect_banner: crate::model::Pattern::new("^220").ok(),
+        };
+        let o = run(
+            &kind,
+            "127.0.0.1".parse().unwrap(),
+            Duration::from_millis(200),
+            &mut Kit::None,
+        )
+        .await;
+        assert_eq!(o.failure, Some(Failure::Timeout), "{o:?}");
+        assert!(o.reason.starts_with("timeout"), "{o:?}");
+    }
+
+    #[test]
+    fn failure_classes_read_back() {
+        for f in Failure::ALL {
+            assert_eq!(f.to_string().parse::<Failure>(), Ok(f));
+        }
+        assert!("tls-ish".parse::<Failure>().is_err());
+    }
 }

@@ -6,8 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::{down, excerpt, up};
-use crate::health::Outcome;
+use super::{Failure, Outcome, down, excerpt, up};
 use crate::model::Pattern;
 
 /// How much of a greeting we read before giving up on a match.
@@ -16,7 +15,10 @@ const MAX_BANNER: usize = 1024;
 pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> Outcome {
     let mut stream = match TcpStream::connect(SocketAddr::new(addr, port)).await {
         Ok(s) => s,
-        Err(e) => return down(connect_error(&e)),
+        Err(e) => {
+            let (failure, reason) = connect_error(&e);
+            return down(failure, reason);
+        }
     };
     let Some(pattern) = expect_banner else {
         return up("connected");
@@ -25,9 +27,14 @@ pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> 
     let mut chunk = [0u8; 256];
     loop {
         match stream.read(&mut chunk).await {
-            Ok(0) => return down(format!("closed after banner {:?}", excerpt(&buf))),
+            Ok(0) => {
+                return down(
+                    Failure::Banner,
+                    format!("closed after banner {:?}", excerpt(&buf)),
+                );
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return down(format!("read failed: {e}")),
+            Err(e) => return down(Failure::Other, format!("read failed: {e}")),
         }
         let text = String::from_utf8_lossy(&buf);
         if pattern.is_match(&text) {
@@ -35,17 +42,17 @@ pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> 
         }
         // A complete first line that does not match is a verdict; keep reading otherwise.
         if buf.contains(&b'\n') || buf.len() >= MAX_BANNER {
-            return down(format!(
-                "banner {:?} does not match {pattern:?}",
-                excerpt(&buf)
-            ));
+            return down(
+                Failure::Banner,
+                format!("banner {:?} does not match {pattern:?}", excerpt(&buf)),
+            );
         }
     }
 }
 
-pub(super) fn connect_error(e: &std::io::Error) -> String {
+pub(super) fn connect_error(e: &std::io::Error) -> (Failure, String) {
     match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect refused".into(),
-        _ => format!("connect failed: {e}"),
+        std::io::ErrorKind::ConnectionRefused => (Failure::Refused, "connect refused".into()),
+        _ => (Failure::Other, format!("connect failed: {e}")),
     }
 }
