@@ -27,14 +27,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api::{self, Action, ErrorBody, OverrideDone, OverrideRequest, Reloaded};
 use crate::health::overrides::{OverrideKind, OverrideTarget};
 
 /// What the API asks of the writer.
 pub enum Request {
-    Status(oneshot::Sender<serde_json::Value>),
+    Status(oneshot::Sender<api::StatusReport>),
     /// Set or clear a member's or a site's override; the reply says whether it was done.
     Override {
         target: OverrideTarget,
@@ -104,7 +104,13 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// Whether a write may proceed: no token configured, or the right bearer token given.
@@ -159,13 +165,6 @@ async fn status(State(api): State<Api>) -> Response {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Change {
-    reason: Option<String>,
-    expires: Option<String>,
-}
-
 async fn member(
     State(api): State<Api>,
     Path((address, action)): Path<(String, String)>,
@@ -198,8 +197,8 @@ async fn site(
 
 /// Parse an override request and hand it to the writer.
 async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> Response {
-    let change: Change = if body.iter().all(u8::is_ascii_whitespace) {
-        Change::default()
+    let change: OverrideRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        OverrideRequest::default()
     } else {
         match serde_json::from_slice(body) {
             Ok(c) => c,
@@ -224,19 +223,10 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         },
     };
     let reason = change.reason.unwrap_or_default();
-    let change = match action {
-        "undrain" | "clear" => None,
-        other => match other.parse::<OverrideKind>() {
-            Ok(kind) => Some((kind, reason, expires)),
-            Err(_) => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "{other:?} is not an action: drain, undrain, force-up, force-down, clear"
-                    ),
-                );
-            }
-        },
+    let change = match action.parse::<Action>() {
+        Ok(Action::Clear) => None,
+        Ok(Action::Set(kind)) => Some((kind, reason, expires)),
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     let (tx, rx) = oneshot::channel();
     if api
@@ -253,11 +243,16 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
     }
     match rx.await {
         Ok(Ok(())) => {
-            let what = match &target {
-                OverrideTarget::Member(a) => json!({ "address": a, "action": action }),
-                OverrideTarget::Site(s) => json!({ "site": s, "action": action }),
+            let (address, site) = match target {
+                OverrideTarget::Member(a) => (Some(a), None),
+                OverrideTarget::Site(s) => (None, Some(s)),
             };
-            Json(what).into_response()
+            Json(OverrideDone {
+                address,
+                site,
+                action: action.to_string(),
+            })
+            .into_response()
         }
         Ok(Err(e @ OverrideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ OverrideError::NotSaved(_))) => {
@@ -303,7 +298,7 @@ async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     match rx.await {
-        Ok(Ok(msg)) => Json(json!({ "reloaded": msg })).into_response(),
+        Ok(Ok(reloaded)) => Json(Reloaded { reloaded }).into_response(),
         Ok(Err(diagnostics)) => error(StatusCode::UNPROCESSABLE_ENTITY, diagnostics),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }

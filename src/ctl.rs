@@ -5,20 +5,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// What an override is for.
-pub enum Target {
-    Member(String),
-    Site(String),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Member(a) => write!(f, "{a}"),
-            Target::Site(s) => write!(f, "site {s}"),
-        }
-    }
-}
+use crate::api::{ErrorBody, OverrideRequest, Reloaded, StatusReport};
+use crate::health::overrides::{Override, OverrideTarget};
 
 /// What to ask the running server.
 pub enum Action {
@@ -26,8 +14,9 @@ pub enum Action {
         json: bool,
     },
     Member {
+        /// The word typed (`drain`, `undrain`, ...): it names the request and its answer.
         action: &'static str,
-        target: Target,
+        target: OverrideTarget,
         reason: Option<String>,
         expires: Option<String>,
     },
@@ -92,21 +81,18 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                 reason,
                 expires,
             } => {
-                let mut body = serde_json::Map::new();
-                if let Some(r) = reason {
-                    body.insert("reason".into(), Value::from(r.as_str()));
-                }
-                if let Some(e) = expires {
-                    body.insert("expires".into(), Value::from(e.as_str()));
-                }
+                let body = OverrideRequest {
+                    reason: reason.clone(),
+                    expires: expires.clone(),
+                };
                 let path = match target {
-                    Target::Member(a) => format!("members/{}", encode_segment(a)),
-                    Target::Site(s) => format!("sites/{}", encode_segment(s)),
+                    OverrideTarget::Member(a) => format!("members/{a}"),
+                    OverrideTarget::Site(s) => format!("sites/{}", encode_segment(s)),
                 };
                 client
                     .post(format!("{base}/v1/{path}/{action}"))
                     .header("content-type", "application/json")
-                    .body(Value::Object(body).to_string())
+                    .body(serde_json::to_string(&body).unwrap_or_default())
             }
             Action::Reload => client.post(format!("{base}/v1/reload")),
             Action::Explain {
@@ -134,20 +120,40 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| e.to_string())?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         if !status.is_success() {
-            let msg = body["error"].as_str().map(str::to_string).unwrap_or(text);
+            let msg = serde_json::from_str::<ErrorBody>(&text).map_or(text, |e| e.error);
             return Err(format!("{} ({})", msg.trim(), status.as_u16()));
         }
+        let parsed = |what: &str| format!("the admin API answered with unreadable {what}: {text}");
         Ok(match action {
-            Action::Status { json: true } => serde_json::to_string_pretty(&body).unwrap_or(text),
-            Action::Status { json: false } => table(&body),
-            Action::Member { action, target, .. } => format!("{target}: {action} done"),
-            Action::Reload => format!("reloaded: {}", body["reloaded"].as_str().unwrap_or("")),
-            Action::Explain { json: true, .. } => {
-                serde_json::to_string_pretty(&body).unwrap_or(text)
+            Action::Status { json } => {
+                let report: StatusReport =
+                    serde_json::from_str(&text).map_err(|_| parsed("status"))?;
+                if json {
+                    serde_json::to_string_pretty(&report).unwrap_or(text)
+                } else {
+                    table(&report)
+                }
             }
-            Action::Explain { json: false, .. } => explain_text(&body),
+            Action::Member { action, target, .. } => {
+                let what = match target {
+                    OverrideTarget::Member(a) => a.to_string(),
+                    OverrideTarget::Site(s) => format!("site {s}"),
+                };
+                format!("{what}: {action} done")
+            }
+            Action::Reload => {
+                let r: Reloaded = serde_json::from_str(&text).map_err(|_| parsed("JSON"))?;
+                format!("reloaded: {}", r.reloaded)
+            }
+            Action::Explain { json, .. } => {
+                let body: Value = serde_json::from_str(&text).map_err(|_| parsed("JSON"))?;
+                if json {
+                    serde_json::to_string_pretty(&body).unwrap_or(text)
+                } else {
+                    explain_text(&body)
+                }
+            }
         })
     })
 }
@@ -327,7 +333,7 @@ fn expiry(expires_unix: u64, now_unix: u64) -> String {
 }
 
 /// `/v1/status` as a table an operator can read.
-fn table(v: &Value) -> String {
+fn table(report: &StatusReport) -> String {
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -336,53 +342,46 @@ fn table(v: &Value) -> String {
             .map(String::from)
             .to_vec(),
     ];
-    for z in v["zones"].as_array().into_iter().flatten() {
-        for p in z["pools"].as_array().into_iter().flatten() {
-            for m in p["members"].as_array().into_iter().flatten() {
-                let describe = |o: &serde_json::Map<String, Value>, by: &str| {
-                    let reason = o.get("reason").and_then(Value::as_str).unwrap_or("");
-                    let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
-                    let mut notes = Vec::new();
-                    match (reason.is_empty(), by.is_empty()) {
-                        (true, true) => {}
-                        (true, false) => notes.push(by.to_string()),
-                        (false, true) => notes.push(reason.to_string()),
-                        (false, false) => notes.push(format!("{by}: {reason}")),
+    let describe = |o: &Override, by: &str| {
+        let mut notes = Vec::new();
+        match (o.reason.is_empty(), by.is_empty()) {
+            (true, true) => {}
+            (true, false) => notes.push(by.to_string()),
+            (false, true) => notes.push(o.reason.clone()),
+            (false, false) => notes.push(format!("{by}: {}", o.reason)),
+        }
+        if let Some(t) = o.expires_unix {
+            notes.push(expiry(t, now_unix));
+        }
+        if notes.is_empty() {
+            o.kind.to_string()
+        } else {
+            format!("{} ({})", o.kind, notes.join(", "))
+        }
+    };
+    for z in &report.zones {
+        for p in &z.pools {
+            for m in &p.members {
+                let ov = match (&m.own_override, &m.site_override) {
+                    (Some(o), _) => describe(o, ""),
+                    (None, Some(o)) => {
+                        describe(o, &format!("site {}", m.site.as_deref().unwrap_or("?")))
                     }
-                    if let Some(t) = o.get("expires_unix").and_then(Value::as_u64) {
-                        notes.push(expiry(t, now_unix));
-                    }
-                    if notes.is_empty() {
-                        kind.to_string()
-                    } else {
-                        format!("{kind} ({})", notes.join(", "))
-                    }
+                    (None, None) => "-".into(),
                 };
-                let ov = match (&m["override"], &m["site_override"]) {
-                    (Value::Object(o), _) => describe(o, ""),
-                    (_, Value::Object(o)) => {
-                        describe(o, &format!("site {}", m["site"].as_str().unwrap_or("?")))
-                    }
-                    _ => "-".into(),
-                };
-                let checks: Vec<String> = m["checks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let checks: Vec<String> = m
+                    .checks
+                    .iter()
                     .map(|c| {
-                        let last = c["last_result"].as_str().unwrap_or("no result yet");
-                        format!(
-                            "{}={} ({last})",
-                            c["check"].as_str().unwrap_or("?"),
-                            c["status"].as_str().unwrap_or("?")
-                        )
+                        let last = c.last_result.as_deref().unwrap_or("no result yet");
+                        format!("{}={} ({last})", c.check, c.status)
                     })
                     .collect();
                 rows.push(vec![
-                    z["zone"].as_str().unwrap_or("").to_string(),
-                    p["pool"].as_str().unwrap_or("").to_string(),
-                    m["address"].as_str().unwrap_or("").to_string(),
-                    m["status"].as_str().unwrap_or("").to_string(),
+                    z.zone.clone(),
+                    p.pool.clone(),
+                    m.address.to_string(),
+                    m.status.to_string(),
                     ov,
                     if checks.is_empty() {
                         "-".into()
@@ -438,16 +437,17 @@ mod tests {
 
     #[test]
     fn status_shows_when_an_override_ends() {
-        let v = serde_json::json!({ "zones": [{ "zone": "a.test.", "pools": [{ "pool": "web",
+        let v = serde_json::json!({ "generation": 1, "zones": [{ "zone": "a.test.", "pools": [{ "pool": "web",
             "members": [
-                { "address": "192.0.2.1", "status": "up", "checks": [],
+                { "address": "192.0.2.1", "status": "up", "checks": [], "weight": 100, "priority": 1,
                   "override": { "kind": "drain", "reason": "patching", "set_unix": 1,
                                 "expires_unix": 4_000_000_000u64 } },
                 { "address": "192.0.2.2", "status": "up", "checks": [], "site": "fra",
+                  "weight": 100, "priority": 1,
                   "site_override": { "kind": "force-down", "reason": "", "set_unix": 1,
                                      "expires_unix": null } },
             ] }] }] });
-        let t = table(&v);
+        let t = table(&serde_json::from_value(v).unwrap());
         assert!(
             t.contains("drain (patching, expires 2096-10-02T07:06:40Z, "),
             "{t}"

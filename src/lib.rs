@@ -11,6 +11,7 @@
 //! snapshot; the query path reads it without locks and allocates nothing.
 
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

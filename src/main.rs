@@ -126,7 +126,7 @@ struct ExplainArgs {
 struct MemberArgs {
     /// The member's address (in every pool it is in).
     #[arg(required_unless_present = "site", conflicts_with = "site")]
-    address: Option<String>,
+    address: Option<std::net::IpAddr>,
     /// Every member placed in this site instead (in every zone that has it).
     #[arg(long, value_name = "NAME")]
     site: Option<String>,
@@ -185,11 +185,12 @@ fn main() -> ExitCode {
         Command::Explain { conn, args } => ctl(conn, args.action()),
         Command::Ctl { conn, command } => {
             use gslbd::ctl::Action;
+            use gslbd::health::overrides::OverrideTarget;
             let member = |action, a: MemberArgs| Action::Member {
                 action,
                 target: match (a.address, a.site) {
-                    (Some(address), _) => gslbd::ctl::Target::Member(address),
-                    (None, site) => gslbd::ctl::Target::Site(site.unwrap_or_default()),
+                    (Some(address), _) => OverrideTarget::Member(address),
+                    (None, site) => OverrideTarget::Site(site.unwrap_or_default()),
                 },
                 reason: a.reason,
                 expires: a.expires,

@@ -11,6 +11,7 @@ mod explain;
 
 pub use explain::Question;
 
+use crate::api;
 use crate::health::load::{LoadState, slow_start_factor};
 use crate::health::overrides::{Override, OverrideKind, OverrideTarget, Overrides};
 use crate::health::{self, Outcome, State, Status, Transition};
@@ -214,42 +215,77 @@ impl Table {
     }
 
     /// Every zone, pool and member as the admin API shows them.
-    pub fn status(&self, now: Instant) -> serde_json::Value {
-        use serde_json::json;
-        let zones: Vec<_> = self.config.zones.iter().map(|z| {
-            let pools: Vec<_> = z.pools.iter().map(|p| {
-                let members: Vec<_> = p.members.iter().map(|m| {
-                    let checks: Vec<_> = p.checks.iter().map(|c| {
-                        let key = ProbeKey { address: m.address, spec: c.spec.clone() };
-                        match self.probes.get(&key) {
-                            Some(pr) => json!({
-                                "check": c.name,
-                                "status": pr.state.status.to_string(),
-                                "since_seconds": now.saturating_duration_since(pr.state.since).as_secs(),
-                                "last_result": pr.state.last.as_ref().map(|o| o.reason.clone()),
-                                "last_seconds_ago": pr.state.last_at.map(|t| now.saturating_duration_since(t).as_secs()),
-                            }),
-                            None => json!({ "check": c.name, "status": "unknown" }),
+    pub fn status(&self, now: Instant) -> api::StatusReport {
+        let since = |t: Instant| now.saturating_duration_since(t).as_secs();
+        let zones = self
+            .config
+            .zones
+            .iter()
+            .map(|z| {
+                let pools = z
+                    .pools
+                    .iter()
+                    .map(|p| {
+                        let members = p
+                            .members
+                            .iter()
+                            .map(|m| {
+                                let checks = p
+                                    .checks
+                                    .iter()
+                                    .map(|c| {
+                                        let key = ProbeKey {
+                                            address: m.address,
+                                            spec: c.spec.clone(),
+                                        };
+                                        let state = self.probes.get(&key).map(|pr| &pr.state);
+                                        api::CheckStatus {
+                                            check: c.name.clone(),
+                                            status: state.map_or(Status::Unknown, |s| s.status),
+                                            since_seconds: state.map(|s| since(s.since)),
+                                            last_result: state
+                                                .and_then(|s| s.last.as_ref())
+                                                .map(|o| o.reason.clone()),
+                                            last_seconds_ago: state
+                                                .and_then(|s| s.last_at)
+                                                .map(since),
+                                        }
+                                    })
+                                    .collect();
+                                let site =
+                                    m.site.and_then(|s| z.sites.get(s)).map(|s| s.name.clone());
+                                api::MemberStatus {
+                                    address: m.address,
+                                    status: self.member_status(z, p, m),
+                                    weight: m.weight,
+                                    priority: m.priority,
+                                    own_override: self.overrides.members.get(&m.address).cloned(),
+                                    site_override: site
+                                        .as_ref()
+                                        .and_then(|s| self.overrides.sites.get(s))
+                                        .cloned(),
+                                    site,
+                                    spare_capacity: self.load_of(p, m).and_then(|l| l.capacity),
+                                    checks,
+                                }
+                            })
+                            .collect();
+                        api::PoolStatus {
+                            pool: p.name.clone(),
+                            members,
                         }
-                    }).collect();
-                    let load = self.load_of(p, m).and_then(|l| l.capacity);
-                    json!({
-                        "address": m.address,
-                        "status": self.member_status(z, p, m).to_string(),
-                        "weight": m.weight,
-                        "priority": m.priority,
-                        "site": m.site.map(|s| z.sites[s].name.clone()),
-                        "override": self.overrides.members.get(&m.address),
-                        "site_override": m.site.and_then(|s| self.overrides.sites.get(&z.sites[s].name)),
-                        "spare_capacity": load,
-                        "checks": checks,
                     })
-                }).collect();
-                json!({ "pool": p.name, "members": members })
-            }).collect();
-            json!({ "zone": z.origin.to_string(), "pools": pools })
-        }).collect();
-        json!({ "generation": self.generation, "zones": zones })
+                    .collect();
+                api::ZoneStatus {
+                    zone: z.origin.to_string(),
+                    pools,
+                }
+            })
+            .collect();
+        api::StatusReport {
+            generation: self.generation,
+            zones,
+        }
     }
 
     /// Every load source.

@@ -20,7 +20,8 @@ use std::time::Instant;
 pub use crate::model::Thresholds;
 pub use crate::probe::Outcome;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Unknown,
     Up,

@@ -1,0 +1,171 @@
+//! The admin API's messages, one set of types for the server (`admin`) and its client (`ctl`):
+//! what `/v1/status` returns, what an override request carries, and how errors look. JSON
+//! field names are the API's contract (README, "Operating: the admin API").
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::Status;
+use crate::health::overrides::{Override, OverrideKind};
+
+/// `POST /v1/{members/ADDR | sites/NAME}/{action}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Set(OverrideKind),
+    /// `undrain` or `clear`: whatever override there is goes.
+    Clear,
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Action, String> {
+        match s {
+            "undrain" | "clear" => Ok(Action::Clear),
+            other => other.parse().map(Action::Set).map_err(|_| {
+                format!("{other:?} is not an action: drain, undrain, force-up, force-down, clear")
+            }),
+        }
+    }
+}
+
+/// The optional body of an override request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A duration (`30m`, `2h`) after which the override ends by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// The answer to a done override request: the target and the action as asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverrideDone {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    pub action: String,
+}
+
+/// `POST /v1/reload` done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub reloaded: String,
+}
+
+/// Every error: a 4xx for a bad request, 500 when the server could not do what was asked,
+/// 503 while it shuts down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Counts up with every published config.
+    pub generation: u64,
+    pub zones: Vec<ZoneStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub pools: Vec<PoolStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub address: IpAddr,
+    /// After checks, agents and force-up/down (a drained member stays up).
+    pub status: Status,
+    pub weight: u32,
+    pub priority: u32,
+    pub site: Option<String>,
+    /// The member's own override.
+    #[serde(rename = "override")]
+    pub own_override: Option<Override>,
+    /// Its site's override (a member's own wins).
+    pub site_override: Option<Override>,
+    /// Smoothed spare capacity from load reports (least-loaded), 0..=1.
+    pub spare_capacity: Option<f64>,
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub check: String,
+    pub status: Status,
+    /// Seconds in this status.
+    #[serde(default)]
+    pub since_seconds: Option<u64>,
+    /// The last probe's result, e.g. `http 200 after 12 ms`.
+    #[serde(default)]
+    pub last_result: Option<String>,
+    #[serde(default)]
+    pub last_seconds_ago: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_the_words_of_the_paths() {
+        assert_eq!("drain".parse(), Ok(Action::Set(OverrideKind::Drain)));
+        assert_eq!("force-up".parse(), Ok(Action::Set(OverrideKind::ForceUp)));
+        assert_eq!("undrain".parse(), Ok(Action::Clear));
+        assert_eq!("clear".parse(), Ok(Action::Clear));
+        assert!(
+            "Drain"
+                .parse::<Action>()
+                .unwrap_err()
+                .contains("not an action")
+        );
+    }
+
+    #[test]
+    fn status_reads_back_what_it_writes() {
+        let m = MemberStatus {
+            address: "192.0.2.1".parse().unwrap(),
+            status: Status::Down,
+            weight: 100,
+            priority: 1,
+            site: Some("fra".into()),
+            own_override: None,
+            site_override: Some(Override {
+                kind: OverrideKind::Drain,
+                reason: "move".into(),
+                set_unix: 1,
+                expires_unix: None,
+            }),
+            spare_capacity: None,
+            checks: vec![CheckStatus {
+                check: "web".into(),
+                status: Status::Down,
+                since_seconds: Some(3),
+                last_result: Some("connect refused".into()),
+                last_seconds_ago: Some(1),
+            }],
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["status"], "down");
+        assert_eq!(v["override"], serde_json::Value::Null);
+        assert_eq!(v["site_override"]["kind"], "drain");
+        let back: MemberStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            back.checks[0].last_result.as_deref(),
+            Some("connect refused")
+        );
+    }
+}
