@@ -151,11 +151,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             server: cfg.server.clone(),
             zones,
         },
-        &|k: &ProbeKey| {
-            restored
-                .get(&(k.address, state::fingerprint(&k.spec)))
-                .copied()
-        },
+        &|k: &ProbeKey| restored.get(k),
         now,
         metrics.clone(),
     )?;

@@ -177,6 +177,59 @@ pub struct CheckSpec {
     pub thresholds: Thresholds,
 }
 
+impl CheckSpec {
+    /// The spec as a line of text with names of our own choosing, not Rust's: the key of its
+    /// last-known health in `state_dir`. Renaming a field in the code cannot change it; a
+    /// change of what is probed, or how, does (and the state is then not restored).
+    pub fn canonical(&self) -> String {
+        let q = |s: &str| format!("{s:?}");
+        let what = match &self.kind {
+            CheckKind::Tcp {
+                port,
+                expect_banner,
+            } => {
+                let banner = expect_banner
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" banner={}", q(p.as_str())));
+                format!("tcp port={port}{banner}")
+            }
+            CheckKind::Http(h) => {
+                let mut s = format!(
+                    "http port={} tls={} method={} path={} status={:?} verify={}",
+                    h.port,
+                    h.tls,
+                    q(&h.method),
+                    q(&h.path),
+                    h.expect_status,
+                    h.verify_tls
+                );
+                if let Some(host) = &h.host {
+                    s.push_str(&format!(" host={}", q(host)));
+                }
+                if let Some(b) = &h.expect_body {
+                    s.push_str(&format!(" body={}", q(b)));
+                }
+                if let Some(r) = &h.expect_body_regex {
+                    s.push_str(&format!(" regex={}", q(r.as_str())));
+                }
+                if let Some(ca) = &h.ca {
+                    s.push_str(&format!(" ca={:016x}", ca.digest()));
+                }
+                s
+            }
+            CheckKind::Exec { command } => format!("exec command={command:?}"),
+            CheckKind::File { path } => format!("file path={}", q(&path.to_string_lossy())),
+        };
+        format!(
+            "{what} interval={}ms timeout={}ms rise={} fall={}",
+            self.interval.as_millis(),
+            self.timeout.as_millis(),
+            self.thresholds.rise,
+            self.thresholds.fall
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// Connect; optionally read the greeting and match it (`220 ` for SMTP).
@@ -215,8 +268,8 @@ pub struct HttpCheck {
 
 /// The CA certificates of a `ca_file:`, read and checked when the config is loaded, so a probe
 /// never reads a file. Compared and hashed by content: a reload that finds a renewed CA rebuilds
-/// the probe's client. Shown by path, count and a digest, not by its bytes, because a spec's
-/// text keys its last-known health in `state_dir`.
+/// the probe's client. Shown by path, count and a digest, not by its bytes; the digest is part
+/// of the check's key in `state_dir`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CaCerts {
     /// As resolved against the zone file's directory.
@@ -225,12 +278,18 @@ pub struct CaCerts {
     pub der: Arc<[Vec<u8>]>,
 }
 
+impl CaCerts {
+    /// A digest of the certificates (xxh3, fixed seed): their identity in logs and state.
+    pub fn digest(&self) -> u64 {
+        self.der
+            .iter()
+            .fold(0u64, |acc, d| xxhash_rust::xxh3::xxh3_64_with_seed(d, acc))
+    }
+}
+
 impl fmt::Debug for CaCerts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut digest = 0u64;
-        for d in self.der.iter() {
-            digest = xxhash_rust::xxh3::xxh3_64_with_seed(d, digest);
-        }
+        let digest = self.digest();
         write!(
             f,
             "CaCerts({:?}, {} certificate(s), {digest:016x})",
@@ -242,7 +301,7 @@ impl fmt::Debug for CaCerts {
 
 /// A regular expression of a check, compiled once when the config is loaded (not per probe).
 /// Compared, hashed and shown by its text, so a check spec keeps its identity across reloads and
-/// its fingerprint in `state_dir`.
+/// its key in `state_dir` ([`CheckSpec::canonical`]).
 #[derive(Clone)]
 pub struct Pattern(regex::Regex);
 

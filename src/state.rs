@@ -15,7 +15,10 @@ use crate::model::CheckSpec;
 use crate::probe::ProbeKey;
 
 const HEALTH_FILE: &str = "health.json";
-const VERSION: u32 = 1;
+/// The version written. Version 1 keyed a check by its Rust `Debug` text, which a renamed field
+/// changes; version 2 by [`CheckSpec::canonical`]. Both are read.
+const HEALTH_VERSION: u32 = 2;
+const OVERRIDES_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct HealthFile {
@@ -31,8 +34,8 @@ struct Entry {
     status: String,
 }
 
-/// Identifies a check spec across restarts of the same version of gslbd.
-pub fn fingerprint(spec: &CheckSpec) -> String {
+/// The key of a check spec in a version 1 file (its `Debug` text then).
+fn legacy_key(spec: &CheckSpec) -> String {
     format!("{spec:?}")
 }
 
@@ -40,29 +43,59 @@ pub fn health_path(dir: &Path) -> PathBuf {
     dir.join(HEALTH_FILE)
 }
 
-/// Last-known states by (address, fingerprint). A missing file is an empty map; an unreadable
-/// one is reported and ignored (the probes will find the truth within one round).
-pub fn load_health(dir: &Path) -> Result<HashMap<(IpAddr, String), Status>, String> {
+/// Last-known states read from `state_dir`.
+#[derive(Debug, Default)]
+pub struct Restored {
+    version: u32,
+    states: HashMap<(IpAddr, String), Status>,
+}
+
+impl Restored {
+    /// The saved state of a probe, if its spec is unchanged since it was saved.
+    pub fn get(&self, key: &ProbeKey) -> Option<Status> {
+        let spec = if self.version == 1 {
+            legacy_key(&key.spec)
+        } else {
+            key.spec.canonical()
+        };
+        self.states.get(&(key.address, spec)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+/// Last-known states. A missing file is nothing restored; an unreadable one is reported and
+/// ignored (the probes will find the truth within one round).
+pub fn load_health(dir: &Path) -> Result<Restored, String> {
     let path = health_path(dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Restored::default()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     let file: HealthFile =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if file.version != VERSION {
+    if !(1..=HEALTH_VERSION).contains(&file.version) {
         return Err(format!(
-            "{}: version {} is not {VERSION}",
+            "{}: version {} is not 1..={HEALTH_VERSION}",
             path.display(),
             file.version
         ));
     }
-    Ok(file
-        .probes
-        .into_iter()
-        .filter_map(|e| Some(((e.address, e.check), e.status.parse().ok()?)))
-        .collect())
+    Ok(Restored {
+        version: file.version,
+        states: file
+            .probes
+            .into_iter()
+            .filter_map(|e| Some(((e.address, e.check), e.status.parse().ok()?)))
+            .collect(),
+    })
 }
 
 /// Save the known states (unknown ones are left out).
@@ -74,13 +107,13 @@ pub fn save_health<'a>(
         .filter(|(_, s)| *s != Status::Unknown)
         .map(|(k, s)| Entry {
             address: k.address,
-            check: fingerprint(&k.spec),
+            check: k.spec.canonical(),
             status: s.to_string(),
         })
         .collect();
     entries.sort_by(|a, b| (a.address, &a.check).cmp(&(b.address, &b.check)));
     let file = HealthFile {
-        version: VERSION,
+        version: HEALTH_VERSION,
         probes: entries,
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
@@ -131,7 +164,7 @@ struct OverridesFile {
 /// The overrides in force, written atomically before the API confirms a change.
 pub fn save_overrides(dir: &Path, overrides: &Overrides) -> std::io::Result<()> {
     let file = OverridesFile {
-        version: VERSION,
+        version: OVERRIDES_VERSION,
         overrides: overrides.members.clone(),
         sites: overrides.sites.clone(),
     };
@@ -153,4 +186,75 @@ pub fn load_overrides(dir: &Path) -> Result<Overrides, String> {
         members: file.overrides,
         sites: file.sites,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CheckKind, Pattern, Thresholds};
+    use std::time::Duration;
+
+    fn smtp() -> ProbeKey {
+        ProbeKey {
+            address: "192.0.2.10".parse().unwrap(),
+            spec: CheckSpec {
+                kind: CheckKind::Tcp {
+                    port: 25,
+                    expect_banner: Pattern::new("^220 ").ok(),
+                },
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(2),
+                thresholds: Thresholds { rise: 2, fall: 3 },
+            },
+        }
+    }
+
+    /// The key is ours, field by field: a renamed Rust field cannot change it (this golden
+    /// line would have to change by hand, with a new file version).
+    #[test]
+    fn the_key_of_a_check_is_a_line_of_our_own() {
+        assert_eq!(
+            smtp().spec.canonical(),
+            r#"tcp port=25 banner="^220 " interval=5000ms timeout=2000ms rise=2 fall=3"#
+        );
+    }
+
+    #[test]
+    fn health_is_saved_and_restored_by_that_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = smtp();
+        save_health(dir.path(), [(&k, Status::Down)].into_iter()).unwrap();
+        let text = std::fs::read_to_string(health_path(dir.path())).unwrap();
+        assert!(text.contains(r#""version": 2"#), "{text}");
+        let r = load_health(dir.path()).unwrap();
+        assert_eq!(r.get(&k), Some(Status::Down));
+        let mut changed = k.clone();
+        changed.spec.timeout = Duration::from_secs(3);
+        assert_eq!(r.get(&changed), None, "a changed spec starts afresh");
+    }
+
+    /// A file written by gslbd before version 2 (keys were the specs' Debug text) still loads.
+    #[test]
+    fn a_version_1_file_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = r#"{
+  "version": 1,
+  "probes": [
+    {
+      "address": "192.0.2.10",
+      "check": "CheckSpec { kind: Tcp { port: 25, expect_banner: Some(\"^220 \") }, interval: 5s, timeout: 2s, thresholds: Thresholds { rise: 2, fall: 3 } }",
+      "status": "down"
+    }
+  ]
+}"#;
+        std::fs::write(health_path(dir.path()), v1).unwrap();
+        let r = load_health(dir.path()).unwrap();
+        assert_eq!(r.get(&smtp()), Some(Status::Down));
+        std::fs::write(
+            health_path(dir.path()),
+            v1.replace("\"version\": 1", "\"version\": 3"),
+        )
+        .unwrap();
+        assert!(load_health(dir.path()).unwrap_err().contains("version 3"));
+    }
 }
