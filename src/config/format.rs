@@ -168,6 +168,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ServerFile {
+    /// The file format's version: 1 (optional), so that the format can evolve.
+    pub version: Option<Spanned<i64>>,
     pub listen: Option<Vec<Spanned<String>>>,
     pub zones_dir: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
@@ -207,6 +209,8 @@ pub struct ApiFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneFile {
+    /// The file format's version: 1 (optional), so that the format can evolve.
+    pub version: Option<Spanned<i64>>,
     pub zone: Spanned<String>,
     pub soa: Option<Spanned<SoaFile>>,
     pub ns: Option<Spanned<Vec<Spanned<String>>>>,

@@ -10,9 +10,12 @@
 //! accepts is exactly what `serve` runs. It collects every problem it can find instead of
 //! stopping at the first.
 
+mod checks;
 pub mod diag;
 pub mod format;
+mod names;
 mod pools;
+mod sites;
 mod values;
 pub(crate) mod zone;
 
@@ -205,6 +208,7 @@ fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<(model::Server, O
             }
         }
     };
+    values::version(file.version.as_ref(), &mut r);
     let base = path.parent().unwrap_or(Path::new("."));
     let mut server = model::Server::default();
     if let Some(listen) = &file.listen {
@@ -440,5 +444,37 @@ mod tests {
         assert_eq!(e.loc.line, 2, "{e:?}");
         assert!(e.message.contains("bogus"), "{e:?}");
         assert!(!e.message.contains(" at line "), "{e:?}");
+    }
+
+    /// `version: 1` is accepted in both kinds of file, anything else refused at its place.
+    #[test]
+    fn files_may_say_their_format_version() {
+        let d = tempfile::tempdir().unwrap();
+        let zones = d.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let zone = |v: i64| {
+            format!(
+                "version: {v}\nzone: v.test.\nsoa: {{ mname: ns1.v.test., rname: h.v.test. }}\nns: [ns1.v.test.]\nrecords:\n  ns1: {{ A: [192.0.2.1] }}\n"
+            )
+        };
+        std::fs::write(zones.join("v.yaml"), zone(1)).unwrap();
+        let config = d.path().join("gslbd.yaml");
+        std::fs::write(&config, "version: 1\nstate_dir: state\n").unwrap();
+        let sources = Sources {
+            config: Some(config.clone()),
+            zones_dir: Some(zones.clone()),
+        };
+        assert!(load(&sources).is_ok());
+        std::fs::write(zones.join("v.yaml"), zone(2)).unwrap();
+        std::fs::write(&config, "version: 7\n").unwrap();
+        let text = load(&sources).unwrap_err().to_string();
+        assert!(
+            text.contains("gslbd.yaml:1:10: version: 7 is not a version this gslbd reads"),
+            "{text}"
+        );
+        assert!(
+            text.contains("v.yaml:1:10: version: 2 is not a version"),
+            "{text}"
+        );
     }
 }

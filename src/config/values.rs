@@ -12,6 +12,25 @@ use super::format::Spanned;
 /// The largest TTL (RFC 2181 §8).
 pub const MAX_TTL: i64 = 0x7fff_ffff;
 
+/// The only version of the file formats so far.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// A file's optional `version:`: this gslbd reads version 1.
+pub fn version(v: Option<&Spanned<i64>>, r: &mut Reporter) {
+    if let Some(v) = v
+        && v.value != FORMAT_VERSION
+    {
+        r.error(
+            loc(v),
+            "version",
+            format!(
+                "{} is not a version this gslbd reads: write version: {FORMAT_VERSION} (or leave it out)",
+                v.value
+            ),
+        );
+    }
+}
+
 /// Where a value was written.
 pub fn loc<T>(s: &Spanned<T>) -> Loc {
     Loc::from_saphyr(s.referenced)

@@ -55,6 +55,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
             return None;
         }
     };
+    values::version(file.version.as_ref(), r);
     let zone_loc = loc(&file.zone);
     let origin = match name(&file.zone.value, None) {
         Ok(n) => n,
@@ -118,14 +119,14 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     let checks = file
         .checks
         .as_ref()
-        .map(|c| super::pools::checks(c, r))
+        .map(|c| super::checks::checks(c, r))
         .unwrap_or_default();
     let declared_checks: BTreeSet<String> = file
         .checks
         .iter()
         .flat_map(|c| c.0.iter().map(|(k, _)| k.value.clone()))
         .collect();
-    let sites = super::pools::sites(file.sites.as_ref(), file.nets_file.as_ref(), r);
+    let sites = super::sites::sites(file.sites.as_ref(), file.nets_file.as_ref(), r);
     let pools = file
         .pools
         .as_ref()
@@ -145,7 +146,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
                 .filter(|(n, t)| *t == RecordType::NS && *n != apex)
                 .map(|(n, _)| n.clone())
                 .collect();
-            super::pools::bindings(entries, &origin, &declared, &pools, &statics, &cuts, r)
+            super::names::bindings(entries, &origin, &declared, &pools, &statics, &cuts, r)
         }
         None => Vec::new(),
     };
