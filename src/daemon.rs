@@ -125,7 +125,7 @@ fn bind(addr: SocketAddr, threads: usize) -> Result<Bound, Error> {
 
 /// Run the server until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), Error> {
-    fixed_malloc_thresholds();
+    crate::sys::fixed_malloc_thresholds();
     let mut cfg = load(&opts.sources)?;
     if !opts.listen.is_empty() {
         cfg.server.listen = opts.listen.clone();
@@ -186,7 +186,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
             "refusing to serve the admin API on {api_addr} without a token: set api.token_file, or listen on loopback"
         )));
     }
-    release_freed_memory();
+    crate::sys::release_freed_memory();
     let restored_count = table
         .probes()
         .filter(|(_, s)| s.status != Status::Unknown)
@@ -426,7 +426,7 @@ impl Writer {
             );
         }
         self.state_dir = state_dir;
-        release_freed_memory();
+        crate::sys::release_freed_memory();
         Ok(format!(
             "generation {}: {} probe(s) added, {} removed",
             self.table.generation(),
@@ -482,33 +482,6 @@ impl Writer {
             None => tracing::info!(target = %target, "override: {target} cleared"),
         }
         Ok(())
-    }
-}
-
-/// Give the heap freed after parsing a config back to the system (glibc keeps it otherwise:
-/// parsing 100,000 names leaves ~150 MiB of free heap behind).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Fix glibc's mmap and trim thresholds at their defaults (128 KiB), and use two arenas. Left
-/// dynamic, freeing one large table (a reload frees the old zones' hash maps) raises both
-/// thresholds to megabytes: later large blocks then come from the heap, and a thread arena keeps
-/// up to twice that much freed memory at its top, where `malloc_trim` does not reach. The query
-/// path does not allocate, so arenas per thread buy nothing but fragmentation. Measured with
-/// 10,000 one-member pools (`bench/scale.sh`): 17–19 MiB after start and ten reloads, instead
-/// of 37–41 MiB after the first reload.
-fn fixed_malloc_thresholds() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator settings; it is called before any other thread runs.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

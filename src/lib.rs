@@ -10,6 +10,8 @@
 //! Everything a query needs is computed when the config changes and published as one immutable
 //! snapshot; the query path reads it without locks and allocates nothing.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod admin;
 pub mod api;
 pub mod config;
@@ -26,4 +28,5 @@ pub mod probe;
 pub mod select;
 pub mod snapshot;
 pub mod state;
+pub mod sys;
 pub mod table;

@@ -15,6 +15,7 @@ pub struct Ids {
 /// The ids of `name`, if the user exists.
 pub fn lookup(name: &str) -> Option<Ids> {
     let c = CString::new(name).ok()?;
+    // SAFETY: passwd is a plain C struct for which all-zero bytes are a valid value.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut out: *mut libc::passwd = std::ptr::null_mut();

@@ -372,20 +372,8 @@ enum Identity<'a> {
 impl Identity<'_> {
     /// Why this identity cannot create files in the directory `dir`, or `None` if it can.
     fn cannot_write(&self, dir: &Path) -> Option<String> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-        // SAFETY: `c` is a valid NUL-terminated path; faccessat only reads it.
-        let rc = unsafe {
-            libc::faccessat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                libc::W_OK | libc::X_OK,
-                libc::AT_EACCESS,
-            )
-        };
-        let err = (rc != 0).then(std::io::Error::last_os_error);
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
+        let err = crate::sys::can_create_in(dir).err();
+        let euid = crate::sys::euid();
         match self {
             Identity::User(name, ids) if ids.uid != euid => {
                 // A read-only file system stops everyone.

@@ -69,14 +69,9 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Nice +10 for the calling thread (on Linux, the nice value is per thread).
+/// Nice +10 for the calling thread.
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls without pointers, on the calling thread's own id.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, PROBE_NICE);
-    }
+    crate::sys::lower_thread_priority(PROBE_NICE);
 }
 
 /// The nice value of prober threads.
