@@ -5,10 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::backend::{Backend, Mode};
-use common::{Ask, Server, addresses};
+use common::{Ask, Server, addresses, eventually};
 
 fn zone(dir: &Path, token: bool) {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
@@ -129,11 +129,9 @@ fn overrides_expire_on_time() {
         200
     );
     assert_eq!(seen(&s), set(&["192.0.2.1", "192.0.2.2"]));
-    let start = Instant::now();
-    while seen(&s) != set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]) {
-        assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(5), "192.0.2.3 never came back", || {
+        (seen(&s) == set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"])).then_some(())
+    });
 }
 
 #[test]
@@ -526,11 +524,11 @@ names:
 
     // Probes keep running: their count moves between scrapes.
     let probes = |t: &str| sample(t, r#"gslbd_probe_duration_seconds_count{check="smtp"}"#);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while probes(&metrics(&s)) <= probes(&after) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(probes(&metrics(&s)) > probes(&after));
+    eventually(
+        Duration::from_secs(5),
+        "the probe count never moved",
+        || (probes(&metrics(&s)) > probes(&after)).then_some(()),
+    );
 
     // A rejected reload and a good one are counted; the generation moves with the good one.
     let good = std::fs::read_to_string(d.path().join("zones/m.yaml")).unwrap();

@@ -10,7 +10,7 @@ use hickory_proto::rr::RecordType;
 
 fn server() -> Server {
     let zones = root().join("tests/zones/authority");
-    Server::start(&root(), &["--zones", zones.to_str().unwrap()])
+    Server::start_in_tempdir(&["--zones", zones.to_str().unwrap()])
 }
 
 struct Case {

@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use common::backend::{Backend, Mode};
-use common::{Ask, Server, addresses};
+use common::{Ask, Server, addresses, eventually};
 use serde_json::Value;
 
 /// Two sites with two members each, checked over TCP; 127.0.31.4 has no listener.
@@ -236,11 +237,11 @@ fn draining_a_site_moves_its_clients_and_survives_kill_9() {
     // Health is saved at most once a second (overrides at once): wait for it, so the restart
     // below starts with 127.0.31.4 known down rather than unknown (and usable).
     let health = d.path().join("state/health.json");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !std::fs::read_to_string(&health).is_ok_and(|t| t.contains("127.0.31.4")) {
-        assert!(std::time::Instant::now() < deadline, "health never saved");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(5), "health never saved", || {
+        std::fs::read_to_string(&health)
+            .is_ok_and(|t| t.contains("127.0.31.4"))
+            .then_some(())
+    });
     let mut s = s;
     s.signal(libc::SIGKILL);
     assert!(s.wait_exit(5).is_some());

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Mode, TlsBackend};
-use common::{Ask, Server, addresses};
+use common::{Ask, Server, TICK, addresses, eventually, poll};
 
 /// Every address seen over `n` queries.
 fn seen(s: &Server, name: &str, n: usize) -> BTreeSet<String> {
@@ -25,18 +25,12 @@ fn wait_until(
     ok: impl Fn(&BTreeSet<String>) -> bool,
 ) -> Duration {
     let start = Instant::now();
-    loop {
-        let got = seen(s, name, 20);
-        if ok(&got) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "{name}: still {got:?} after {secs} s; log:\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut got = BTreeSet::new();
+    poll(Duration::from_secs(secs), TICK, || {
+        got = seen(s, name, 20);
+        ok(&got).then(|| start.elapsed())
+    })
+    .unwrap_or_else(|| panic!("{name}: still {got:?} after {secs} s"))
 }
 
 /// Wait until the log shows the first probe of each member found it up (members are usable
@@ -432,11 +426,16 @@ names:
     s.wait_log("127.0.20.2 check owa-strict: unknown -> down", 5);
     assert!(s.log().contains("certificate"), "{}", s.log());
     // Both are down (the table publishes right after logging the second transition).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !s.udp(&Ask::new("strict.h.test.", "A")).answers.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{}", s.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        "strict.h.test. still answered",
+        || {
+            s.udp(&Ask::new("strict.h.test.", "A"))
+                .answers
+                .is_empty()
+                .then_some(())
+        },
+    );
     // Each member saw its own connection with the configured name as SNI and Host.
     for backend in [&a, &b] {
         let seen = backend.seen.lock().unwrap().clone();

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
@@ -216,27 +216,16 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     // SAFETY: kill(2) of a PID the lab script started.
     unsafe { libc::kill(lab.pid("www-127.0.53.12"), libc::SIGTERM) };
     let healthy = set(&["127.0.53.11", "127.0.53.13"]);
-    let deadline = Instant::now() + Duration::from_secs(25);
     let mut last = BTreeSet::new();
-    while Instant::now() < deadline {
+    common::poll(Duration::from_secs(25), Duration::from_millis(250), || {
         last = ask(RESOLVER, "www.example.test.").map_or_else(BTreeSet::new, |m| addresses(&m));
-        if last == healthy {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        (last == healthy).then_some(())
+    });
     assert_eq!(last, healthy, "gslbd:\n{}", lab.log("gslbd.log"));
     // The transition is logged (poll: the answer may change before the line is flushed).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !lab
-        .log("gslbd.log")
-        .contains("health: 127.0.53.12 check web: up -> down")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "gslbd:\n{}",
-            lab.log("gslbd.log")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let transition = "health: 127.0.53.12 check web: up -> down";
+    common::poll(Duration::from_secs(5), common::TICK, || {
+        lab.log("gslbd.log").contains(transition).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no {transition:?} in gslbd:\n{}", lab.log("gslbd.log")));
 }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Ask, Server, tcp_recv, tcp_send};
+use common::{Ask, Server, eventually, tcp_recv, tcp_send};
 
 fn setup(dir: &Path, settings: &str) {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
@@ -85,15 +85,9 @@ fn connections_per_client_are_capped() {
     assert!(answers(&mut other));
     // A slot comes back when a connection ends.
     drop(open.pop());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let mut c = connect_from("127.0.80.1", server);
-        if answers(&mut c) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slot never came back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(3), "the slot never came back", || {
+        answers(&mut connect_from("127.0.80.1", server)).then_some(())
+    });
 }
 
 #[test]
@@ -202,15 +196,14 @@ names:
     .unwrap();
     let _s = Server::start(d.path(), &[]);
     // Wait for the first round to finish: 300 starts and 300 ends.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let t = std::fs::read_to_string(&log).unwrap_or_default();
-        if t.lines().filter(|l| *l == "-").count() >= 300 {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the first round never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let text = eventually(
+        Duration::from_secs(30),
+        "the first round never finished",
+        || {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            (t.lines().filter(|l| *l == "-").count() >= 300).then_some(t)
+        },
+    );
     let (mut running, mut most) = (0i64, 0i64);
     for l in text.lines() {
         running += if l == "+" { 1 } else { -1 };
@@ -332,15 +325,10 @@ names:
     ));
     std::fs::write(d.path().join("zones/l.yaml"), zone).unwrap();
     let s = Server::start(d.path(), &[]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() || std::fs::read_to_string(&marker).unwrap().trim().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the exec check never ran: {}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(10), "the exec check never ran", || {
+        (marker.exists() && !std::fs::read_to_string(&marker).unwrap().trim().is_empty())
+            .then_some(())
+    });
     let threads = thread_nices(s.pid());
     let probers: Vec<_> = threads
         .iter()

@@ -99,7 +99,7 @@ fn hostile_packets() -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn garbage_over_udp_and_tcp_never_stops_the_server() {
-    let mut s = Server::start(&root(), &["--zones", zones().to_str().unwrap()]);
+    let mut s = Server::start_in_tempdir(&["--zones", zones().to_str().unwrap()]);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for (_, p) in hostile_packets() {
         sock.send_to(&p, s.addr).unwrap();

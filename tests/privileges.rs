@@ -6,9 +6,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Ask, Server, udp_exchange};
+use common::{Ask, Server, eventually, udp_exchange};
 
 #[test]
 fn binds_port_53_as_root_then_runs_as_the_configured_user() {
@@ -91,15 +91,9 @@ names:
     assert!(reply.len() > 12);
 
     // The exec check ran as nobody, without the secret.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !out.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the check never ran\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(10), "the check never ran", || {
+        out.exists().then_some(())
+    });
     let env = std::fs::read_to_string(&out).unwrap();
     assert!(!env.contains("s3cret"), "{env}");
     // The file the check wrote belongs to the user it ran as.

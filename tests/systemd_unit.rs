@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Mode};
-use common::{Ask, BIN};
+use common::{Ask, BIN, TICK, eventually, poll};
 use hickory_proto::op::{Message, ResponseCode};
 
 /// The loopback network of this test's server and members.
@@ -367,18 +367,14 @@ fn run_traced(trace: &Path, argv: &[String], cwd: &Path) -> (bool, String) {
         .stderr(std::fs::File::create(&err).expect("create the stderr file"))
         .spawn()
         .expect("run strace");
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{argv:?} did not end within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = poll(Duration::from_secs(30), Duration::from_millis(20), || {
+        child.try_wait().expect("wait")
+    })
+    .unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{argv:?} did not end within 30 s");
+    });
     (
         status.success(),
         std::fs::read_to_string(&err).unwrap_or_default(),
@@ -455,13 +451,7 @@ impl Traced {
             }
         };
         let parent = strace.id();
-        let pid = (0..100)
-            .find_map(|_| {
-                child_of(parent).or_else(|| {
-                    std::thread::sleep(Duration::from_millis(50));
-                    None
-                })
-            })
+        let pid = poll(Duration::from_secs(5), TICK, || child_of(parent))
             .expect("gslbd's PID (strace's child)");
         Traced {
             strace,
@@ -486,51 +476,41 @@ impl Traced {
     /// SIGTERM to gslbd; its exit code (strace exits with it), if it exits within 20 s.
     fn stop(&mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.strace.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        poll(Duration::from_secs(20), TICK, || {
+            let status = self.strace.try_wait().ok()??;
+            Some(status.code().unwrap_or(-1))
+        })
     }
 
     /// Poll the log until it contains `needle` (or panic after `secs`).
+    #[track_caller]
     fn wait_log(&self, needle: &str, secs: u64) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < end,
-                "log never showed {needle:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(
+            Duration::from_secs(secs),
+            format!("log never showed {needle:?}"),
+            || self.log().contains(needle).then_some(()),
+        );
     }
 
     /// Ask `name` A over UDP until the answer's addresses are `want` (or panic after `secs`).
     fn wait_answer(&self, name: &str, want: &[&str], secs: u64) {
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-        let end = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let got = common::udp_exchange(
-                self.dns,
-                &Ask::new(name, "A").bytes(),
-                Duration::from_secs(2),
-            )
-            .and_then(|r| Message::from_vec(&r).ok())
-            .map(|m| common::addresses(&m).into_iter().collect::<BTreeSet<_>>());
-            if got.as_ref() == Some(&want) {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "{name} never answered {want:?} (last: {got:?}); log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut got = None;
+        poll(
+            Duration::from_secs(secs),
+            Duration::from_millis(100),
+            || {
+                got = common::udp_exchange(
+                    self.dns,
+                    &Ask::new(name, "A").bytes(),
+                    Duration::from_secs(2),
+                )
+                .and_then(|r| Message::from_vec(&r).ok())
+                .map(|m| common::addresses(&m).into_iter().collect::<BTreeSet<_>>());
+                (got.as_ref() == Some(&want)).then_some(())
+            },
+        )
+        .unwrap_or_else(|| panic!("{name} never answered {want:?} (last: {got:?})"));
     }
 
     fn tcp(&self, q: &Ask) -> Message {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Mode};
-use common::{Ask, Server, addresses, ecs_of};
+use common::{Ask, Server, addresses, ecs_of, eventually, poll};
 
 fn zone(dir: &Path, body: &str) {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
@@ -151,27 +151,20 @@ fn topology_answers_by_client_subnet_with_the_deciding_scope() {
 
     // ber goes down: its clients fall back to fra, in the order the site lists.
     backends[1].stop();
-    let start = Instant::now();
-    while ask(&s, Some(("10.2.9.0", 24))).0 != strs(&["127.0.22.1"]) {
-        assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(5),
+        "ber's clients never moved to fra",
+        || (ask(&s, Some(("10.2.9.0", 24))).0 == strs(&["127.0.22.1"])).then_some(()),
+    );
     assert_eq!(ask(&s, Some(("10.2.9.0", 24))).1, Some(16));
     // muc has no fallback list: when it is down, its clients get every healthy member.
     backends[2].stop();
-    let start = Instant::now();
-    loop {
-        let (got, _) = ask(&s, Some(("10.3.4.0", 24)));
-        if got == strs(&["127.0.22.1", "127.0.22.4"]) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{got:?}\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut got = Vec::new();
+    poll(Duration::from_secs(5), common::TICK, || {
+        got = ask(&s, Some(("10.3.4.0", 24))).0;
+        (got == strs(&["127.0.22.1", "127.0.22.4"])).then_some(())
+    })
+    .unwrap_or_else(|| panic!("muc's clients still get {got:?}"));
 }
 
 #[test]
@@ -404,27 +397,18 @@ names:
     );
     let s = Server::start(d.path(), &[]);
     // Several reports with the broken body.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http[0].requests.load(std::sync::atomic::Ordering::Relaxed) < 3 {
-        assert!(Instant::now() < deadline, "no load requests: {}", s.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(10), "no load requests", || {
+        (http[0].requests.load(std::sync::atomic::Ordering::Relaxed) >= 3).then_some(())
+    });
     http[0].set_text("90");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let busy = shares(&s, "api.t.test.", 300)
+    let mut busy = 0.0;
+    poll(Duration::from_secs(10), Duration::from_millis(200), || {
+        busy = shares(&s, "api.t.test.", 300)
             .get("127.0.27.1")
             .copied()
             .unwrap_or(0.0);
-        if busy < 0.3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the prober stopped: 127.0.27.1 still gets {busy}\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (busy < 0.3).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the prober stopped: 127.0.27.1 still gets {busy}"));
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }

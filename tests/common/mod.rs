@@ -5,6 +5,7 @@
 
 pub mod backend;
 
+use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -32,9 +33,71 @@ pub fn check_in(dir: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// The repository root (for fixtures).
+/// The repository root (for fixtures). Never a server's working directory: `gslbd serve`
+/// writes its `state/` there.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bundled demo zones, `zones/` of the repository.
+pub fn bundled_zones() -> PathBuf {
+    root().join("zones")
+}
+
+/// A scratch directory holding a copy of the bundled `zones/`: `gslbd` run there with no flags
+/// finds them as it does in the repository root, and keeps its `state/` out of the checkout.
+pub fn bundled_copy() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_zones(), &d.path().join("zones"));
+    d
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// How often [`eventually`] asks.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// Asks `ready` every `every` until it returns `Some` and returns that, or `None` once `within`
+/// has passed without it (it is asked once more at the end). [`eventually`] is the usual form;
+/// this one is for waits that may fail, or whose failure tells what was seen last.
+pub fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = ready() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Waits for something to happen: asks `ready` every 50 ms until it returns `Some` (a condition
+/// is `cond.then_some(())`) and returns that; panics with `what` after `within`. A [`Server`]
+/// prints its log when a test panics, so `what` needs no log.
+#[track_caller]
+pub fn eventually<T>(within: Duration, what: impl Display, ready: impl FnMut() -> Option<T>) -> T {
+    match poll(within, TICK, ready) {
+        Some(v) => v,
+        // not in a closure: the panic names the caller's line
+        None => panic!("{what} (waited {within:?})"),
+    }
 }
 
 /// A running `gslbd serve`, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -42,6 +105,8 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The working directory of [`Server::start_in_tempdir`], removed after the server stopped.
+    _cwd: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -54,8 +119,22 @@ impl Server {
         Self::start_with_env(listen, cwd, args, &[])
     }
 
+    /// Start in a new temporary directory, removed with the server: for a server given its zones
+    /// with `--zones`.
+    pub fn start_in_tempdir(args: &[&str]) -> Server {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Self::start(d.path(), args);
+        s._cwd = Some(d);
+        s
+    }
+
     /// Start with extra environment variables.
     pub fn start_with_env(listen: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        assert!(
+            !cwd.starts_with(root()),
+            "gslbd serve in {} would write its state/ into the checkout: run it in a tempdir",
+            cwd.display()
+        );
         let mut child = Command::new(BIN)
             .current_dir(cwd)
             .args(["serve", "--listen", listen, "--api", "127.0.0.1:0"])
@@ -103,7 +182,12 @@ impl Server {
                 );
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            _cwd: None,
+        }
     }
 
     /// The admin API's base URL (`http://127.0.0.1:PORT`).
@@ -151,27 +235,21 @@ impl Server {
     }
 
     /// Poll the log until it contains `needle` (or panic after `secs`).
+    #[track_caller]
     pub fn wait_log(&self, needle: &str, secs: u64) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("log never showed {needle:?}:\n{}", self.log());
+        eventually(
+            Duration::from_secs(secs),
+            format!("log never showed {needle:?}"),
+            || self.log().contains(needle).then_some(()),
+        );
     }
 
     /// Whether the process has exited, waiting up to `secs`; returns its exit code.
     pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        poll(Duration::from_secs(secs), TICK, || {
+            let status = self.child.try_wait().ok()??;
+            Some(status.code().unwrap_or(-1))
+        })
     }
 
     /// Send raw bytes over UDP; the reply, if one comes within 2 s.
