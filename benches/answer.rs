@@ -175,8 +175,8 @@ fn publish_eligible(bencher: Bencher, n: usize) {
 struct EveryFourthDown;
 
 impl pipeline::Judge for EveryFourthDown {
-    fn status(&self, _: &Pool, m: &gslbd::model::Member) -> Status {
-        match m.address {
+    fn status(&self, pool: &Pool, member: usize) -> Status {
+        match pool.members[member].address {
             IpAddr::V4(a) if a.octets()[3].is_multiple_of(4) => Status::Down,
             _ => Status::Up,
         }

@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod privileges;
 pub mod probe;
 pub mod select;

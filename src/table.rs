@@ -1,54 +1,48 @@
-//! The writer's side of the live table: the config, the health of every probe, overrides and
-//! load, and the pool answers derived from them. One task owns a [`Table`]; every change
-//! publishes a new [`Snapshot`] through [`Live`].
+//! The writer's side of the live table: the config compiled into a [`Plan`], what is known of
+//! every member in a [`HealthStore`], and the pool answers derived from them. One task owns a
+//! [`Table`]; every change publishes a new [`Snapshot`] through [`Live`].
+//!
+//! ```text
+//!  Config ──Plan::compile──▶ Plan ─┐
+//!  probe reports, load reports,    ├─▶ pipeline per pool ──snapshot::build──▶ Snapshot ──▶ Live
+//!  overrides ──▶ HealthStore ──────┘
+//! ```
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod explain;
+mod judge;
+mod status;
 
 pub use explain::Question;
 
-use crate::api;
-use crate::health::load::{LoadState, slow_start_factor};
+use crate::health::load::LoadState;
 use crate::health::overrides::{Override, OverrideKind, OverrideTarget, Overrides};
+use crate::health::store::{HealthStore, ProbeHealth, Vantage};
 use crate::health::{self, Outcome, State, Status, Transition};
 use crate::metrics::{Metrics, PoolCells, cell_of};
 use crate::model::{self, Config, WhenAllDown};
+use crate::plan::{Plan, PoolId};
 use crate::probe::ProbeKey;
 use crate::probe::load::{AgentState, Load, LoadKey};
 use crate::select::pipeline::{self, NoTrace};
-use crate::select::{self, Eligible, Family};
+use crate::select::{Eligible, Family};
 use crate::snapshot::{self, BuildError, Live, Map, PoolAnswer, Snapshot, View, Zone};
 
-struct Probe {
-    state: State,
-    /// Pool ids whose answers depend on this probe.
-    pools: Vec<u32>,
-    /// The names of the checks with this spec, for logs.
-    names: Vec<String>,
-}
-
-/// The writer's side of the live table: the config, the health of every probe, and the pool
-/// answers derived from them. One task owns it; every change publishes a new [`Snapshot`].
+/// The writer's side of the live table. Every change publishes a new [`Snapshot`].
 pub struct Table {
     live: Live,
     /// The config without static records and bindings (see [`kept`]).
     config: Config,
     zones: Arc<Map<Box<[u8]>, Zone>>,
-    /// Pool id → (zone index, pool index in the zone).
-    pool_refs: Vec<(usize, usize)>,
+    plan: Plan,
+    health: HealthStore,
     pool_answers: Vec<PoolAnswer>,
     /// Pool id → the metric cells of every address the pool may answer with (members and
     /// fallbacks), sorted by address. Holding them keeps them exported.
     pool_cells: Vec<PoolCells>,
-    probes: HashMap<Arc<ProbeKey>, Probe>,
-    loads: HashMap<Arc<LoadKey>, LoadState>,
-    /// When each address last went from down to up (for slow start).
-    came_up: HashMap<IpAddr, Instant>,
-    overrides: Overrides,
     /// The time of the last event the table saw; answers are computed as of this time.
     now: Instant,
     generation: u64,
@@ -73,25 +67,31 @@ impl Table {
         metrics: Arc<Metrics>,
     ) -> Result<Table, BuildError> {
         let zones = Arc::new(snapshot::build::zones(&config.zones, &metrics.counters)?);
+        let config = kept(config);
+        let plan = Plan::compile(&config);
+        let probes = plan
+            .probes
+            .iter()
+            .map(|p| {
+                ProbeHealth::new(match restored(&p.key) {
+                    Some(s) => State::with_status(s, now),
+                    None => State::new(now),
+                })
+            })
+            .collect();
+        let loads = vec![LoadState::default(); plan.loads.len()];
         let mut t = Table {
             live: Live::new(Snapshot::empty()),
-            config: kept(config),
+            config,
             zones,
-            pool_refs: Vec::new(),
+            health: HealthStore::new(probes, loads),
+            plan,
             pool_answers: Vec::new(),
             pool_cells: Vec::new(),
-            probes: HashMap::new(),
-            loads: HashMap::new(),
-            came_up: HashMap::new(),
-            overrides: Default::default(),
             now,
             generation: 1,
             metrics,
         };
-        t.index_probes(|key| match restored(key) {
-            Some(s) => State::with_status(s, now),
-            None => State::new(now),
-        });
         t.recompute_all();
         t.live.publish(t.snapshot());
         t.metrics.generation.set(t.generation as i64);
@@ -113,19 +113,24 @@ impl Table {
 
     /// The names of the checks a probe runs for, e.g. `owa` or `owa/web`.
     pub fn check_names(&self, key: &ProbeKey) -> String {
-        self.probes
-            .get(key)
-            .map_or_else(String::new, |p| p.names.join("/"))
+        self.plan.probe_id(key).map_or_else(String::new, |id| {
+            self.plan.probes[id as usize].names.join("/")
+        })
     }
 
-    /// Every probe and its state.
+    /// A probe's state (as seen from here).
     pub fn probe_state(&self, key: &ProbeKey) -> Option<&State> {
-        self.probes.get(key).map(|p| &p.state)
+        let id = self.plan.probe_id(key)?;
+        self.health.probe(id).map(ProbeHealth::local)
     }
 
     /// Every probe and its state.
     pub fn probes(&self) -> impl Iterator<Item = (&Arc<ProbeKey>, &State)> {
-        self.probes.iter().map(|(k, p)| (k, &p.state))
+        self.plan
+            .probes
+            .iter()
+            .zip(self.health.probes())
+            .map(|(p, h)| (&p.key, h.local()))
     }
 
     /// Take one probe outcome. On a change of status, the pools that use the probe are
@@ -137,19 +142,23 @@ impl Table {
         now: Instant,
     ) -> Option<Transition> {
         self.now = now;
-        let probe = self.probes.get_mut(key)?;
-        let tr = probe.state.observe(outcome, key.spec.thresholds, now)?;
-        if tr.from == Status::Down && tr.to == Status::Up {
-            self.came_up.insert(key.address, now);
-        }
-        let pools = probe.pools.clone();
+        let id = self.plan.probe_id(key)?;
+        let tr = self.health.observe(
+            id,
+            key.address,
+            Vantage::LOCAL,
+            outcome,
+            key.spec.thresholds,
+            now,
+        )?;
+        let pools = self.plan.probes[id as usize].pools.clone();
         self.republish(&pools);
         Some(tr)
     }
 
     /// The overrides in force.
     pub fn overrides(&self) -> &Overrides {
-        &self.overrides
+        &self.health.overrides
     }
 
     /// The override that applies to a member of `zone` at `address` placed in `site`: its own,
@@ -160,9 +169,10 @@ impl Table {
         address: IpAddr,
         site: Option<usize>,
     ) -> Option<&Override> {
-        self.overrides.members.get(&address).or_else(|| {
+        let overrides = &self.health.overrides;
+        overrides.members.get(&address).or_else(|| {
             let name = &zone.sites.get(site?)?.name;
-            self.overrides.sites.get(name)
+            overrides.sites.get(name)
         })
     }
 
@@ -189,7 +199,7 @@ impl Table {
     /// Restored overrides of addresses or sites that are no longer configured are kept (a
     /// reload may bring them back); the API refuses new ones for unknown targets.
     pub fn set_override(&mut self, target: &OverrideTarget, o: Option<Override>) {
-        self.overrides.set(target, o);
+        self.health.overrides.set(target, o);
         self.recompute_all();
         self.live.publish(self.snapshot());
     }
@@ -197,11 +207,7 @@ impl Table {
     /// Drop overrides whose expiry has passed (`now_unix`, seconds since the epoch). Returns
     /// whether any was dropped.
     pub fn expire_overrides(&mut self, now_unix: u64) -> bool {
-        let before = self.overrides.len();
-        let live = |o: &Override| o.expires_unix.is_none_or(|t| t > now_unix);
-        self.overrides.members.retain(|_, o| live(o));
-        self.overrides.sites.retain(|_, o| live(o));
-        let changed = self.overrides.len() != before;
+        let changed = self.health.expire_overrides(now_unix);
         if changed {
             self.recompute_all();
             self.live.publish(self.snapshot());
@@ -211,97 +217,28 @@ impl Table {
 
     /// Whether every probe has reported at least once (the first round is done).
     pub fn first_round_done(&self) -> bool {
-        self.probes.values().all(|p| p.state.last_at.is_some())
-    }
-
-    /// Every zone, pool and member as the admin API shows them.
-    pub fn status(&self, now: Instant) -> api::StatusReport {
-        let since = |t: Instant| now.saturating_duration_since(t).as_secs();
-        let zones = self
-            .config
-            .zones
+        self.health
+            .probes()
             .iter()
-            .map(|z| {
-                let pools = z
-                    .pools
-                    .iter()
-                    .map(|p| {
-                        let members = p
-                            .members
-                            .iter()
-                            .map(|m| {
-                                let checks = p
-                                    .checks
-                                    .iter()
-                                    .map(|c| {
-                                        let key = ProbeKey {
-                                            address: m.address,
-                                            spec: c.spec.clone(),
-                                        };
-                                        let state = self.probes.get(&key).map(|pr| &pr.state);
-                                        api::CheckStatus {
-                                            check: c.name.clone(),
-                                            status: state.map_or(Status::Unknown, |s| s.status),
-                                            since_seconds: state.map(|s| since(s.since)),
-                                            last_result: state
-                                                .and_then(|s| s.last.as_ref())
-                                                .map(|o| o.reason.clone()),
-                                            last_seconds_ago: state
-                                                .and_then(|s| s.last_at)
-                                                .map(since),
-                                        }
-                                    })
-                                    .collect();
-                                let site =
-                                    m.site.and_then(|s| z.sites.get(s)).map(|s| s.name.clone());
-                                api::MemberStatus {
-                                    address: m.address,
-                                    status: self.member_status(z, p, m),
-                                    weight: m.weight,
-                                    priority: m.priority,
-                                    own_override: self.overrides.members.get(&m.address).cloned(),
-                                    site_override: site
-                                        .as_ref()
-                                        .and_then(|s| self.overrides.sites.get(s))
-                                        .cloned(),
-                                    site,
-                                    spare_capacity: self.load_of(p, m).and_then(|l| l.capacity),
-                                    checks,
-                                }
-                            })
-                            .collect();
-                        api::PoolStatus {
-                            pool: p.name.clone(),
-                            members,
-                        }
-                    })
-                    .collect();
-                api::ZoneStatus {
-                    zone: z.origin.to_string(),
-                    pools,
-                }
-            })
-            .collect();
-        api::StatusReport {
-            generation: self.generation,
-            zones,
-        }
+            .all(|p| p.local().last_at.is_some())
     }
 
     /// Every load source.
     pub fn loads(&self) -> impl Iterator<Item = &Arc<LoadKey>> {
-        self.loads.keys()
+        self.plan.loads.iter().map(|l| &l.key)
     }
 
     /// Take one load report: smooth it and republish the pools that use it.
     pub fn observe_load(&mut self, key: &LoadKey, load: Result<Load, String>, now: Instant) {
         self.now = now;
-        let Some(l) = self.loads.get_mut(key) else {
+        let Some(id) = self.plan.load_id(key) else {
             return;
         };
         let Ok(load) = load else { return };
-        l.observe(&key.spec, load, now);
-        let pools = l.pools.clone();
+        if let Some(l) = self.health.load_mut(id) {
+            l.observe(&key.spec, load, now);
+        }
+        let pools = self.plan.loads[id as usize].pools.clone();
         self.republish(&pools);
     }
 
@@ -311,23 +248,24 @@ impl Table {
         self.now = now;
         // Stale reports are forgotten once (the member counts at full weight again) and their
         // pools recomputed once; nothing stays "due" forever.
-        let mut due: Vec<u32> = Vec::new();
-        for (key, l) in self.loads.iter_mut() {
-            if l.expire(&key.spec, now) {
-                due.extend(l.pools.iter().copied());
+        let mut due: Vec<PoolId> = Vec::new();
+        for (id, l) in self.health.loads_mut() {
+            let planned = &self.plan.loads[id as usize];
+            if l.expire(&planned.key.spec, now) {
+                due.extend(planned.pools.iter().copied());
             }
         }
-        for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
-            let pool = &self.config.zones[zi].pools[pi];
+        for (id, pp) in self.plan.pools.iter().enumerate() {
+            let pool = &self.config.zones[pp.zone].pools[pp.pool];
             let ramping = pool.slow_start.is_some_and(|w| {
                 pool.members.iter().any(|m| {
-                    self.came_up.get(&m.address).is_some_and(|t| {
-                        now.saturating_duration_since(*t) <= w + Duration::from_secs(1)
+                    self.health.came_up(m.address).is_some_and(|t| {
+                        now.saturating_duration_since(t) <= w + Duration::from_secs(1)
                     })
                 })
             });
             if ramping {
-                due.push(id as u32);
+                due.push(id as PoolId);
             }
         }
         due.sort_unstable();
@@ -337,7 +275,7 @@ impl Table {
         }
     }
 
-    fn republish(&mut self, pools: &[u32]) {
+    fn republish(&mut self, pools: &[PoolId]) {
         for &id in pools {
             self.pool_answers[id as usize] = self.answer_of(id);
             self.gauge_pool(id);
@@ -346,14 +284,12 @@ impl Table {
     }
 
     /// Set the `member_up` gauges of one pool.
-    fn gauge_pool(&self, id: u32) {
-        let (zi, pi) = self.pool_refs[id as usize];
-        let zone = &self.config.zones[zi];
-        let pool = &zone.pools[pi];
+    fn gauge_pool(&self, id: PoolId) {
+        let pool = self.pool(id);
         let cells = &self.pool_cells[id as usize];
-        for m in &pool.members {
+        for (mi, m) in pool.members.iter().enumerate() {
             if let Some(cell) = cell_of(cells, m.address) {
-                cell.set_up(self.member_status(zone, pool, m) != Status::Down);
+                cell.set_up(self.member_status(id, mi) != Status::Down);
             }
         }
     }
@@ -363,52 +299,70 @@ impl Table {
         &self.metrics
     }
 
-    /// Replace the config. Probes whose (address, spec) stays keep their state.
+    /// Replace the config. Probes whose (address, spec) stays keep their state, load sources
+    /// their reports; overrides stay as they are.
     pub fn reload(&mut self, config: Config, now: Instant) -> Result<ProbeChanges, BuildError> {
         let zones = Arc::new(snapshot::build::zones(
             &config.zones,
             &self.metrics.counters,
         )?);
-        let old: HashMap<Arc<ProbeKey>, Probe> = std::mem::take(&mut self.probes);
-        let old_loads: HashMap<Arc<LoadKey>, LoadState> = std::mem::take(&mut self.loads);
         self.now = now;
-        self.config = kept(config);
-        self.zones = zones;
-        self.index_probes(|key| {
-            old.get(key)
-                .map_or_else(|| State::new(now), |p| p.state.clone())
-        });
+        let config = kept(config);
+        let plan = Plan::compile(&config);
+        let old = std::mem::replace(&mut self.plan, plan);
+        let probes = self
+            .plan
+            .probes
+            .iter()
+            .map(
+                |p| match old.probe_id(&p.key).and_then(|i| self.health.probe(i)) {
+                    Some(h) => h.clone(),
+                    None => ProbeHealth::new(State::new(now)),
+                },
+            )
+            .collect();
+        let loads = self
+            .plan
+            .loads
+            .iter()
+            .map(|l| {
+                old.load_id(&l.key)
+                    .and_then(|i| self.health.load(i))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.health.renumbered(probes, loads);
         let changes = ProbeChanges {
             added: self
+                .plan
                 .probes
-                .keys()
-                .filter(|k| !old.contains_key(*k))
-                .cloned()
+                .iter()
+                .filter(|p| old.probe_id(&p.key).is_none())
+                .map(|p| p.key.clone())
                 .collect(),
             removed: old
-                .keys()
-                .filter(|k| !self.probes.contains_key(*k))
-                .cloned()
+                .probes
+                .iter()
+                .filter(|p| self.plan.probe_id(&p.key).is_none())
+                .map(|p| p.key.clone())
                 .collect(),
             loads_added: self
+                .plan
                 .loads
-                .keys()
-                .filter(|k| !old_loads.contains_key(*k))
-                .cloned()
+                .iter()
+                .filter(|l| old.load_id(&l.key).is_none())
+                .map(|l| l.key.clone())
                 .collect(),
-            loads_removed: old_loads
-                .keys()
-                .filter(|k| !self.loads.contains_key(*k))
-                .cloned()
+            loads_removed: old
+                .loads
+                .iter()
+                .filter(|l| self.plan.load_id(&l.key).is_none())
+                .map(|l| l.key.clone())
                 .collect(),
         };
-        // Load sources that stay keep their smoothed reports.
-        for (k, l) in self.loads.iter_mut() {
-            if let Some(o) = old_loads.get(k) {
-                let pools = std::mem::take(&mut l.pools);
-                *l = LoadState { pools, ..o.clone() };
-            }
-        }
+        self.config = config;
+        self.zones = zones;
         self.generation += 1;
         self.recompute_all();
         self.live.publish(self.snapshot());
@@ -427,62 +381,21 @@ impl Table {
         }
     }
 
-    /// Number the pools and collect the probes they need.
-    fn index_probes(&mut self, mut state_of: impl FnMut(&ProbeKey) -> State) {
-        self.pool_refs.clear();
-        for (zi, z) in self.config.zones.iter().enumerate() {
-            for pi in 0..z.pools.len() {
-                self.pool_refs.push((zi, pi));
-            }
-        }
-        for (id, &(zi, pi)) in self.pool_refs.iter().enumerate() {
-            let pool = &self.config.zones[zi].pools[pi];
-            for m in &pool.members {
-                if let Some(spec) = &pool.load {
-                    let key = LoadKey {
-                        address: m.address,
-                        spec: (**spec).clone(),
-                    };
-                    let l = self.loads.entry(Arc::new(key)).or_default();
-                    if !l.pools.contains(&(id as u32)) {
-                        l.pools.push(id as u32);
-                    }
-                }
-                for c in &pool.checks {
-                    let key = ProbeKey {
-                        address: m.address,
-                        spec: c.spec.clone(),
-                    };
-                    if let Some(p) = self.probes.get_mut(&key) {
-                        if !p.pools.contains(&(id as u32)) {
-                            p.pools.push(id as u32);
-                        }
-                        if !p.names.contains(&c.name) {
-                            p.names.push(c.name.clone());
-                        }
-                        continue;
-                    }
-                    let state = state_of(&key);
-                    self.probes.insert(
-                        Arc::new(key),
-                        Probe {
-                            state,
-                            pools: vec![id as u32],
-                            names: vec![c.name.clone()],
-                        },
-                    );
-                }
-            }
-        }
+    /// The zone of a pool, and the pool.
+    fn zone_and_pool(&self, id: PoolId) -> (&model::Zone, &model::Pool) {
+        let pp = &self.plan.pools[id as usize];
+        let zone = &self.config.zones[pp.zone];
+        (zone, &zone.pools[pp.pool])
+    }
+
+    fn pool(&self, id: PoolId) -> &model::Pool {
+        self.zone_and_pool(id).1
     }
 
     fn recompute_all(&mut self) {
-        self.pool_cells = self
-            .pool_refs
-            .iter()
-            .map(|&(zi, pi)| {
-                let zone = &self.config.zones[zi];
-                let pool = &zone.pools[pi];
+        self.pool_cells = (0..self.plan.pools.len() as PoolId)
+            .map(|id| {
+                let (zone, pool) = self.zone_and_pool(id);
                 let addresses = |p: &model::Pool| -> Vec<IpAddr> {
                     p.members.iter().map(|m| m.address).collect()
                 };
@@ -504,67 +417,67 @@ impl Table {
                 )
             })
             .collect();
-        self.pool_answers = (0..self.pool_refs.len() as u32)
+        self.pool_answers = (0..self.plan.pools.len() as PoolId)
             .map(|id| self.answer_of(id))
             .collect();
-        for id in 0..self.pool_refs.len() as u32 {
+        for id in 0..self.plan.pools.len() as PoolId {
             self.gauge_pool(id);
         }
         let m = &self.metrics.overrides;
         m.clear();
-        for (_, o) in self.overrides.iter() {
+        for (_, o) in self.health.overrides.iter() {
             let kind = o.kind.as_str();
             m.get_or_create(&crate::metrics::KindLabels { kind }).inc();
         }
     }
 
-    /// The load source of a member, if its pool has one.
-    fn load_of(&self, pool: &model::Pool, m: &model::Member) -> Option<&LoadState> {
-        let spec = pool.load.as_ref()?;
-        self.loads.get(&LoadKey {
-            address: m.address,
-            spec: (**spec).clone(),
+    /// The load reports of member `mi` of pool `id`, if its pool has a load source.
+    fn load_state(&self, id: PoolId, mi: usize) -> Option<&LoadState> {
+        let lid = self.plan.pools[id as usize].load_of(mi)?;
+        self.health.load(lid)
+    }
+
+    /// The checks of member `mi` of pool `id`, each with its probe's state.
+    pub(crate) fn check_states(
+        &self,
+        id: PoolId,
+        mi: usize,
+    ) -> impl Iterator<Item = (&Arc<model::Check>, Option<&State>)> {
+        let probes = self.plan.pools[id as usize].probes_of(mi);
+        self.pool(id).checks.iter().zip(probes).map(|(c, &pid)| {
+            let state = self.health.probe(pid).map(ProbeHealth::local);
+            (c, state)
         })
     }
 
-    /// The status of a member of a pool: an operator's force-up/force-down first, then all of
-    /// the pool's checks combined (no checks: up); an agent that says `down` or `maint` takes
-    /// the member down too.
-    pub(crate) fn member_status(
-        &self,
-        zone: &model::Zone,
-        pool: &model::Pool,
-        m: &model::Member,
-    ) -> Status {
+    /// The status of member `mi` of pool `id`: an operator's force-up/force-down first, then
+    /// all of the pool's checks combined (no checks: up); an agent that says `down` or `maint`
+    /// takes the member down too.
+    pub(crate) fn member_status(&self, id: PoolId, mi: usize) -> Status {
+        let (zone, pool) = self.zone_and_pool(id);
+        let Some(m) = pool.members.get(mi) else {
+            return Status::Unknown;
+        };
         match self.override_for(zone, m.address, m.site).map(|o| o.kind) {
             Some(OverrideKind::ForceUp) => return Status::Up,
             Some(OverrideKind::ForceDown) => return Status::Down,
             _ => {}
         }
-        if let (Some(l), Some(spec)) = (self.load_of(pool, m), &pool.load)
+        if let (Some(l), Some(spec)) = (self.load_state(id, mi), &pool.load)
             && l.state == Some(AgentState::Down)
             && l.fresh(spec, self.now)
         {
             return Status::Down;
         }
-        health::combine(pool.checks.iter().map(|c| {
-            let key = ProbeKey {
-                address: m.address,
-                spec: c.spec.clone(),
-            };
-            self.probes
-                .get(&key)
-                .map_or(Status::Unknown, |p| p.state.status)
-        }))
+        let probes = self.plan.pools[id as usize].probes_of(mi);
+        health::combine(probes.iter().map(|&pid| self.health.status(pid)))
     }
 
     /// Run the publish-time steps of the pipeline for one pool and encode the result: health,
     /// failover and `when_all_down` once per family, then topology once per site.
-    fn answer_of(&self, id: u32) -> PoolAnswer {
-        let (zi, pi) = self.pool_refs[id as usize];
-        let zone = &self.config.zones[zi];
-        let pool = &zone.pools[pi];
-        let judge = self.judge(zone);
+    fn answer_of(&self, id: PoolId) -> PoolAnswer {
+        let (zone, pool) = self.zone_and_pool(id);
+        let judge = self.judge(id);
         let v4 = pipeline::family(pool, Family::V4, &judge, &mut NoTrace);
         let v6 = pipeline::family(pool, Family::V6, &judge, &mut NoTrace);
         let sites: Vec<Option<usize>> = if pool.policy.topology {
@@ -591,66 +504,6 @@ impl Table {
                 })
                 .collect(),
         )
-    }
-
-    /// The pipeline's view of this table for the pools of `zone`.
-    pub(crate) fn judge<'a>(&'a self, zone: &'a model::Zone) -> Judge<'a> {
-        Judge { table: self, zone }
-    }
-}
-
-/// What the pipeline asks the writer: health, overrides and load of the members of one zone.
-pub(crate) struct Judge<'a> {
-    table: &'a Table,
-    zone: &'a model::Zone,
-}
-
-impl pipeline::Judge for Judge<'_> {
-    fn status(&self, pool: &model::Pool, m: &model::Member) -> Status {
-        self.table.member_status(self.zone, pool, m)
-    }
-
-    fn drained(&self, c: &select::Candidate) -> bool {
-        self.table
-            .override_for(self.zone, c.address, c.site)
-            .is_some_and(|o| o.kind == OverrideKind::Drain)
-    }
-
-    fn weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
-        self.table.effective_weight(pool, c)
-    }
-
-    fn pool(&self, name: &str) -> Option<&model::Pool> {
-        self.zone.pools.iter().find(|p| p.name == name)
-    }
-}
-
-impl Table {
-    /// Weight × spare capacity (fresh load reports, smoothed) × slow-start ramp. A drained
-    /// member gets 0: weighted sampling then never picks it while another member has weight.
-    /// Scaled by 100 so that small capacities keep their proportion.
-    pub(crate) fn effective_weight(&self, pool: &model::Pool, c: &select::Candidate) -> u32 {
-        let Some(m) = pool.members.iter().find(|m| m.address == c.address) else {
-            return c.weight;
-        };
-        let mut w = f64::from(c.weight) * 100.0;
-        if let (Some(l), Some(spec)) = (self.load_of(pool, m), &pool.load)
-            && l.fresh(spec, self.now)
-        {
-            if l.state == Some(AgentState::Drain) {
-                return 0;
-            }
-            w *= l.capacity.unwrap_or(1.0);
-        }
-        if let (Some(window), Some(t)) = (pool.slow_start, self.came_up.get(&m.address)) {
-            w *= slow_start_factor(window, self.now.saturating_duration_since(*t));
-        }
-        // A member with some capacity never drops to 0: it keeps a small share.
-        if w > 0.0 {
-            (w.round() as u32).max(1)
-        } else {
-            0
-        }
     }
 }
 
@@ -718,14 +571,15 @@ mod table_tests {
             state: None,
         };
         t.observe_load(&key, Ok(load), t0);
-        assert_eq!(t.loads.get(&*key).unwrap().capacity, Some(0.2));
+        let lid = t.plan.load_id(&key).unwrap();
+        assert_eq!(t.health.load(lid).unwrap().capacity, Some(0.2));
         // fresh: nothing to do
         let g = t.live.load().pools[0].clone();
         t.tick(t0 + Duration::from_secs(2));
         assert!(g.same(&t.live.load().pools[0]), "no republish while fresh");
         // three intervals later the report is forgotten and the pool recomputed, once
         t.tick(t0 + Duration::from_secs(4));
-        assert_eq!(t.loads.get(&*key).unwrap().capacity, None);
+        assert_eq!(t.health.load(lid).unwrap().capacity, None);
         let g = t.live.load().pools[0].clone();
         t.tick(t0 + Duration::from_secs(5));
         assert!(g.same(&t.live.load().pools[0]), "not recomputed again");

@@ -13,6 +13,7 @@
 
 pub mod load;
 pub mod overrides;
+pub mod store;
 
 use std::fmt;
 use std::time::Instant;

@@ -16,9 +16,9 @@ use super::{Candidate, Eligible, Family};
 
 /// What the writer knows about members right now: health, overrides, load.
 pub trait Judge {
-    /// A member's health as judged by the checks of `pool` (the same address may be in several
-    /// pools with different checks), overrides and agents included.
-    fn status(&self, pool: &Pool, m: &Member) -> Status;
+    /// The health of `pool.members[member]` as judged by the checks of `pool` (the same address
+    /// may be in several pools with different checks), overrides and agents included.
+    fn status(&self, pool: &Pool, member: usize) -> Status;
     /// Whether an operator drained this member or its site.
     fn drained(&self, c: &Candidate) -> bool;
     /// The member's weight now: weight × spare capacity × slow-start ramp.
@@ -149,9 +149,18 @@ fn eligible(
         return Eligible::NoData;
     }
     // 2. drop members that are down (unknown counts as usable: fail open at a cold start)
-    let (usable, down): (Vec<&Member>, Vec<&Member>) = of_family
-        .iter()
-        .partition(|m| judge.status(pool, m) != Status::Down);
+    let mut usable: Vec<&Member> = Vec::with_capacity(of_family.len());
+    let mut down: Vec<&Member> = Vec::new();
+    for (i, m) in pool.members.iter().enumerate() {
+        if Family::of(&m.address) != family {
+            continue;
+        }
+        if judge.status(pool, i) == Status::Down {
+            down.push(m);
+        } else {
+            usable.push(m);
+        }
+    }
     trace.step(Step::Health {
         kept: &usable,
         dropped: &down,
@@ -281,8 +290,8 @@ mod tests {
     }
 
     impl<S: Fn(&Member) -> Status> Judge for Fixed<'_, S> {
-        fn status(&self, _: &Pool, m: &Member) -> Status {
-            (self.status)(m)
+        fn status(&self, pool: &Pool, member: usize) -> Status {
+            (self.status)(&pool.members[member])
         }
         fn drained(&self, c: &Candidate) -> bool {
             self.drained.contains(&c.address)

@@ -18,7 +18,7 @@ use super::Table;
 use crate::dns::answer::{self, Transport};
 use crate::health::Status;
 use crate::model::{self, Order, WhenAllDown};
-use crate::probe::ProbeKey;
+use crate::plan::PoolId;
 use crate::select::pipeline::{self, Step, Trace};
 use crate::select::sites;
 use crate::select::{Candidate, Eligible, Family};
@@ -103,13 +103,10 @@ impl Table {
             out["why"] = json!("static data of the zone (no pool): answered as configured");
             return Ok(out);
         };
-        let Some(pool) = self
-            .pool_refs
-            .get(id as usize)
-            .and_then(|&(_, pi)| zone.pools.get(pi))
-        else {
+        if self.plan.pools.get(id as usize).is_none() {
             return Ok(out);
-        };
+        }
+        let pool = self.pool(id);
         let family = match qtype {
             RecordType::A => Family::V4,
             RecordType::AAAA => Family::V6,
@@ -133,23 +130,18 @@ impl Table {
         out["members"] = Value::Array(
             pool.members
                 .iter()
-                .map(|m| self.member_json(zone, pool, m))
+                .enumerate()
+                .map(|(mi, m)| self.member_json(zone, id, mi, m))
                 .collect(),
         );
-        out["steps"] = Value::Array(self.steps(zone, pool, family, client, ecs_len));
+        out["steps"] = Value::Array(self.steps(zone, id, family, client, ecs_len));
         Ok(out)
     }
 
-    fn member_json(&self, zone: &model::Zone, pool: &model::Pool, m: &model::Member) -> Value {
-        let checks: Vec<Value> = pool
-            .checks
-            .iter()
-            .map(|c| {
-                let key = ProbeKey {
-                    address: m.address,
-                    spec: c.spec.clone(),
-                };
-                let state = self.probes.get(&key).map(|p| &p.state);
+    fn member_json(&self, zone: &model::Zone, id: PoolId, mi: usize, m: &model::Member) -> Value {
+        let checks: Vec<Value> = self
+            .check_states(id, mi)
+            .map(|(c, state)| {
                 json!({
                     "check": c.name,
                     "status": state.map_or(Status::Unknown, |s| s.status).to_string(),
@@ -159,7 +151,7 @@ impl Table {
             .collect();
         json!({
             "address": m.address,
-            "status": self.member_status(zone, pool, m).to_string(),
+            "status": self.member_status(id, mi).to_string(),
             "priority": m.priority,
             "weight": m.weight,
             "site": m.site.and_then(|s| zone.sites.get(s)).map(|s| s.name.clone()),
@@ -173,13 +165,14 @@ impl Table {
     fn steps(
         &self,
         zone: &model::Zone,
-        pool: &model::Pool,
+        id: PoolId,
         family: Family,
         client: IpAddr,
         ecs_len: Option<u8>,
     ) -> Vec<Value> {
         // The client's site as the query path finds it: the same site map, the same cut of
         // the ECS prefix.
+        let pool = self.pool(id);
         let (addr, prefix) = sites::client(client, ecs_len);
         let located = self
             .zones
@@ -190,7 +183,7 @@ impl Table {
         let mut rec = Recorder {
             table: self,
             zone,
-            pool,
+            id,
             family,
             // Only an ECS client gets a scope back.
             ecs_scope: located
@@ -199,7 +192,7 @@ impl Table {
             steps: Vec::new(),
         };
         let site = located.and_then(|(s, _)| s);
-        let judge = self.judge(zone);
+        let judge = self.judge(id);
         let e = pipeline::run(pool, family, site, &zone.sites, &judge, &mut rec);
         let mut steps = rec.steps;
         let (members, degraded) = match e {
@@ -241,21 +234,22 @@ impl Table {
     }
 
     /// Why a member counts as down: an override, an agent, or its failing checks.
-    fn why_down(&self, zone: &model::Zone, pool: &model::Pool, m: &model::Member) -> String {
+    fn why_down(&self, zone: &model::Zone, id: PoolId, m: &model::Member) -> String {
         if let Some(o) = self.override_for(zone, m.address, m.site)
             && o.kind == super::OverrideKind::ForceDown
         {
             return format!("force-down by an operator ({})", o.reason);
         }
-        let failing: Vec<String> = pool
-            .checks
+        let mi = self
+            .pool(id)
+            .members
             .iter()
-            .filter_map(|c| {
-                let key = ProbeKey {
-                    address: m.address,
-                    spec: c.spec.clone(),
-                };
-                let st = &self.probes.get(&key)?.state;
+            .position(|x| std::ptr::eq(x, m));
+        let failing: Vec<String> = mi
+            .into_iter()
+            .flat_map(|mi| self.check_states(id, mi))
+            .filter_map(|(c, st)| {
+                let st = st?;
                 (st.status == Status::Down).then(|| {
                     let last = st.last.as_ref().map_or("", |o| o.reason.as_str());
                     format!("{}: {last}", c.name)
@@ -359,7 +353,7 @@ fn addresses(ms: &[&model::Member]) -> Value {
 struct Recorder<'a> {
     table: &'a Table,
     zone: &'a model::Zone,
-    pool: &'a model::Pool,
+    id: PoolId,
     family: Family,
     /// The ECS scope of a topology answer, as the query path computes it.
     ecs_scope: Option<u8>,
@@ -384,7 +378,7 @@ impl Trace for Recorder<'_> {
                     .iter()
                     .map(|m| json!({
                         "address": m.address.to_string(),
-                        "why": self.table.why_down(self.zone, self.pool, m),
+                        "why": self.table.why_down(self.zone, self.id, m),
                     }))
                     .collect::<Vec<_>>(),
                 "note": "down members are dropped; not-yet-probed (unknown) members count as usable",
