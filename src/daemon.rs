@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use std::collections::HashMap;
-
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
@@ -18,14 +16,13 @@ use crate::admin;
 use crate::config::{self, Sources};
 use crate::dns::{tcp, udp};
 use crate::health::Status;
-use crate::health::overrides::{Override, OverrideKind, OverrideTarget};
-use crate::metrics::{CheckLabels, Metrics, ResultLabels, TransitionLabels};
+use crate::metrics::Metrics;
 use crate::model::Config;
 use crate::probe;
 use crate::probe::ProbeKey;
-use crate::probe::load::LoadKey;
 use crate::state;
 use crate::table::Table;
+use crate::writer;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -158,7 +155,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let mut table = table;
     match state::load_overrides(&state_dir) {
         Ok(saved) => {
-            let now = unix_now();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             for (target, o) in saved.iter() {
                 tracing::info!(target = %target, "override restored: {target} {}", o.describe(now));
                 table.set_override(&target, Some(o.clone()));
@@ -279,18 +278,20 @@ pub fn run(opts: Options) -> Result<(), Error> {
         tracing::info!("admin API on http://{api_bound}");
         // systemd Type=notify: everything is listening now (no-op without NOTIFY_SOCKET).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-        let writer = tokio::spawn(writer(
+        let writer = tokio::spawn(writer::run(
             table,
-            opts.sources.clone(),
-            cfg.server.listen.clone(),
-            opts.listen.clone(),
-            Inbox {
+            writer::Settings {
+                sources: opts.sources.clone(),
+                listen: cfg.server.listen.clone(),
+                cli_listen: opts.listen.clone(),
+                probers: Some(probe_rt.handle().clone()),
+            },
+            writer::Inbox {
                 commands: cmd_rx,
                 api: api_rx,
                 ready: ready_tx,
                 stop: stop_rx.clone(),
             },
-            probe_rt.handle().clone(),
         ));
         signals.wait(&cmd_tx).await;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -315,11 +316,6 @@ pub fn run(opts: Options) -> Result<(), Error> {
     result
 }
 
-/// Requests to the writer.
-enum Command {
-    Reload,
-}
-
 /// The signals we act on, registered before any socket is announced.
 struct Signals {
     hup: tokio::signal::unix::Signal,
@@ -338,351 +334,14 @@ impl Signals {
     }
 
     /// SIGHUP asks the writer to reload; SIGTERM and SIGINT return.
-    async fn wait(mut self, writer: &mpsc::Sender<Command>) {
+    async fn wait(mut self, to_writer: &mpsc::Sender<writer::Command>) {
         loop {
             tokio::select! {
-                _ = self.hup.recv() => { let _ = writer.send(Command::Reload).await; }
+                _ = self.hup.recv() => { let _ = to_writer.send(writer::Command::Reload).await; }
                 _ = self.term.recv() => { tracing::info!("SIGTERM: stopping"); return }
                 _ = self.int.recv() => { tracing::info!("SIGINT: stopping"); return }
             }
         }
-    }
-}
-
-/// Probe reports queued for the writer at most; a prober waits when the writer is behind.
-const REPORT_QUEUE: usize = 1024;
-
-/// The one writer: owns the table, runs the probers, turns their reports into health, applies
-/// overrides and reloads, and saves state (health at most once a second; overrides before the
-/// API answers).
-struct Writer {
-    table: Table,
-    sources: Sources,
-    /// The addresses listened on, which a reload cannot change.
-    listen: Vec<SocketAddr>,
-    /// `--listen`: when given, it replaced the config's `listen`, and does so on reload too.
-    cli_listen: Vec<SocketAddr>,
-    state_dir: std::path::PathBuf,
-    probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>>,
-    load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>>,
-    /// Where probers run: the low-priority probe runtime.
-    probe_rt: tokio::runtime::Handle,
-    report_tx: mpsc::Sender<probe::Report>,
-    load_tx: mpsc::Sender<probe::load::LoadReport>,
-}
-
-impl Writer {
-    /// Re-read the config; make it live if it is valid. `Ok` says what changed; `Err` holds the
-    /// diagnostics.
-    async fn reload(&mut self) -> Result<String, String> {
-        let sources = self.sources.clone();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&sources))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut cfg = match loaded {
-            Ok(l) => {
-                for w in &l.warnings.items {
-                    tracing::warn!("{w}");
-                }
-                l.config
-            }
-            Err(diags) => return Err(diags.to_string()),
-        };
-        // Compare what a restart with the same command line would listen on.
-        let wanted = if self.cli_listen.is_empty() {
-            &cfg.server.listen
-        } else {
-            &self.cli_listen
-        };
-        if *wanted != self.listen {
-            tracing::warn!("reload: listen addresses changed; they take effect on restart");
-        }
-        cfg.server.listen = self.listen.clone();
-        let state_dir = cfg.server.state_dir.clone();
-        let changes = self
-            .table
-            .reload(cfg, std::time::Instant::now())
-            .map_err(|e| e.to_string())?;
-        for k in &changes.removed {
-            if let Some(h) = self.probers.remove(k) {
-                h.abort();
-            }
-        }
-        for k in &changes.added {
-            self.probers.insert(
-                k.clone(),
-                probe::spawn(k.clone(), self.report_tx.clone(), &self.probe_rt),
-            );
-        }
-        for k in &changes.loads_removed {
-            if let Some(h) = self.load_probers.remove(k) {
-                h.abort();
-            }
-        }
-        for k in &changes.loads_added {
-            self.load_probers.insert(
-                k.clone(),
-                probe::load::spawn(k.clone(), self.load_tx.clone(), &self.probe_rt),
-            );
-        }
-        self.state_dir = state_dir;
-        crate::sys::release_freed_memory();
-        Ok(format!(
-            "generation {}: {} probe(s) added, {} removed",
-            self.table.generation(),
-            changes.added.len(),
-            changes.removed.len()
-        ))
-    }
-
-    /// Set or clear an override, then save all of them (atomically) before confirming.
-    fn set_override(
-        &mut self,
-        target: OverrideTarget,
-        change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
-    ) -> Result<(), admin::OverrideError> {
-        use admin::OverrideError::{NotFound, NotSaved};
-        if change.is_some() {
-            match &target {
-                OverrideTarget::Member(a) if !self.table.is_member(*a) => {
-                    return Err(NotFound(format!("{a} is not a member of any pool")));
-                }
-                OverrideTarget::Site(s) if !self.table.is_site(s) => {
-                    return Err(NotFound(format!("{s:?} is not a site of any zone")));
-                }
-                _ => {}
-            }
-        }
-        let previous = self.table.overrides().get(&target).cloned();
-        if change.is_none() && previous.is_none() {
-            return Err(NotFound(format!("{target} has no override")));
-        }
-        let now = unix_now();
-        let ov = change.map(|(kind, reason, expires)| Override {
-            kind,
-            reason,
-            set_unix: now,
-            expires_unix: expires.map(|d| now + d.as_secs().max(1)),
-        });
-        self.table.set_override(&target, ov.clone());
-        if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
-            // Not saved means not done: put the previous one back.
-            self.table.set_override(&target, previous);
-            let msg = format!(
-                "cannot save overrides to {}: {e}; the override was not applied",
-                state::overrides_path(&self.state_dir).display()
-            );
-            tracing::error!(target = %target, "override of {target} refused: {msg}");
-            return Err(NotSaved(msg));
-        }
-        match &ov {
-            Some(o) => {
-                tracing::info!(target = %target, "override: {target} {}", o.describe(now))
-            }
-            None => tracing::info!(target = %target, "override: {target} cleared"),
-        }
-        Ok(())
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// What the writer hears from: signals, the admin API, and the stop flag; and where it tells
-/// that the first round of probes is done.
-struct Inbox {
-    commands: mpsc::Receiver<Command>,
-    api: mpsc::Receiver<admin::Request>,
-    ready: watch::Sender<bool>,
-    stop: watch::Receiver<bool>,
-}
-
-async fn writer(
-    table: Table,
-    sources: Sources,
-    listen: Vec<SocketAddr>,
-    cli_listen: Vec<SocketAddr>,
-    inbox: Inbox,
-    probe_rt: tokio::runtime::Handle,
-) {
-    let Inbox {
-        mut commands,
-        mut api,
-        ready,
-        mut stop,
-    } = inbox;
-    let (report_tx, mut reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
-    let (load_tx, mut load_reports) = mpsc::channel::<probe::load::LoadReport>(REPORT_QUEUE);
-    let probers = table
-        .probes()
-        .map(|(k, _)| {
-            (
-                k.clone(),
-                probe::spawn(k.clone(), report_tx.clone(), &probe_rt),
-            )
-        })
-        .collect();
-    let load_probers = table
-        .loads()
-        .map(|k| {
-            (
-                k.clone(),
-                probe::load::spawn(k.clone(), load_tx.clone(), &probe_rt),
-            )
-        })
-        .collect();
-    let state_dir = table.config().server.state_dir.clone();
-    let mut w = Writer {
-        table,
-        sources,
-        listen,
-        cli_listen,
-        state_dir,
-        probers,
-        load_probers,
-        probe_rt,
-        report_tx,
-        load_tx,
-    };
-    let _ = ready.send(w.table.first_round_done());
-    let mut dirty = false;
-    let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
-    // Slow-start ramps, stale load reports and expiring overrides change answers over time.
-    let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            Some(r) = reports.recv() => {
-                let names = w.table.check_names(&r.key);
-                let metrics = w.table.metrics().clone();
-                metrics.probe(&names, r.outcome.failure, r.elapsed);
-                let tr = w.table.observe(&r.key, r.outcome.clone(), std::time::Instant::now());
-                set_check_gauge(&w.table, &r.key);
-                match tr {
-                    Some(tr) => {
-                        dirty = true;
-                        metrics.transitions.get_or_create(&TransitionLabels {
-                            member: r.key.address.to_string(),
-                            check: names.clone(),
-                            to: tr.to.to_string(),
-                        }).inc();
-                        tracing::info!(
-                            member = %r.key.address,
-                            check = %names,
-                            from = %tr.from,
-                            to = %tr.to,
-                            "health: {} check {}: {} -> {}: {}",
-                            r.key.address, names, tr.from, tr.to, r.outcome.reason
-                        );
-                    }
-                    None => tracing::debug!(
-                        member = %r.key.address,
-                        check = %names,
-                        "probe: {} check {}: {}",
-                        r.key.address, names, r.outcome.reason
-                    ),
-                }
-                if !*ready.borrow() && w.table.first_round_done() {
-                    let _ = ready.send(true);
-                    tracing::info!("ready: the first probe round has finished");
-                }
-            }
-            Some(r) = load_reports.recv() => {
-                if let Err(e) = &r.load {
-                    tracing::debug!(member = %r.key.address, "load report failed: {e}");
-                }
-                w.table.observe_load(&r.key, r.load, std::time::Instant::now());
-            }
-            _ = clock.tick() => {
-                w.table.tick(std::time::Instant::now());
-                if w.table.expire_overrides(unix_now()) {
-                    tracing::info!("override expired");
-                    if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
-                        let path = state::overrides_path(&w.state_dir);
-                        tracing::warn!("cannot save overrides to {}: {e}", path.display());
-                    }
-                }
-            }
-            Some(Command::Reload) = commands.recv() => {
-                let r = w.reload().await;
-                dirty |= r.is_ok();
-                log_reload(&w.table, &r);
-            }
-            Some(req) = api.recv() => match req {
-                admin::Request::Status(reply) => { let _ = reply.send(w.table.status(std::time::Instant::now())); }
-                admin::Request::Override { target, change, reply } => {
-                    let _ = reply.send(w.set_override(target, change));
-                }
-                admin::Request::Explain(q, reply) => { let _ = reply.send(w.table.explain(&q)); }
-                admin::Request::Reload(reply) => {
-                    let r = w.reload().await;
-                    dirty |= r.is_ok();
-                    log_reload(&w.table, &r);
-                    let _ = reply.send(r);
-                }
-            },
-            _ = flush.tick() => {
-                if dirty {
-                    dirty = false;
-                    save(&w.table, &w.state_dir);
-                }
-            }
-            _ = stop.changed() => {
-                for (_, h) in w.probers.drain() { h.abort(); }
-                for (_, h) in w.load_probers.drain() { h.abort(); }
-                save(&w.table, &w.state_dir);
-                return;
-            }
-        }
-    }
-}
-
-/// Log a reload and count it; after a good one, the check gauges follow the new probe set.
-fn log_reload(table: &Table, r: &Result<String, String>) {
-    let m = table.metrics();
-    let result = match r {
-        Ok(msg) => {
-            tracing::info!("reload: new configuration is live ({msg})");
-            m.check_up.clear();
-            for (k, _) in table.probes() {
-                set_check_gauge(table, k);
-            }
-            "ok"
-        }
-        Err(e) => {
-            tracing::error!("reload refused, still serving the previous configuration:\n{e}");
-            "rejected"
-        }
-    };
-    m.reloads.get_or_create(&ResultLabels { result }).inc();
-}
-
-/// `gslbd_check_up` of one probe: 1 up, 0 down, -1 not known yet.
-fn set_check_gauge(table: &Table, key: &ProbeKey) {
-    let Some(state) = table.probe_state(key) else {
-        return;
-    };
-    let v = match state.status {
-        Status::Up => 1,
-        Status::Down => 0,
-        Status::Unknown => -1,
-    };
-    table
-        .metrics()
-        .check_up
-        .get_or_create(&CheckLabels {
-            member: key.address.to_string(),
-            check: table.check_names(key),
-        })
-        .set(v);
-}
-
-fn save(table: &Table, dir: &std::path::Path) {
-    if let Err(e) = state::save_health(dir, table.probes().map(|(k, s)| (&**k, s.status))) {
-        let path = state::health_path(dir);
-        tracing::warn!("cannot save last-known health to {}: {e}", path.display());
     }
 }
 

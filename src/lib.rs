@@ -31,3 +31,4 @@ pub mod snapshot;
 pub mod state;
 pub mod sys;
 pub mod table;
+pub mod writer;

@@ -1,0 +1,616 @@
+//! The one writer: owns the [`Table`], runs the probers, turns their reports into health,
+//! applies overrides and reloads, lets time pass (slow start, stale load reports, override
+//! expiry), keeps the writer-side metrics, and saves state (health at most once a second;
+//! overrides before the API answers). Its time is tokio's clock, so tests run it paused.
+//!
+//! ```text
+//!  probers ─reports─┐
+//!  admin API ───────┼─▶ writer ─▶ Table ─▶ Snapshot ─▶ Live
+//!  signals ─reload──┘        └─▶ state_dir, metrics
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::admin;
+use crate::config::{self, Sources};
+use crate::health::Status;
+use crate::health::overrides::{Override, OverrideKind, OverrideTarget};
+use crate::metrics::{CheckLabels, ResultLabels, TransitionLabels};
+use crate::probe;
+use crate::probe::ProbeKey;
+use crate::probe::load::LoadKey;
+use crate::state;
+use crate::table::Table;
+
+/// Requests to the writer.
+pub enum Command {
+    Reload,
+}
+
+/// Probe reports queued for the writer at most; a prober waits when the writer is behind.
+const REPORT_QUEUE: usize = 1024;
+
+/// The one writer: owns the table, runs the probers, turns their reports into health, applies
+/// overrides and reloads, and saves state (health at most once a second; overrides before the
+/// API answers).
+struct Writer {
+    table: Table,
+    settings: Settings,
+    state_dir: std::path::PathBuf,
+    probers: HashMap<Arc<ProbeKey>, tokio::task::JoinHandle<()>>,
+    load_probers: HashMap<Arc<LoadKey>, tokio::task::JoinHandle<()>>,
+    report_tx: mpsc::Sender<probe::Report>,
+    load_tx: mpsc::Sender<probe::load::LoadReport>,
+    clock: Clock,
+}
+
+/// How the writer runs.
+pub struct Settings {
+    /// Where a reload reads the config from.
+    pub sources: Sources,
+    /// The addresses listened on, which a reload cannot change.
+    pub listen: Vec<SocketAddr>,
+    /// `--listen`: when given, it replaced the config's `listen`, and does so on reload too.
+    pub cli_listen: Vec<SocketAddr>,
+    /// Where probers run (the low-priority probe runtime); `None`: no probers, reports come
+    /// only through [`Inbox`] (tests).
+    pub probers: Option<tokio::runtime::Handle>,
+}
+
+/// The writer's time, read from tokio's clock so that tests can run it paused; the Unix time
+/// of overrides follows it from the moment the writer started.
+struct Clock {
+    start: tokio::time::Instant,
+    start_unix: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            start: tokio::time::Instant::now(),
+            start_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn unix(&self) -> u64 {
+        self.start_unix + self.start.elapsed().as_secs()
+    }
+}
+
+impl Writer {
+    /// Re-read the config; make it live if it is valid. `Ok` says what changed; `Err` holds the
+    /// diagnostics.
+    async fn reload(&mut self) -> Result<String, String> {
+        let sources = self.settings.sources.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&sources))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut cfg = match loaded {
+            Ok(l) => {
+                for w in &l.warnings.items {
+                    tracing::warn!("{w}");
+                }
+                l.config
+            }
+            Err(diags) => return Err(diags.to_string()),
+        };
+        // Compare what a restart with the same command line would listen on.
+        let s = &self.settings;
+        let wanted = if s.cli_listen.is_empty() {
+            &cfg.server.listen
+        } else {
+            &s.cli_listen
+        };
+        if *wanted != s.listen {
+            tracing::warn!("reload: listen addresses changed; they take effect on restart");
+        }
+        cfg.server.listen = s.listen.clone();
+        let state_dir = cfg.server.state_dir.clone();
+        let changes = self
+            .table
+            .reload(cfg, self.clock.now())
+            .map_err(|e| e.to_string())?;
+        for k in &changes.removed {
+            if let Some(h) = self.probers.remove(k) {
+                h.abort();
+            }
+        }
+        if let Some(rt) = &self.settings.probers {
+            for k in &changes.added {
+                let h = probe::spawn(k.clone(), self.report_tx.clone(), rt);
+                self.probers.insert(k.clone(), h);
+            }
+        }
+        for k in &changes.loads_removed {
+            if let Some(h) = self.load_probers.remove(k) {
+                h.abort();
+            }
+        }
+        if let Some(rt) = &self.settings.probers {
+            for k in &changes.loads_added {
+                let h = probe::load::spawn(k.clone(), self.load_tx.clone(), rt);
+                self.load_probers.insert(k.clone(), h);
+            }
+        }
+        self.state_dir = state_dir;
+        crate::sys::release_freed_memory();
+        Ok(format!(
+            "generation {}: {} probe(s) added, {} removed",
+            self.table.generation(),
+            changes.added.len(),
+            changes.removed.len()
+        ))
+    }
+
+    /// Set or clear an override, then save all of them (atomically) before confirming.
+    fn set_override(
+        &mut self,
+        target: OverrideTarget,
+        change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
+    ) -> Result<(), admin::OverrideError> {
+        use admin::OverrideError::{NotFound, NotSaved};
+        if change.is_some() {
+            match &target {
+                OverrideTarget::Member(a) if !self.table.is_member(*a) => {
+                    return Err(NotFound(format!("{a} is not a member of any pool")));
+                }
+                OverrideTarget::Site(s) if !self.table.is_site(s) => {
+                    return Err(NotFound(format!("{s:?} is not a site of any zone")));
+                }
+                _ => {}
+            }
+        }
+        let previous = self.table.overrides().get(&target).cloned();
+        if change.is_none() && previous.is_none() {
+            return Err(NotFound(format!("{target} has no override")));
+        }
+        let now = self.clock.unix();
+        let ov = change.map(|(kind, reason, expires)| Override {
+            kind,
+            reason,
+            set_unix: now,
+            expires_unix: expires.map(|d| now + d.as_secs().max(1)),
+        });
+        self.table.set_override(&target, ov.clone());
+        if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
+            // Not saved means not done: put the previous one back.
+            self.table.set_override(&target, previous);
+            let msg = format!(
+                "cannot save overrides to {}: {e}; the override was not applied",
+                state::overrides_path(&self.state_dir).display()
+            );
+            tracing::error!(target = %target, "override of {target} refused: {msg}");
+            return Err(NotSaved(msg));
+        }
+        match &ov {
+            Some(o) => {
+                tracing::info!(target = %target, "override: {target} {}", o.describe(now))
+            }
+            None => tracing::info!(target = %target, "override: {target} cleared"),
+        }
+        Ok(())
+    }
+}
+
+/// What the writer hears from: signals, the admin API, and the stop flag; and where it tells
+/// that the first round of probes is done.
+pub struct Inbox {
+    pub commands: mpsc::Receiver<Command>,
+    pub api: mpsc::Receiver<admin::Request>,
+    pub ready: watch::Sender<bool>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Run the writer until `inbox.stop` turns true: start the probers, take their reports, the
+/// API's requests and reloads, let time pass, and save state.
+pub async fn run(table: Table, settings: Settings, inbox: Inbox) {
+    let (report_tx, reports) = mpsc::channel::<probe::Report>(REPORT_QUEUE);
+    run_with(table, settings, inbox, report_tx, reports).await
+}
+
+/// [`run`], with the probe report channel given (tests send reports through it).
+pub async fn run_with(
+    table: Table,
+    settings: Settings,
+    inbox: Inbox,
+    report_tx: mpsc::Sender<probe::Report>,
+    mut reports: mpsc::Receiver<probe::Report>,
+) {
+    let Inbox {
+        mut commands,
+        mut api,
+        ready,
+        mut stop,
+    } = inbox;
+    let (load_tx, mut load_reports) = mpsc::channel::<probe::load::LoadReport>(REPORT_QUEUE);
+    let mut probers = HashMap::new();
+    let mut load_probers = HashMap::new();
+    if let Some(rt) = &settings.probers {
+        for (k, _) in table.probes() {
+            probers.insert(k.clone(), probe::spawn(k.clone(), report_tx.clone(), rt));
+        }
+        for k in table.loads() {
+            load_probers.insert(
+                k.clone(),
+                probe::load::spawn(k.clone(), load_tx.clone(), rt),
+            );
+        }
+    }
+    let state_dir = table.config().server.state_dir.clone();
+    let mut w = Writer {
+        table,
+        settings,
+        state_dir,
+        probers,
+        load_probers,
+        report_tx,
+        load_tx,
+        clock: Clock::new(),
+    };
+    let _ = ready.send(w.table.first_round_done());
+    let mut dirty = false;
+    let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    // Slow-start ramps, stale load reports and expiring overrides change answers over time.
+    let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            Some(r) = reports.recv() => {
+                let names = w.table.check_names(&r.key);
+                let metrics = w.table.metrics().clone();
+                metrics.probe(&names, r.outcome.failure, r.elapsed);
+                let tr = w.table.observe(&r.key, r.outcome.clone(), w.clock.now());
+                set_check_gauge(&w.table, &r.key);
+                match tr {
+                    Some(tr) => {
+                        dirty = true;
+                        metrics.transitions.get_or_create(&TransitionLabels {
+                            member: r.key.address.to_string(),
+                            check: names.clone(),
+                            to: tr.to.to_string(),
+                        }).inc();
+                        tracing::info!(
+                            member = %r.key.address,
+                            check = %names,
+                            from = %tr.from,
+                            to = %tr.to,
+                            "health: {} check {}: {} -> {}: {}",
+                            r.key.address, names, tr.from, tr.to, r.outcome.reason
+                        );
+                    }
+                    None => tracing::debug!(
+                        member = %r.key.address,
+                        check = %names,
+                        "probe: {} check {}: {}",
+                        r.key.address, names, r.outcome.reason
+                    ),
+                }
+                if !*ready.borrow() && w.table.first_round_done() {
+                    let _ = ready.send(true);
+                    tracing::info!("ready: the first probe round has finished");
+                }
+            }
+            Some(r) = load_reports.recv() => {
+                if let Err(e) = &r.load {
+                    tracing::debug!(member = %r.key.address, "load report failed: {e}");
+                }
+                w.table.observe_load(&r.key, r.load, w.clock.now());
+            }
+            _ = clock.tick() => {
+                w.table.tick(w.clock.now());
+                if w.table.expire_overrides(w.clock.unix()) {
+                    tracing::info!("override expired");
+                    if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
+                        let path = state::overrides_path(&w.state_dir);
+                        tracing::warn!("cannot save overrides to {}: {e}", path.display());
+                    }
+                }
+            }
+            Some(Command::Reload) = commands.recv() => {
+                let r = w.reload().await;
+                dirty |= r.is_ok();
+                log_reload(&w.table, &r);
+            }
+            Some(req) = api.recv() => match req {
+                admin::Request::Status(reply) => { let _ = reply.send(w.table.status(w.clock.now())); }
+                admin::Request::Override { target, change, reply } => {
+                    let _ = reply.send(w.set_override(target, change));
+                }
+                admin::Request::Explain(q, reply) => { let _ = reply.send(w.table.explain(&q)); }
+                admin::Request::Reload(reply) => {
+                    let r = w.reload().await;
+                    dirty |= r.is_ok();
+                    log_reload(&w.table, &r);
+                    let _ = reply.send(r);
+                }
+            },
+            _ = flush.tick() => {
+                if dirty {
+                    dirty = false;
+                    save(&w.table, &w.state_dir);
+                }
+            }
+            _ = stop.changed() => {
+                for (_, h) in w.probers.drain() { h.abort(); }
+                for (_, h) in w.load_probers.drain() { h.abort(); }
+                save(&w.table, &w.state_dir);
+                return;
+            }
+        }
+    }
+}
+
+/// Log a reload and count it; after a good one, the check gauges follow the new probe set.
+fn log_reload(table: &Table, r: &Result<String, String>) {
+    let m = table.metrics();
+    let result = match r {
+        Ok(msg) => {
+            tracing::info!("reload: new configuration is live ({msg})");
+            m.check_up.clear();
+            for (k, _) in table.probes() {
+                set_check_gauge(table, k);
+            }
+            "ok"
+        }
+        Err(e) => {
+            tracing::error!("reload refused, still serving the previous configuration:\n{e}");
+            "rejected"
+        }
+    };
+    m.reloads.get_or_create(&ResultLabels { result }).inc();
+}
+
+/// `gslbd_check_up` of one probe: 1 up, 0 down, -1 not known yet.
+fn set_check_gauge(table: &Table, key: &ProbeKey) {
+    let Some(state) = table.probe_state(key) else {
+        return;
+    };
+    let v = match state.status {
+        Status::Up => 1,
+        Status::Down => 0,
+        Status::Unknown => -1,
+    };
+    table
+        .metrics()
+        .check_up
+        .get_or_create(&CheckLabels {
+            member: key.address.to_string(),
+            check: table.check_names(key),
+        })
+        .set(v);
+}
+
+fn save(table: &Table, dir: &std::path::Path) {
+    if let Err(e) = state::save_health(dir, table.probes().map(|(k, s)| (&**k, s.status))) {
+        let path = state::health_path(dir);
+        tracing::warn!("cannot save last-known health to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::api::StatusReport;
+    use crate::probe::{Failure, Outcome};
+
+    const ZONE: &str = "zone: w.test.
+soa: { mname: ns1.w.test., rname: h.w.test. }
+ns: [ns1.w.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+checks:
+  web: { tcp: { port: 9 }, interval: 1s, timeout: 500ms, rise: 2, fall: 2 }
+pools:
+  web:
+    policy: weighted
+    checks: [web]
+    slow_start: 10s
+    members: [{ address: 192.0.2.1 }, { address: 192.0.2.2 }]
+names:
+  www: { pool: web }
+";
+
+    /// A writer on a paused clock with no probers: the test sends the reports.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        api: mpsc::Sender<admin::Request>,
+        reports: mpsc::Sender<probe::Report>,
+        keys: Vec<Arc<ProbeKey>>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Harness {
+        fn start() -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("zones")).unwrap();
+            std::fs::write(dir.path().join("zones/w.yaml"), ZONE).unwrap();
+            let yaml = dir.path().join("gslbd.yaml");
+            std::fs::write(&yaml, "state_dir: state\n").unwrap();
+            let sources = Sources {
+                config: Some(yaml),
+                zones_dir: Some(dir.path().join("zones")),
+            };
+            let config = config::load(&sources).unwrap().config;
+            let now = tokio::time::Instant::now().into_std();
+            let table = Table::new(config, &|_| None, now, Arc::default()).unwrap();
+            let mut keys: Vec<Arc<ProbeKey>> = table.probes().map(|(k, _)| k.clone()).collect();
+            keys.sort_by_key(|k| k.address);
+            let (api_tx, api) = mpsc::channel(8);
+            let (_commands_tx, commands) = mpsc::channel(1);
+            let (ready, _) = watch::channel(false);
+            let (stop_tx, stop) = watch::channel(false);
+            let (reports_tx, reports) = mpsc::channel(8);
+            let settings = Settings {
+                sources,
+                listen: Vec::new(),
+                cli_listen: Vec::new(),
+                probers: None,
+            };
+            let inbox = Inbox {
+                commands,
+                api,
+                ready,
+                stop,
+            };
+            let task = tokio::spawn(run_with(
+                table,
+                settings,
+                inbox,
+                reports_tx.clone(),
+                reports,
+            ));
+            Harness {
+                _dir: dir,
+                api: api_tx,
+                reports: reports_tx,
+                keys,
+                stop: stop_tx,
+                task,
+            }
+        }
+
+        async fn report(&self, member: usize, ok: bool) {
+            let outcome = if ok {
+                Outcome::up("connected")
+            } else {
+                Outcome::down(Failure::Refused, "connect refused")
+            };
+            let r = probe::Report {
+                key: self.keys[member].clone(),
+                outcome,
+                elapsed: Duration::from_millis(1),
+            };
+            self.reports.send(r).await.unwrap();
+            // The writer takes reports and API requests in random order: wait until it has
+            // taken this one (it is handled before the writer looks at anything else).
+            for _ in 0..1000 {
+                if self.reports.capacity() == self.reports.max_capacity() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("the writer never took the report");
+        }
+
+        async fn status(&self) -> StatusReport {
+            let (tx, rx) = oneshot::channel();
+            self.api.send(admin::Request::Status(tx)).await.unwrap();
+            rx.await.unwrap()
+        }
+
+        async fn member(&self, i: usize) -> crate::api::MemberStatus {
+            self.status().await.zones[0].pools[0].members[i].clone()
+        }
+
+        /// The weights explain shows for an A query.
+        async fn weights(&self) -> Vec<u64> {
+            let (tx, rx) = oneshot::channel();
+            let q = crate::table::Question {
+                name: "www.w.test".into(),
+                qtype: None,
+                client: "192.0.2.200".into(),
+            };
+            self.api.send(admin::Request::Explain(q, tx)).await.unwrap();
+            let v = rx.await.unwrap().unwrap();
+            let step = v["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["step"] == "weights")
+                .unwrap()
+                .clone();
+            ["192.0.2.1", "192.0.2.2"]
+                .iter()
+                .map(|a| step["weights"][*a].as_u64().unwrap())
+                .collect()
+        }
+
+        async fn stop(self) {
+            let _ = self.stop.send(true);
+            let _ = self.task.await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rise_and_fall_count_reports() {
+        let h = Harness::start();
+        h.report(0, false).await;
+        assert_eq!(
+            h.member(0).await.status,
+            Status::Down,
+            "the first result decides"
+        );
+        h.report(0, true).await;
+        assert_eq!(h.member(0).await.status, Status::Down, "rise is 2");
+        h.report(0, true).await;
+        assert_eq!(h.member(0).await.status, Status::Up);
+        h.report(0, false).await;
+        assert_eq!(h.member(0).await.status, Status::Up, "fall is 2");
+        h.report(0, false).await;
+        assert_eq!(h.member(0).await.status, Status::Down);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_override_expires_when_its_time_has_passed() {
+        let h = Harness::start();
+        let address: IpAddr = "192.0.2.2".parse().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let change = Some((
+            OverrideKind::Drain,
+            "patching".to_string(),
+            Some(Duration::from_secs(10)),
+        ));
+        let req = admin::Request::Override {
+            target: OverrideTarget::Member(address),
+            change,
+            reply: tx,
+        };
+        h.api.send(req).await.unwrap();
+        rx.await.unwrap().unwrap();
+        assert!(h.member(1).await.own_override.is_some());
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(h.member(1).await.own_override.is_some(), "9 s: still there");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(h.member(1).await.own_override.is_none(), "gone after 10 s");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_comes_back_ramps_up_over_slow_start() {
+        let h = Harness::start();
+        for i in 0..2 {
+            h.report(i, true).await;
+        }
+        assert_eq!(h.weights().await, [10_000, 10_000]);
+        h.report(0, false).await;
+        h.report(0, false).await;
+        h.report(0, true).await;
+        h.report(0, true).await;
+        assert_eq!(h.member(0).await.status, Status::Up);
+        // Back up now: a tenth of its weight, then a straight ramp over the 10 s window.
+        assert_eq!(h.weights().await, [1_000, 10_000]);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let w = h.weights().await;
+        // 5 s of 10: 0.1 + 0.9 × 0.5 = 0.55, as of the writer's last tick (every 250 ms).
+        assert!((5_275..=5_500).contains(&w[0]), "half way: {w:?}");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(h.weights().await, [10_000, 10_000]);
+        h.stop().await;
+    }
+}
