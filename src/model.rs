@@ -373,6 +373,80 @@ pub enum Order {
     LeastLoaded,
 }
 
+/// A step of `policy:` as written: `failover`, `topology`, or an ordering step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyStep {
+    Failover,
+    Topology,
+    Order(Order),
+}
+
+impl PolicyStep {
+    pub const ALL: [PolicyStep; 6] = [
+        PolicyStep::Failover,
+        PolicyStep::Topology,
+        PolicyStep::Order(Order::RoundRobin),
+        PolicyStep::Order(Order::Weighted),
+        PolicyStep::Order(Order::Sticky),
+        PolicyStep::Order(Order::LeastLoaded),
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyStep::Failover => "failover",
+            PolicyStep::Topology => "topology",
+            PolicyStep::Order(o) => o.as_str(),
+        }
+    }
+
+    /// Where the step runs in the fixed pipeline: failover, then topology, then ordering.
+    pub const fn rank(self) -> u8 {
+        match self {
+            PolicyStep::Failover => 1,
+            PolicyStep::Topology => 2,
+            PolicyStep::Order(_) => 3,
+        }
+    }
+}
+
+impl fmt::Display for PolicyStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PolicyStep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PolicyStep, String> {
+        PolicyStep::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a policy step: use failover, topology, round-robin, weighted, sticky or least-loaded"
+                )
+            })
+    }
+}
+
+impl Order {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Order::RoundRobin => "round-robin",
+            Order::Weighted => "weighted",
+            Order::Sticky => "sticky",
+            Order::LeastLoaded => "least-loaded",
+        }
+    }
+}
+
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a pool's members report their load (for `least-loaded`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoadSpec {
@@ -454,4 +528,27 @@ pub struct Binding {
     pub name: Name,
     /// Index into the zone's `pools`.
     pub pool: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_steps_read_back_as_written() {
+        for step in PolicyStep::ALL {
+            assert_eq!(step.to_string().parse::<PolicyStep>(), Ok(step));
+        }
+        assert_eq!(
+            "least-loaded".parse::<PolicyStep>(),
+            Ok(PolicyStep::Order(Order::LeastLoaded))
+        );
+        assert!(
+            "fastest"
+                .parse::<PolicyStep>()
+                .unwrap_err()
+                .contains("not a policy step")
+        );
+        assert!(PolicyStep::Failover.rank() < PolicyStep::Topology.rank());
+    }
 }

@@ -11,7 +11,7 @@ use super::diag::Reporter;
 use super::format::PolicyFile;
 use super::format::{Entries, PoolFile, Spanned};
 use super::values::{self, Zero, loc};
-use crate::model::{Check, Member, Order, Policy, Pool, Site, WhenAllDown};
+use crate::model::{Check, Member, Order, Policy, PolicyStep, Pool, Site, WhenAllDown};
 
 pub const DEFAULT_POOL_TTL: u32 = 30;
 pub const DEFAULT_MAX_ANSWERS: u8 = 2;
@@ -30,31 +30,26 @@ fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Poli
     let mut rank = 0; // failover (1) < topology (2) < ordering (3): the fixed pipeline order
     let mut ordered = false;
     for step in steps {
-        let (r_step, order) = match step {
-            "failover" => (1, None),
-            "topology" => (2, None),
-            "round-robin" => (3, Some(Order::RoundRobin)),
-            "weighted" => (3, Some(Order::Weighted)),
-            "sticky" => (3, Some(Order::Sticky)),
-            "least-loaded" => (3, Some(Order::LeastLoaded)),
-            other => {
-                r.error(loc(p), &path, format!("{other:?} is not a policy step: use failover, topology, round-robin, weighted, sticky or least-loaded"));
+        let step: PolicyStep = match step.parse() {
+            Ok(s) => s,
+            Err(e) => {
+                r.error(loc(p), &path, e);
                 continue;
             }
         };
+        let r_step = step.rank();
         if r_step < rank || (r_step == 3 && ordered) || (r_step == rank && r_step < 3) {
             r.error(loc(p), &path, "steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky, least-loaded; list each once, in that order");
             return policy;
         }
         rank = r_step;
         match step {
-            "failover" => policy.failover = true,
-            "topology" => policy.topology = true,
-            _ => {}
-        }
-        if let Some(o) = order {
-            policy.order = o;
-            ordered = true;
+            PolicyStep::Failover => policy.failover = true,
+            PolicyStep::Topology => policy.topology = true,
+            PolicyStep::Order(o) => {
+                policy.order = o;
+                ordered = true;
+            }
         }
     }
     policy

@@ -121,7 +121,7 @@ impl Table {
         };
         out["pool"] = json!(pool.name);
         out["policy"] = json!({
-            "order": order_name(pool.policy.order),
+            "order": pool.policy.order.as_str(),
             "failover": pool.policy.failover,
             "topology": pool.policy.topology,
             "max_answers": pool.max_answers,
@@ -330,15 +330,6 @@ fn parse_client(s: &str) -> Result<(IpAddr, Option<u8>), String> {
         },
     };
     Ok((addr, len))
-}
-
-fn order_name(o: Order) -> &'static str {
-    match o {
-        Order::RoundRobin => "round-robin",
-        Order::Weighted => "weighted",
-        Order::Sticky => "sticky",
-        Order::LeastLoaded => "least-loaded",
-    }
 }
 
 fn list(c: &[Candidate]) -> Value {
