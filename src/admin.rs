@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{self, Action, ErrorBody, OverrideDone, OverrideRequest, Reloaded};
 use crate::health::overrides::{OverrideKind, OverrideTarget};
+use crate::table::ExplainError;
 
 /// What the API asks of the writer.
 pub enum Request {
@@ -41,11 +42,23 @@ pub enum Request {
         change: Option<(OverrideKind, String, Option<Duration>)>,
         reply: oneshot::Sender<Result<(), OverrideError>>,
     },
-    Reload(oneshot::Sender<Result<String, String>>),
+    Reload(oneshot::Sender<Result<String, ReloadError>>),
     Explain(
         crate::table::Question,
-        oneshot::Sender<Result<serde_json::Value, String>>,
+        oneshot::Sender<Result<serde_json::Value, ExplainError>>,
     ),
+}
+
+/// Why a reload was refused; the running config stays (422).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config has errors: its diagnostics, one per line.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Build(#[from] crate::snapshot::BuildError),
+    #[error("the config loader failed: {0}")]
+    Loader(String),
 }
 
 /// Why an override was not set or cleared.
@@ -284,7 +297,10 @@ async fn explain(
     }
     match rx.await {
         Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Ok(Err(e @ ExplainError::Question(_))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ ExplainError::Internal(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }
@@ -299,7 +315,7 @@ async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
     }
     match rx.await {
         Ok(Ok(reloaded)) => Json(Reloaded { reloaded }).into_response(),
-        Ok(Err(diagnostics)) => error(StatusCode::UNPROCESSABLE_ENTITY, diagnostics),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }

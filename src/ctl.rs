@@ -51,12 +51,41 @@ pub fn api_url(api: &str) -> Result<String, String> {
 
 /// Run one action against `api` (e.g. `http://127.0.0.1:8053` or `127.0.0.1:8053`). Returns
 /// the text to print.
-pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<String, String> {
-    let api = api_url(api)?;
+/// Why `gslbd ctl` could not do what was asked: one line for stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("{0}")]
+    Address(String),
+    #[error("cannot read the token file {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start: {0}")]
+    Runtime(String),
+    #[error("cannot reach the admin API at {0}: is gslbd serve running?")]
+    Unreachable(String),
+    #[error("request to {base} failed: {source}")]
+    Request {
+        base: String,
+        source: reqwest::Error,
+    },
+    /// The server said no: its message and HTTP status.
+    #[error("{message} ({status})")]
+    Refused { message: String, status: u16 },
+    #[error("the admin API answered with unreadable {what}: {text}")]
+    Unreadable { what: &'static str, text: String },
+}
+
+pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<String, CtlError> {
+    let api = api_url(api).map_err(CtlError::Address)?;
     let token = match token_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read the token file {}: {e}", f.display()))?
+                .map_err(|source| CtlError::Token {
+                    path: f.to_path_buf(),
+                    source,
+                })?
                 .trim()
                 .to_string(),
         ),
@@ -65,13 +94,13 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CtlError::Runtime(e.to_string()))?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CtlError::Runtime(e.to_string()))?;
         let base = api.as_str();
         let req = match &action {
             Action::Status { .. } => client.get(format!("{base}/v1/status")),
@@ -111,20 +140,30 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                format!("cannot reach the admin API at {base}: is gslbd serve running?")
+        let failed = |source: reqwest::Error| {
+            if source.is_connect() {
+                CtlError::Unreachable(base.to_string())
             } else {
-                format!("request to {base} failed: {e}")
+                CtlError::Request {
+                    base: base.to_string(),
+                    source,
+                }
             }
-        })?;
+        };
+        let resp = req.send().await.map_err(failed)?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let text = resp.text().await.map_err(failed)?;
         if !status.is_success() {
             let msg = serde_json::from_str::<ErrorBody>(&text).map_or(text, |e| e.error);
-            return Err(format!("{} ({})", msg.trim(), status.as_u16()));
+            return Err(CtlError::Refused {
+                message: msg.trim().to_string(),
+                status: status.as_u16(),
+            });
         }
-        let parsed = |what: &str| format!("the admin API answered with unreadable {what}: {text}");
+        let parsed = |what: &'static str| CtlError::Unreadable {
+            what,
+            text: text.clone(),
+        };
         Ok(match action {
             Action::Status { json } => {
                 let report: StatusReport =

@@ -57,7 +57,7 @@ pub enum Error {
     #[error("{0}")]
     Api(String),
     #[error("cannot drop privileges: {0}")]
-    Privileges(String),
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// Load the config, logging warnings; errors are logged one per line.
@@ -266,7 +266,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         let api_bound = api_listener.local_addr().map_err(Error::Runtime)?;
         // Every socket is bound: no more need for root, and no prober has started yet.
         if let Some(user) = &cfg.server.user {
-            let ids = crate::privileges::drop_to(user).map_err(Error::Privileges)?;
+            let ids = crate::privileges::drop_to(user)?;
             tracing::info!(user = %user, uid = ids.uid, gid = ids.gid, "running as user {user} (uid {}, gid {})", ids.uid, ids.gid);
         }
         // Probers get their own low-priority threads, started as the user we run as.

@@ -32,33 +32,55 @@ pub fn lookup(name: &str) -> Option<Ids> {
     })
 }
 
+/// Why gslbd could not become its `user:` (it then stops rather than run as root).
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("there is no user {0:?}")]
+    NoUser(String),
+    #[error("cannot become user {user:?}: not started as root (uid {uid})")]
+    NotRoot { user: String, uid: libc::uid_t },
+    #[error("{0}: {1}")]
+    Call(&'static str, std::io::Error),
+    #[error("still able to become root after dropping privileges")]
+    RootStays,
+}
+
 /// Become `name`. A no-op (with `Ok`) when already running as that user; an error when not
 /// root and not that user, or when any step fails (gslbd then stops rather than run as root).
-pub fn drop_to(name: &str) -> Result<Ids, String> {
-    let ids = lookup(name).ok_or_else(|| format!("there is no user {name:?}"))?;
+pub fn drop_to(name: &str) -> Result<Ids, PrivilegeError> {
+    let ids = lookup(name).ok_or_else(|| PrivilegeError::NoUser(name.to_string()))?;
     // SAFETY: plain syscalls without pointers (setgroups with an empty list).
     unsafe {
         if libc::geteuid() == ids.uid && libc::getuid() == ids.uid {
             return Ok(ids);
         }
         if libc::geteuid() != 0 {
-            return Err(format!(
-                "cannot become user {name:?}: not started as root (uid {})",
-                libc::geteuid()
-            ));
+            return Err(PrivilegeError::NotRoot {
+                user: name.to_string(),
+                uid: libc::geteuid(),
+            });
         }
         if libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
+            return Err(PrivilegeError::Call(
+                "setgroups",
+                std::io::Error::last_os_error(),
+            ));
         }
         if libc::setresgid(ids.gid, ids.gid, ids.gid) != 0 {
-            return Err(format!("setresgid: {}", std::io::Error::last_os_error()));
+            return Err(PrivilegeError::Call(
+                "setresgid",
+                std::io::Error::last_os_error(),
+            ));
         }
         if libc::setresuid(ids.uid, ids.uid, ids.uid) != 0 {
-            return Err(format!("setresuid: {}", std::io::Error::last_os_error()));
+            return Err(PrivilegeError::Call(
+                "setresuid",
+                std::io::Error::last_os_error(),
+            ));
         }
         // Root cannot come back.
         if libc::setuid(0) == 0 {
-            return Err("still able to become root after dropping privileges".into());
+            return Err(PrivilegeError::RootStays);
         }
     }
     Ok(ids)

@@ -43,6 +43,42 @@ pub fn health_path(dir: &Path) -> PathBuf {
     dir.join(HEALTH_FILE)
 }
 
+/// Why a state file was not read (the server then starts without what it held).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: version {found} is not 1..={HEALTH_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// A state file's text; `None` when there is none yet.
+fn read_state(path: &Path) -> Result<Option<String>, StateError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn parse_state<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, StateError> {
+    serde_json::from_str(text).map_err(|source| StateError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Last-known states read from `state_dir`.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -72,21 +108,17 @@ impl Restored {
 
 /// Last-known states. A missing file is nothing restored; an unreadable one is reported and
 /// ignored (the probes will find the truth within one round).
-pub fn load_health(dir: &Path) -> Result<Restored, String> {
+pub fn load_health(dir: &Path) -> Result<Restored, StateError> {
     let path = health_path(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Restored::default()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+    let Some(text) = read_state(&path)? else {
+        return Ok(Restored::default());
     };
-    let file: HealthFile =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: HealthFile = parse_state(&path, &text)?;
     if !(1..=HEALTH_VERSION).contains(&file.version) {
-        return Err(format!(
-            "{}: version {} is not 1..={HEALTH_VERSION}",
-            path.display(),
-            file.version
-        ));
+        return Err(StateError::Version {
+            path,
+            found: file.version,
+        });
     }
     Ok(Restored {
         version: file.version,
@@ -173,15 +205,12 @@ pub fn save_overrides(dir: &Path, overrides: &Overrides) -> std::io::Result<()> 
 }
 
 /// Overrides saved by an earlier run (none if there is no file).
-pub fn load_overrides(dir: &Path) -> Result<Overrides, String> {
+pub fn load_overrides(dir: &Path) -> Result<Overrides, StateError> {
     let path = overrides_path(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+    let Some(text) = read_state(&path)? else {
+        return Ok(Overrides::default());
     };
-    let file: OverridesFile =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: OverridesFile = parse_state(&path, &text)?;
     Ok(Overrides {
         members: file.overrides,
         sites: file.sites,
@@ -255,6 +284,7 @@ mod tests {
             v1.replace("\"version\": 1", "\"version\": 3"),
         )
         .unwrap();
-        assert!(load_health(dir.path()).unwrap_err().contains("version 3"));
+        let e = load_health(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("version 3 is not 1..=2"), "{e}");
     }
 }

@@ -16,7 +16,7 @@ mod explain;
 mod judge;
 mod status;
 
-pub use explain::Question;
+pub use explain::{ExplainError, Question};
 
 use crate::health::load::LoadState;
 use crate::health::overrides::{Override, OverrideKind, OverrideTarget, Overrides};

@@ -90,11 +90,11 @@ impl Clock {
 impl Writer {
     /// Re-read the config; make it live if it is valid. `Ok` says what changed; `Err` holds the
     /// diagnostics.
-    async fn reload(&mut self) -> Result<String, String> {
+    async fn reload(&mut self) -> Result<String, admin::ReloadError> {
         let sources = self.settings.sources.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load(&sources))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| admin::ReloadError::Loader(e.to_string()))?;
         let mut cfg = match loaded {
             Ok(l) => {
                 for w in &l.warnings.items {
@@ -102,7 +102,7 @@ impl Writer {
                 }
                 l.config
             }
-            Err(diags) => return Err(diags.to_string()),
+            Err(diags) => return Err(admin::ReloadError::Invalid(diags.to_string())),
         };
         // Compare what a restart with the same command line would listen on.
         let s = &self.settings;
@@ -116,10 +116,7 @@ impl Writer {
         }
         cfg.server.listen = s.listen.clone();
         let state_dir = cfg.server.state_dir.clone();
-        let changes = self
-            .table
-            .reload(cfg, self.clock.now())
-            .map_err(|e| e.to_string())?;
+        let changes = self.table.reload(cfg, self.clock.now())?;
         for k in &changes.removed {
             if let Some(h) = self.probers.remove(k) {
                 h.abort();
@@ -350,7 +347,7 @@ pub async fn run_with(
 }
 
 /// Log a reload and count it; after a good one, the check gauges follow the new probe set.
-fn log_reload(table: &Table, r: &Result<String, String>) {
+fn log_reload(table: &Table, r: &Result<String, admin::ReloadError>) {
     let m = table.metrics();
     let result = match r {
         Ok(msg) => {

@@ -33,14 +33,27 @@ pub struct Question {
     pub client: String,
 }
 
+/// Why there is no explanation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// The question is not one (400).
+    #[error("{0}")]
+    Question(String),
+    /// The query path could not be asked (500; should not happen).
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// CNAMEs inside a zone that explain follows to a pooled name.
 const MAX_CHAIN: usize = 8;
 
 impl Table {
     /// Explain `q`, or say what is wrong with it.
-    pub fn explain(&self, q: &Question) -> Result<Value, String> {
+    pub fn explain(&self, q: &Question) -> Result<Value, ExplainError> {
         let name = Name::from_str(q.name.trim())
-            .map_err(|e| format!("name: {:?} is not a domain name: {e}", q.name))?
+            .map_err(|e| {
+                ExplainError::Question(format!("name: {:?} is not a domain name: {e}", q.name))
+            })?
             .to_lowercase();
         let name = if name.is_fqdn() {
             name
@@ -50,9 +63,10 @@ impl Table {
             n
         };
         let qtype_text = q.qtype.as_deref().unwrap_or("A").to_ascii_uppercase();
-        let qtype = RecordType::from_str(&qtype_text)
-            .map_err(|_| format!("type: {qtype_text:?} is not a record type"))?;
-        let (client, ecs_len) = parse_client(&q.client)?;
+        let qtype = RecordType::from_str(&qtype_text).map_err(|_| {
+            ExplainError::Question(format!("type: {qtype_text:?} is not a record type"))
+        })?;
+        let (client, ecs_len) = parse_client(&q.client).map_err(ExplainError::Question)?;
 
         let answer = self.real_answer(&name, qtype, client, ecs_len)?;
         let mut out = json!({
@@ -270,7 +284,7 @@ impl Table {
         qtype: RecordType,
         client: IpAddr,
         ecs_len: Option<u8>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ExplainError> {
         let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
         m.add_query(Query::query(name.clone(), qtype));
         let mut e = Edns::new();
@@ -284,12 +298,13 @@ impl Table {
         m.set_edns(e);
         let packet = m
             .to_vec()
-            .map_err(|e| format!("cannot build the query: {e}"))?;
+            .map_err(|e| ExplainError::Internal(format!("cannot build the query: {e}")))?;
         let mut buf = vec![0u8; answer::MAX_RESPONSE];
         let snap = self.live.load();
         let n = answer::answer(&snap, &packet, Transport::Tcp, client, &mut buf)
-            .ok_or("the query path dropped the query")?;
-        let r = Message::from_vec(&buf[..n]).map_err(|e| format!("unreadable response: {e}"))?;
+            .ok_or_else(|| ExplainError::Internal("the query path dropped the query".into()))?;
+        let r = Message::from_vec(&buf[..n])
+            .map_err(|e| ExplainError::Internal(format!("unreadable response: {e}")))?;
         let records = |rs: &[hickory_proto::rr::Record]| -> Vec<String> {
             rs.iter().map(|r| r.to_string()).collect()
         };
