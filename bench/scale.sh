@@ -19,7 +19,8 @@ cleanup() {
 trap cleanup EXIT
 say() { printf '%s\n' "$*" >&2; }
 
-GSLBD=$("$REPO/contrib/build-gslbd.sh")
+# GSLBD=path/to/gslbd measures that binary (e.g. an older build, to compare); default: build.
+GSLBD=${GSLBD:-$("$REPO/contrib/build-gslbd.sh")}
 
 # zone DIR NAMES POOLED CHECKED [SIZE]: a zone with NAMES static names, or POOLED names on POOLED
 # members 127.1.x.y, in pools of SIZE members (default 1: a pool per name; else names are spread

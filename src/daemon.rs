@@ -213,12 +213,17 @@ pub fn run(opts: Options) -> Result<(), Error> {
             .collect::<Result<Vec<_>, _>>()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        // One limiter for every listener it applies to: the budget is per client prefix.
-        let limiter = crate::dns::rrl::Limiter::new(&cfg.server.rrl).map(Arc::new);
+        // One limiter for every listener it applies to: the budget is per client prefix. Its
+        // table (2 MiB) is made only when some listener is limited (loopback ones are not,
+        // unless asked).
+        let limited = |addr: &SocketAddr| cfg.server.rrl.on_loopback || !addr.ip().is_loopback();
+        let limiter = bound
+            .iter()
+            .any(|b| limited(&b.addr))
+            .then(|| crate::dns::rrl::Limiter::new(&cfg.server.rrl).map(Arc::new))
+            .flatten();
         for b in bound {
-            let rrl = limiter
-                .clone()
-                .filter(|_| cfg.server.rrl.on_loopback || !b.addr.ip().is_loopback());
+            let rrl = limiter.clone().filter(|_| limited(&b.addr));
             if rrl.is_some() {
                 tracing::info!(
                     addr = %b.addr,

@@ -69,17 +69,17 @@ pub struct Plan {
     pub pools: Vec<PlannedPool>,
     probe_ids: HashMap<Arc<ProbeKey>, ProbeId>,
     load_ids: HashMap<Arc<LoadKey>, LoadId>,
-    /// Pool ids by (zone index, pool name), for `when_all_down: { pool: NAME }`.
-    by_name: HashMap<(usize, Box<str>), PoolId>,
+    /// The id of each zone's first pool (a zone's pools are numbered in a row).
+    first_pool: Vec<PoolId>,
 }
 
 impl Plan {
     pub fn compile(config: &Config) -> Plan {
         let mut plan = Plan::default();
         for (zi, zone) in config.zones.iter().enumerate() {
+            plan.first_pool.push(plan.pools.len() as PoolId);
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let id = plan.pools.len() as PoolId;
-                plan.by_name.insert((zi, pool.name.as_str().into()), id);
                 let planned = plan.pool(zi, pi, pool, id);
                 plan.pools.push(planned);
             }
@@ -161,9 +161,12 @@ impl Plan {
         self.load_ids.get(key).copied()
     }
 
-    /// The pool named `name` in zone `zone`.
-    pub fn pool_named(&self, zone: usize, name: &str) -> Option<PoolId> {
-        self.by_name.get(&(zone, name.into())).copied()
+    /// The pool named `name` in `zone` (the zone of index `zi`): linear in the zone's pools,
+    /// which only `when_all_down: { pool }` and explain ask for. No map of names is kept:
+    /// with 10,000 one-pool names it would cost a megabyte.
+    pub fn pool_named(&self, zi: usize, zone: &crate::model::Zone, name: &str) -> Option<PoolId> {
+        let i = zone.pools.iter().position(|p| p.name == name)?;
+        Some(self.first_pool.get(zi)? + i as PoolId)
     }
 }
 
@@ -219,7 +222,7 @@ names:
         assert_eq!(shared.pools, [0, 1]);
         assert_eq!(shared.names, ["web"]);
         assert_eq!(plan.probe_id(&shared.key), Some(a.probes_of(1)[0]));
-        assert_eq!(plan.pool_named(0, "b"), Some(1));
+        assert_eq!(plan.pool_named(0, &c.zones[0], "b"), Some(1));
         assert!(b.load_of(0).is_none());
     }
 }

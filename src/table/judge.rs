@@ -41,7 +41,9 @@ impl Judge<'_> {
         if std::ptr::eq(pool, self.pool) {
             Some(self.id)
         } else {
-            self.table.plan.pool_named(self.zone_index, &pool.name)
+            self.table
+                .plan
+                .pool_named(self.zone_index, self.zone, &pool.name)
         }
     }
 }
