@@ -64,8 +64,11 @@ done
 exec 9>/tmp/gslb-anchors-bench.lock
 flock -w 1800 9 || die "another benchmark holds /tmp/gslb-anchors-bench.lock"
 
-log "building gslbd (release)"
-GSLBD=$("$REPO/contrib/build-gslbd.sh")
+# GSLBD=path/to/gslbd measures that binary (e.g. an older build, to compare); default: build.
+if [ -z "${GSLBD:-}" ]; then
+    log "building gslbd (release)"
+    GSLBD=$("$REPO/contrib/build-gslbd.sh")
+fi
 
 # The W1 zone of the shared launchers (www 30 A 127.0.1.1, 127.0.1.2), as a gslbd YAML zone.
 start_gslbd() { # MODE KIND HC DIR PORT
