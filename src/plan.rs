@@ -96,20 +96,13 @@ impl Plan {
                     address: m.address,
                     spec: c.spec.clone(),
                 };
-                let pid = match self.probe_ids.get(&key) {
-                    Some(&pid) => pid,
-                    None => {
-                        let pid = self.probes.len() as ProbeId;
-                        let key = Arc::new(key);
-                        self.probe_ids.insert(key.clone(), pid);
-                        self.probes.push(PlannedProbe {
-                            key,
-                            names: Vec::new(),
-                            pools: Vec::new(),
-                        });
-                        pid
+                let pid = intern(&mut self.probe_ids, &mut self.probes, key, |key| {
+                    PlannedProbe {
+                        key,
+                        names: Vec::new(),
+                        pools: Vec::new(),
                     }
-                };
+                });
                 let p = &mut self.probes[pid as usize];
                 if !p.names.contains(&c.name) {
                     p.names.push(c.name.clone());
@@ -124,19 +117,12 @@ impl Plan {
                     address: m.address,
                     spec: (**spec).clone(),
                 };
-                let lid = match self.load_ids.get(&key) {
-                    Some(&lid) => lid,
-                    None => {
-                        let lid = self.loads.len() as LoadId;
-                        let key = Arc::new(key);
-                        self.load_ids.insert(key.clone(), lid);
-                        self.loads.push(PlannedLoad {
-                            key,
-                            pools: Vec::new(),
-                        });
-                        lid
+                let lid = intern(&mut self.load_ids, &mut self.loads, key, |key| {
+                    PlannedLoad {
+                        key,
+                        pools: Vec::new(),
                     }
-                };
+                });
                 let l = &mut self.loads[lid as usize];
                 if l.pools.last() != Some(&id) {
                     l.pools.push(id);
@@ -168,6 +154,23 @@ impl Plan {
         let i = zone.pools.iter().position(|p| p.name == name)?;
         Some(self.first_pool.get(zi)? + i as PoolId)
     }
+}
+
+/// The id of `key` in `ids`, numbering it next (and pushing `make(key)` to `items`) if new.
+fn intern<K: std::hash::Hash + Eq, T>(
+    ids: &mut HashMap<Arc<K>, u32>,
+    items: &mut Vec<T>,
+    key: K,
+    make: impl FnOnce(Arc<K>) -> T,
+) -> u32 {
+    if let Some(&id) = ids.get(&key) {
+        return id;
+    }
+    let id = items.len() as u32;
+    let key = Arc::new(key);
+    ids.insert(key.clone(), id);
+    items.push(make(key));
+    id
 }
 
 #[cfg(test)]
