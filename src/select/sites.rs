@@ -103,38 +103,36 @@ impl SiteMap {
     /// in the blocks; a longer one is a resolver's own address, matched against the sites'
     /// prefixes (its scope is the prefix, and no ECS option carries it).
     pub fn locate(&self, addr: IpAddr, prefix: u8) -> (Option<usize>, u8) {
-        let site = |s: u16| (s != NONE).then_some(usize::from(s));
         match addr {
-            IpAddr::V4(a) => {
-                let Ok(net) = Ipv4Net::new(a, prefix.min(32)) else {
-                    return (None, prefix);
-                };
-                let net = net.trunc();
-                if net.prefix_len() <= ECS_MAX_V4
-                    && let Some((block, s)) = self.v4_blocks.get_lpm(&net)
-                {
-                    return (site(*s), block.prefix_len());
-                }
-                // Wider than the blocks here (an ECS source shorter than /24 that spans
-                // several), or a full address: what covers it, valid for the whole prefix.
-                let s = self.v4.get_lpm(&net).map(|(_, s)| *s);
-                (s.and_then(site), net.prefix_len())
-            }
-            IpAddr::V6(a) => {
-                let Ok(net) = Ipv6Net::new(a, prefix.min(128)) else {
-                    return (None, prefix);
-                };
-                let net = net.trunc();
-                if net.prefix_len() <= ECS_MAX_V6
-                    && let Some((block, s)) = self.v6_blocks.get_lpm(&net)
-                {
-                    return (site(*s), block.prefix_len());
-                }
-                let s = self.v6.get_lpm(&net).map(|(_, s)| *s);
-                (s.and_then(site), net.prefix_len())
-            }
+            IpAddr::V4(a) => match Ipv4Net::new(a, prefix.min(32)) {
+                Ok(net) => find(&self.v4, &self.v4_blocks, net.trunc(), ECS_MAX_V4),
+                Err(_) => (None, prefix),
+            },
+            IpAddr::V6(a) => match Ipv6Net::new(a, prefix.min(128)) {
+                Ok(net) => find(&self.v6, &self.v6_blocks, net.trunc(), ECS_MAX_V6),
+                Err(_) => (None, prefix),
+            },
         }
     }
+}
+
+/// [`SiteMap::locate`] in one family's maps.
+fn find<P: prefix_trie::Prefix>(
+    sites: &PrefixMap<P, u16>,
+    blocks: &PrefixMap<P, u16>,
+    net: P,
+    cut: u8,
+) -> (Option<usize>, u8) {
+    let site = |s: u16| (s != NONE).then_some(usize::from(s));
+    if net.prefix_len() <= cut
+        && let Some((block, s)) = blocks.get_lpm(&net)
+    {
+        return (site(*s), block.prefix_len());
+    }
+    // Wider than the blocks here (an ECS source shorter than /24 that spans several), or a full
+    // address: what covers it, valid for the whole prefix.
+    let s = sites.get_lpm(&net).map(|(_, s)| *s);
+    (s.and_then(site), net.prefix_len())
 }
 
 /// A prefix with its address left-aligned in 128 bits, so both families share one walk.
