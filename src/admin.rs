@@ -29,9 +29,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api::explain::ExplainError;
 use crate::api::{self, Action, ErrorBody, OverrideDone, OverrideRequest, Reloaded};
 use crate::health::overrides::{OverrideKind, OverrideTarget};
-use crate::table::ExplainError;
 
 /// What the API asks of the writer.
 pub enum Request {
@@ -44,8 +44,8 @@ pub enum Request {
     },
     Reload(oneshot::Sender<Result<String, ReloadError>>),
     Explain(
-        crate::table::Question,
-        oneshot::Sender<Result<serde_json::Value, ExplainError>>,
+        crate::api::explain::Question,
+        oneshot::Sender<Result<crate::api::explain::Explanation, ExplainError>>,
     ),
 }
 
@@ -278,7 +278,7 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
 async fn explain(
     State(api): State<Api>,
     query: Result<
-        axum::extract::Query<crate::table::Question>,
+        axum::extract::Query<crate::api::explain::Question>,
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Response {

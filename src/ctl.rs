@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
+use crate::api::explain::{Explanation, Question, Step};
 use crate::api::{ErrorBody, OverrideRequest, Reloaded, StatusReport};
 use crate::health::overrides::{Override, OverrideTarget};
 
@@ -22,9 +21,7 @@ pub enum Action {
     },
     Reload,
     Explain {
-        name: String,
-        client: String,
-        qtype: String,
+        question: Question,
         json: bool,
     },
 }
@@ -124,17 +121,17 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                     .body(serde_json::to_string(&body).unwrap_or_default())
             }
             Action::Reload => client.post(format!("{base}/v1/reload")),
-            Action::Explain {
-                name,
-                client: who,
-                qtype,
-                ..
-            } => client.get(format!(
-                "{base}/v1/explain?name={}&client={}&type={}",
-                encode_segment(name),
-                encode_segment(who),
-                encode_segment(qtype)
-            )),
+            Action::Explain { question: q, .. } => {
+                let mut url = format!(
+                    "{base}/v1/explain?name={}&client={}",
+                    encode_segment(&q.name),
+                    encode_segment(&q.client)
+                );
+                if let Some(t) = &q.qtype {
+                    url.push_str(&format!("&type={}", encode_segment(t)));
+                }
+                client.get(url)
+            }
         };
         let req = match &token {
             Some(t) => req.bearer_auth(t),
@@ -186,7 +183,8 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                 format!("reloaded: {}", r.reloaded)
             }
             Action::Explain { json, .. } => {
-                let body: Value = serde_json::from_str(&text).map_err(|_| parsed("JSON"))?;
+                let body: Explanation =
+                    serde_json::from_str(&text).map_err(|_| parsed("explanation"))?;
                 if json {
                     serde_json::to_string_pretty(&body).unwrap_or(text)
                 } else {
@@ -198,145 +196,143 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
 }
 
 /// `/v1/explain` as text: the answer, the members, then one line per step.
-fn explain_text(v: &Value) -> String {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let list = |v: &Value| -> String {
-        let items: Vec<String> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|x| match x {
-                Value::String(a) => a.clone(),
-                Value::Object(o) => format!(
-                    "{} ({})",
-                    o.get("address").and_then(Value::as_str).unwrap_or("?"),
-                    o.get("why").and_then(Value::as_str).unwrap_or("")
-                ),
-                other => other.to_string(),
-            })
-            .collect();
+fn explain_text(v: &Explanation) -> String {
+    fn list<T: std::fmt::Display>(items: &[T]) -> String {
         if items.is_empty() {
             "-".into()
         } else {
-            items.join(", ")
+            items
+                .iter()
+                .map(T::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         }
-    };
-    let q = &v["question"];
-    let a = &v["answer"];
-    let mut out = vec![format!(
-        "{} {} asked by {}",
-        s(&q["name"]),
-        s(&q["type"]),
-        s(&q["client"])
-    )];
-    let mut head = format!("answer: {}", s(&a["rcode"]));
-    if a["authoritative"] == Value::Bool(true) {
+    }
+    let (q, a) = (&v.question, &v.answer);
+    let mut out = vec![format!("{} {} asked by {}", q.name, q.qtype, q.client)];
+    let mut head = format!("answer: {}", a.rcode);
+    if a.authoritative {
         head.push_str(", authoritative");
     }
-    if let Some(scope) = a["ecs_scope"].as_u64() {
+    if let Some(scope) = a.ecs_scope {
         head.push_str(&format!(", ECS scope /{scope}"));
     }
     out.push(head);
-    for section in ["answer", "authority"] {
-        for r in a[section].as_array().into_iter().flatten() {
-            out.push(format!(
-                "  {}{}",
-                if section == "authority" {
-                    "(authority) "
-                } else {
-                    ""
-                },
-                s(r)
-            ));
-        }
-    }
-    for c in v["cname_chain"].as_array().into_iter().flatten() {
-        out.push(format!("via {}", s(c)));
-    }
-    if let Some(why) = v["why"].as_str() {
+    out.extend(a.answer.iter().map(|r| format!("  {r}")));
+    out.extend(a.authority.iter().map(|r| format!("  (authority) {r}")));
+    out.extend(v.cname_chain.iter().map(|c| format!("via {c}")));
+    if let Some(why) = &v.why {
         out.push(format!("why: {why}"));
     }
-    if v["pool"].is_string() {
-        let p = &v["policy"];
+    if let (Some(pool), Some(p)) = (&v.pool, &v.policy) {
         out.push(format!(
-            "zone {}, pool {}: {}{}{}, at most {} answer(s), ttl {}",
-            s(&v["zone"]),
-            s(&v["pool"]),
-            s(&p["order"]),
-            if p["failover"] == Value::Bool(true) {
-                " + failover"
-            } else {
-                ""
-            },
-            if p["topology"] == Value::Bool(true) {
-                " + topology"
-            } else {
-                ""
-            },
-            p["max_answers"],
-            p["ttl"]
+            "zone {}, pool {pool}: {}{}{}, at most {} answer(s), ttl {}",
+            v.zone.as_deref().unwrap_or("?"),
+            p.order,
+            if p.failover { " + failover" } else { "" },
+            if p.topology { " + topology" } else { "" },
+            p.max_answers,
+            p.ttl
         ));
     }
-    if let Some(members) = v["members"].as_array() {
+    if !v.members.is_empty() {
         out.push("members:".into());
-        for m in members {
-            let checks: Vec<String> = m["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "{}={} ({})",
-                        s(&c["check"]),
-                        s(&c["status"]),
-                        c["last_result"].as_str().unwrap_or("no result yet")
-                    )
-                })
-                .collect();
-            let mut line = format!("  {:<16} {:<7}", s(&m["address"]), s(&m["status"]));
-            if let Some(site) = m["site"].as_str() {
-                line.push_str(&format!(" site {site}"));
-            }
-            if let Some(k) = m["override"]["kind"].as_str() {
-                line.push_str(&format!(" override {k}"));
-            }
-            if !checks.is_empty() {
-                line.push_str(&format!(" {}", checks.join(", ")));
-            }
-            out.push(line);
-        }
     }
-    if let Some(steps) = v["steps"].as_array() {
-        out.push("steps:".into());
-        for st in steps {
-            let mut line = format!("  {:<14}", s(&st["step"]));
-            if !st["kept"].is_null() {
-                line.push_str(&format!(" kept {}", list(&st["kept"])));
-            }
-            if !st["candidates"].is_null() {
-                line.push_str(&format!(" from {}", list(&st["candidates"])));
-            }
-            if st["dropped"].as_array().is_some_and(|d| !d.is_empty()) {
-                line.push_str(&format!("; dropped {}", list(&st["dropped"])));
-            }
-            if let Some(site) = st["client_site"].as_str() {
-                line.push_str(&format!("; client site {site}"));
-            }
-            if let Some(scope) = st["ecs_scope"].as_u64() {
-                line.push_str(&format!("; ECS scope /{scope}"));
-            }
-            if let Some(w) = st["weights"].as_object() {
-                let ws: Vec<String> = w.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                line.push_str(&format!(" {}", ws.join(", ")));
-            }
-            if let Some(ttl) = st["ttl"].as_u64() {
-                line.push_str(&format!(" {ttl}"));
-            }
-            if let Some(n) = st["note"].as_str() {
-                line.push_str(&format!("  ({n})"));
-            }
-            out.push(line);
+    for m in &v.members {
+        let checks: Vec<String> = m
+            .checks
+            .iter()
+            .map(|c| {
+                let last = c.last_result.as_deref().unwrap_or("no result yet");
+                format!("{}={} ({last})", c.check, c.status)
+            })
+            .collect();
+        let mut line = format!(
+            "  {:<16} {:<7}",
+            m.address.to_string(),
+            m.status.to_string()
+        );
+        if let Some(site) = &m.site {
+            line.push_str(&format!(" site {site}"));
         }
+        if let Some(o) = &m.own_override {
+            line.push_str(&format!(" override {}", o.kind));
+        }
+        if !checks.is_empty() {
+            line.push_str(&format!(" {}", checks.join(", ")));
+        }
+        out.push(line);
+    }
+    if !v.steps.is_empty() {
+        out.push("steps:".into());
+    }
+    for st in &v.steps {
+        let mut line = format!("  {:<14}", st.name());
+        let note = match st {
+            Step::Family { kept, note } | Step::Failover { kept, note } => {
+                line.push_str(&format!(" kept {}", list(kept)));
+                note
+            }
+            Step::Health {
+                kept,
+                dropped,
+                note,
+            } => {
+                line.push_str(&format!(" kept {}", list(kept)));
+                if !dropped.is_empty() {
+                    let d: Vec<String> = dropped
+                        .iter()
+                        .map(|d| format!("{} ({})", d.address, d.why))
+                        .collect();
+                    line.push_str(&format!("; dropped {}", d.join(", ")));
+                }
+                note
+            }
+            Step::Drain {
+                kept,
+                dropped,
+                note,
+            } => {
+                line.push_str(&format!(" kept {}", list(kept)));
+                if !dropped.is_empty() {
+                    line.push_str(&format!("; dropped {}", list(dropped)));
+                }
+                note
+            }
+            Step::Topology {
+                client_site,
+                ecs_scope,
+                kept,
+                note,
+            } => {
+                line.push_str(&format!(" kept {}", list(kept)));
+                if let Some(site) = client_site {
+                    line.push_str(&format!("; client site {site}"));
+                }
+                if let Some(scope) = ecs_scope {
+                    line.push_str(&format!("; ECS scope /{scope}"));
+                }
+                note
+            }
+            Step::Weights { weights, note } => {
+                let ws: Vec<String> = weights.iter().map(|(a, w)| format!("{a}={w}")).collect();
+                line.push_str(&format!(" {}", ws.join(", ")));
+                note
+            }
+            Step::Order {
+                candidates, note, ..
+            } => {
+                line.push_str(&format!(" from {}", list(candidates)));
+                note
+            }
+            Step::Ttl { ttl, note } => {
+                line.push_str(&format!(" {ttl}"));
+                note
+            }
+            Step::WhenAllDown { note } | Step::Answer { note } => note,
+        };
+        line.push_str(&format!("  ({note})"));
+        out.push(line);
     }
     out.join("\n")
 }

@@ -21,8 +21,8 @@ use crate::model::Config;
 use crate::probe;
 use crate::probe::ProbeKey;
 use crate::state;
-use crate::table::Table;
 use crate::writer;
+use crate::writer::Table;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {

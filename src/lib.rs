@@ -30,5 +30,4 @@ pub mod select;
 pub mod snapshot;
 pub mod state;
 pub mod sys;
-pub mod table;
 pub mod writer;

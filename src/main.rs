@@ -75,9 +75,11 @@ struct Conn {
 impl ExplainArgs {
     fn action(self) -> gslbd::ctl::Action {
         gslbd::ctl::Action::Explain {
-            name: self.name,
-            client: self.client,
-            qtype: self.qtype,
+            question: gslbd::api::explain::Question {
+                name: self.name,
+                client: self.client,
+                qtype: Some(self.qtype),
+            },
             json: self.json,
         }
     }

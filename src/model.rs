@@ -1,6 +1,6 @@
 //! The validated configuration: what gslbd serves, with every check already passed.
 //!
-//! Built by `config::load`, consumed by `table::Snapshot::build`. No I/O and no file-format
+//! Built by `config::load`, consumed by `writer::Table` (and `Snapshot::build`). No I/O and no file-format
 //! details live here; a `Zone` in this module is known to be consistent (SOA and NS present,
 //! every name inside the zone, no CNAME beside other data, glue where it is needed).
 
@@ -359,8 +359,9 @@ impl Policy {
     };
 }
 
-/// The ordering step of a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The ordering step of a pipeline (`round-robin`, ... in config and API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Order {
     /// Consecutive members from a rotating start.
     RoundRobin,
@@ -533,6 +534,17 @@ pub struct Binding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orders_are_the_same_words_in_config_and_api() {
+        for step in PolicyStep::ALL {
+            if let PolicyStep::Order(o) = step {
+                let json = serde_json::to_value(o).unwrap();
+                assert_eq!(json, o.as_str());
+                assert_eq!(serde_json::from_value::<Order>(json).unwrap(), o);
+            }
+        }
+    }
 
     #[test]
     fn policy_steps_read_back_as_written() {

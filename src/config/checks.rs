@@ -15,6 +15,9 @@ use crate::model::{CaCerts, Check, CheckKind, CheckSpec, HttpCheck, Pattern, Thr
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Successes in a row that bring a member up, failures in a row that take it down.
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
 /// A `ca_file:` larger than this is refused (the whole Mozilla bundle is about 220 KB).
 const MAX_CA_FILE: u64 = 4 << 20;
 
@@ -114,12 +117,12 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
             ),
         );
     }
-    let count = |v: &Option<Spanned<i64>>, what: &str, r: &mut Reporter| match v {
-        None => Some(if what == "rise" { 2 } else { 3 }),
+    let count = |v: &Option<Spanned<i64>>, what: &str, default: u32, r: &mut Reporter| match v {
+        None => Some(default),
         Some(v) => values::int(v, 1..=1000, &format!("{base}.{what}"), r).map(|n| n as u32),
     };
-    let rise = count(&c.rise, "rise", r);
-    let fall = count(&c.fall, "fall", r);
+    let rise = count(&c.rise, "rise", DEFAULT_RISE, r);
+    let fall = count(&c.fall, "fall", DEFAULT_FALL, r);
 
     let kind = if let Some(t) = &c.tcp {
         let t = &t.value;

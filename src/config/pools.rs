@@ -16,6 +16,8 @@ use crate::model::{Check, Member, Order, Policy, PolicyStep, Pool, Site, WhenAll
 pub const DEFAULT_POOL_TTL: u32 = 30;
 pub const DEFAULT_MAX_ANSWERS: u8 = 2;
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// Failover tries lower numbers first; members without one share the first group.
+pub const DEFAULT_PRIORITY: u32 = 1;
 
 fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Policy {
     let Some(p) = p else {
@@ -233,9 +235,12 @@ fn pool(
                 let weight = m.weight.as_ref().map_or(Some(DEFAULT_WEIGHT as i64), |w| {
                     values::int(w, 0..=1_000_000, &format!("{mp}.weight"), r)
                 });
-                let priority = m.priority.as_ref().map_or(Some(1), |w| {
-                    values::int(w, 0..=1_000_000, &format!("{mp}.priority"), r)
-                });
+                let priority = m
+                    .priority
+                    .as_ref()
+                    .map_or(Some(i64::from(DEFAULT_PRIORITY)), |w| {
+                        values::int(w, 0..=1_000_000, &format!("{mp}.priority"), r)
+                    });
                 let site = match &m.site {
                     None => None,
                     Some(s) => match sites.iter().position(|x| x.name == s.value) {
@@ -262,7 +267,7 @@ fn pool(
                 members.push(Member {
                     address,
                     weight: weight.unwrap_or(0) as u32,
-                    priority: priority.unwrap_or(1) as u32,
+                    priority: priority.map_or(DEFAULT_PRIORITY, |p| p as u32),
                     site,
                 });
             }

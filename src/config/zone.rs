@@ -18,6 +18,13 @@ use super::values::{self, loc, name};
 use crate::model::{self, Soa};
 
 const DEFAULT_TTL: u32 = 3600;
+/// SOA timers when not given: RFC 1912 §2.2's suggestions, and a short negative TTL that
+/// suits names whose answers change with health.
+const DEFAULT_SOA_SERIAL: u32 = 1;
+const DEFAULT_SOA_REFRESH: u32 = 3600;
+const DEFAULT_SOA_RETRY: u32 = 600;
+const DEFAULT_SOA_EXPIRE: u32 = 86400;
+const DEFAULT_SOA_MINIMUM: u32 = 30;
 
 /// What loading one zone file gave: its origin (known as soon as `zone:` parses, so duplicates
 /// are found even in files with other errors) and the zone if it had no errors.
@@ -188,13 +195,13 @@ fn soa(s: &super::format::SoaFile, origin: &Name, r: &mut Reporter) -> Option<So
     let soa = Soa {
         mname: mname.ok()?,
         rname: rname.ok()?,
-        serial: u32_field(&s.serial, 1, "soa.serial", r),
-        refresh: u32_field(&s.refresh, 3600, "soa.refresh", r),
-        retry: u32_field(&s.retry, 600, "soa.retry", r),
-        expire: u32_field(&s.expire, 86400, "soa.expire", r),
+        serial: u32_field(&s.serial, DEFAULT_SOA_SERIAL, "soa.serial", r),
+        refresh: u32_field(&s.refresh, DEFAULT_SOA_REFRESH, "soa.refresh", r),
+        retry: u32_field(&s.retry, DEFAULT_SOA_RETRY, "soa.retry", r),
+        expire: u32_field(&s.expire, DEFAULT_SOA_EXPIRE, "soa.expire", r),
         minimum: match &s.minimum {
             Some(m) => values::ttl(m, "soa.minimum", r)?,
-            None => 30,
+            None => DEFAULT_SOA_MINIMUM,
         },
     };
     Some(soa)

@@ -12,7 +12,26 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+use super::Failure;
 use crate::model::LoadKind;
+
+/// Why there is no load report (the member then counts as not reporting).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The member could not be asked: connect, read, HTTP status or timeout.
+    #[error("{reason}")]
+    Unreachable { class: Failure, reason: String },
+    /// It answered with nothing that reads as a load.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+fn unreachable(class: Failure, reason: impl Into<String>) -> LoadError {
+    LoadError::Unreachable {
+        class,
+        reason: reason.into(),
+    }
+}
 
 /// One load source: an address and how to ask it. Pools that share it share its reports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,12 +59,12 @@ pub struct Load {
 pub struct LoadReport {
     pub key: Arc<LoadKey>,
     /// `Err` with the reason when the member could not be asked (treated as no report).
-    pub load: Result<Load, String>,
+    pub load: Result<Load, LoadError>,
 }
 
 /// HAProxy agent-check words, separated by spaces, commas or tabs: `75%`, `up`/`ready`,
 /// `drain`, `down`/`fail`/`stopped`/`maint`; unknown words (`maxconn:30`) are ignored.
-pub fn parse_agent(text: &str) -> Result<Load, String> {
+pub fn parse_agent(text: &str) -> Result<Load, LoadError> {
     let mut load = Load {
         capacity: None,
         state: None,
@@ -55,9 +74,11 @@ pub fn parse_agent(text: &str) -> Result<Load, String> {
         if let Some(p) = w.strip_suffix('%') {
             let v: f64 = p
                 .parse()
-                .map_err(|_| format!("{word:?} is not a percentage"))?;
+                .map_err(|_| LoadError::Unreadable(format!("{word:?} is not a percentage")))?;
             if !(0.0..=100.0).contains(&v) {
-                return Err(format!("{word:?} is not within 0%..100%"));
+                return Err(LoadError::Unreadable(format!(
+                    "{word:?} is not within 0%..100%"
+                )));
             }
             load.capacity = Some(v / 100.0);
         } else {
@@ -70,19 +91,22 @@ pub fn parse_agent(text: &str) -> Result<Load, String> {
         }
     }
     if load.capacity.is_none() && load.state.is_none() {
-        return Err(format!("nothing understood in {:?}", text.trim()));
+        return Err(LoadError::Unreadable(format!(
+            "nothing understood in {:?}",
+            text.trim()
+        )));
     }
     Ok(load)
 }
 
 /// An HTTP load endpoint's body: the load in percent, `90` or `90%` or `0.9`-style `90.0`.
-pub fn parse_http_load(body: &str) -> Result<Load, String> {
+pub fn parse_http_load(body: &str) -> Result<Load, LoadError> {
     let t = body.trim().trim_end_matches('%');
-    let v: f64 = t
-        .parse()
-        .map_err(|_| format!("{:?} is not a load in percent", body.trim()))?;
+    let v: f64 = t.parse().map_err(|_| {
+        LoadError::Unreadable(format!("{:?} is not a load in percent", body.trim()))
+    })?;
     if !(0.0..=100.0).contains(&v) {
-        return Err(format!("{v} is not within 0..100"));
+        return Err(LoadError::Unreadable(format!("{v} is not within 0..100")));
     }
     Ok(Load {
         capacity: Some(1.0 - v / 100.0),
@@ -96,26 +120,31 @@ const MAX_HTTP_BODY: usize = 64;
 /// An HTTP load endpoint's body as received: its first [`MAX_HTTP_BODY`] octets, cut as bytes
 /// (never inside a `str`, where a multi-byte character would make the cut panic), then read
 /// as text.
-pub fn http_load_body(body: &[u8]) -> Result<Load, String> {
+pub fn http_load_body(body: &[u8]) -> Result<Load, LoadError> {
     let head = &body[..body.len().min(MAX_HTTP_BODY)];
     parse_http_load(&String::from_utf8_lossy(head))
 }
 
 /// Ask a member for its load once, bounded by `timeout`.
-pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Load, String> {
+pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Load, LoadError> {
     let work = async {
         match kind {
             LoadKind::Agent { port } => {
                 let mut s = tokio::net::TcpStream::connect(SocketAddr::new(addr, *port))
                     .await
-                    .map_err(|e| super::tcp::connect_error(&e).1)?;
+                    .map_err(|e| {
+                        let (class, reason) = super::tcp::connect_error(&e);
+                        unreachable(class, reason)
+                    })?;
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 256];
                 while !buf.contains(&b'\n') && buf.len() < 512 {
                     match s.read(&mut chunk).await {
                         Ok(0) => break,
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(e) => return Err(format!("read failed: {e}")),
+                        Err(e) => {
+                            return Err(unreachable(Failure::Other, format!("read failed: {e}")));
+                        }
                     }
                 }
                 parse_agent(&String::from_utf8_lossy(&buf))
@@ -130,15 +159,21 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
                     .pool_max_idle_per_host(0)
                     .no_proxy()
                     .build()
-                    .map_err(|e| e.to_string())?;
-                let mut resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+                    .map_err(|e| unreachable(Failure::Other, e.to_string()))?;
+                let mut resp = client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(Failure::Other, e.to_string()))?;
                 if !resp.status().is_success() {
-                    return Err(format!("http {}", resp.status().as_u16()));
+                    let code = resp.status().as_u16();
+                    return Err(unreachable(Failure::Status, format!("http {code}")));
                 }
                 // Only the start of the body is read: a member cannot make us buffer more.
                 let mut body = Vec::new();
                 while body.len() < MAX_HTTP_BODY {
-                    match resp.chunk().await.map_err(|e| e.to_string())? {
+                    let chunk = resp.chunk().await;
+                    match chunk.map_err(|e| unreachable(Failure::Body, e.to_string()))? {
                         Some(c) => {
                             let room = MAX_HTTP_BODY - body.len();
                             body.extend_from_slice(&c[..c.len().min(room)]);
@@ -152,7 +187,10 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout {}", humantime::format_duration(timeout))),
+        Err(_) => Err(unreachable(
+            Failure::Timeout,
+            format!("timeout {}", humantime::format_duration(timeout)),
+        )),
     }
 }
 

@@ -24,7 +24,10 @@ use crate::probe;
 use crate::probe::ProbeKey;
 use crate::probe::load::LoadKey;
 use crate::state;
-use crate::table::Table;
+
+mod table;
+
+pub use table::{ProbeChanges, Table};
 
 /// Requests to the writer.
 pub enum Command {
@@ -517,23 +520,24 @@ names:
         /// The weights explain shows for an A query.
         async fn weights(&self) -> Vec<u64> {
             let (tx, rx) = oneshot::channel();
-            let q = crate::table::Question {
+            let q = crate::api::explain::Question {
                 name: "www.w.test".into(),
                 qtype: None,
                 client: "192.0.2.200".into(),
             };
             self.api.send(admin::Request::Explain(q, tx)).await.unwrap();
             let v = rx.await.unwrap().unwrap();
-            let step = v["steps"]
-                .as_array()
-                .unwrap()
+            let weights = v
+                .steps
                 .iter()
-                .find(|s| s["step"] == "weights")
-                .unwrap()
-                .clone();
+                .find_map(|s| match s {
+                    crate::api::explain::Step::Weights { weights, .. } => Some(weights),
+                    _ => None,
+                })
+                .unwrap();
             ["192.0.2.1", "192.0.2.2"]
                 .iter()
-                .map(|a| step["weights"][*a].as_u64().unwrap())
+                .map(|a| u64::from(weights[&a.parse().unwrap()]))
                 .collect()
         }
 

@@ -12,9 +12,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
-use serde_json::{Value, json};
 
 use super::Table;
+use crate::api::explain::{self as api, Asked, ExplainError, Explanation, Question, RealAnswer};
 use crate::dns::answer::{self, Transport};
 use crate::health::Status;
 use crate::model::{self, Order, WhenAllDown};
@@ -23,33 +23,12 @@ use crate::select::pipeline::{self, Step, Trace};
 use crate::select::sites;
 use crate::select::{Candidate, Eligible, Family};
 
-/// What to explain: a name, a type (A by default) and a client `IP` or `IP/LEN` (with a
-/// length, the client is an EDNS Client Subnet; without, it is the resolver's own address).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Question {
-    pub name: String,
-    #[serde(rename = "type", default)]
-    pub qtype: Option<String>,
-    pub client: String,
-}
-
-/// Why there is no explanation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExplainError {
-    /// The question is not one (400).
-    #[error("{0}")]
-    Question(String),
-    /// The query path could not be asked (500; should not happen).
-    #[error("{0}")]
-    Internal(String),
-}
-
 /// CNAMEs inside a zone that explain follows to a pooled name.
 const MAX_CHAIN: usize = 8;
 
 impl Table {
     /// Explain `q`, or say what is wrong with it.
-    pub fn explain(&self, q: &Question) -> Result<Value, ExplainError> {
+    pub fn explain(&self, q: &Question) -> Result<Explanation, ExplainError> {
         let name = Name::from_str(q.name.trim())
             .map_err(|e| {
                 ExplainError::Question(format!("name: {:?} is not a domain name: {e}", q.name))
@@ -68,11 +47,21 @@ impl Table {
         })?;
         let (client, ecs_len) = parse_client(&q.client).map_err(ExplainError::Question)?;
 
-        let answer = self.real_answer(&name, qtype, client, ecs_len)?;
-        let mut out = json!({
-            "question": { "name": name.to_string(), "type": qtype.to_string(), "client": q.client },
-            "answer": answer,
-        });
+        let mut out = Explanation {
+            question: Asked {
+                name: name.to_string(),
+                qtype: qtype.to_string(),
+                client: q.client.clone(),
+            },
+            answer: self.real_answer(&name, qtype, client, ecs_len)?,
+            zone: None,
+            cname_chain: Vec::new(),
+            why: None,
+            pool: None,
+            policy: None,
+            members: Vec::new(),
+            steps: Vec::new(),
+        };
         let Some(zone) = self
             .config
             .zones
@@ -80,10 +69,10 @@ impl Table {
             .filter(|z| z.origin.zone_of(&name))
             .max_by_key(|z| z.origin.num_labels())
         else {
-            out["why"] = json!("no zone of this server holds the name: REFUSED");
+            out.why = Some("no zone of this server holds the name: REFUSED".into());
             return Ok(out);
         };
-        out["zone"] = json!(zone.origin.to_string());
+        out.zone = Some(zone.origin.to_string());
 
         // Follow CNAMEs inside the zone to the name that is bound to a pool, through the nodes
         // the query path reads (the table keeps no static records of its own).
@@ -92,7 +81,6 @@ impl Table {
             .get(crate::snapshot::lower_wire(&zone.origin).as_slice())
             .map(|z| &z.nodes);
         let mut at = name.clone();
-        let mut chain = Vec::new();
         let pool_id = loop {
             let node = nodes.and_then(|n| n.get(crate::snapshot::lower_wire(&at).as_slice()));
             if let Some(id) = node.and_then(|n| n.pool) {
@@ -103,75 +91,78 @@ impl Table {
                 .and_then(|n| n.cname.as_deref())
                 .and_then(|t| Name::from_bytes(t).ok());
             match target {
-                Some(target) if chain.len() < MAX_CHAIN => {
-                    chain.push(format!("{at} CNAME {target}"));
+                Some(target) if out.cname_chain.len() < MAX_CHAIN => {
+                    out.cname_chain.push(format!("{at} CNAME {target}"));
                     at = target;
                 }
                 _ => break None,
             }
         };
-        if !chain.is_empty() {
-            out["cname_chain"] = json!(chain);
-        }
         let Some(id) = pool_id else {
-            out["why"] = json!("static data of the zone (no pool): answered as configured");
+            out.why = Some("static data of the zone (no pool): answered as configured".into());
             return Ok(out);
         };
         if self.plan.pools.get(id as usize).is_none() {
             return Ok(out);
         }
         let pool = self.pool(id);
+        out.pool = Some(pool.name.clone());
         let family = match qtype {
             RecordType::A => Family::V4,
             RecordType::AAAA => Family::V6,
             _ => {
-                out["pool"] = json!(pool.name);
-                out["why"] = json!(format!(
+                out.why = Some(format!(
                     "{at} is bound to pool {}, which answers only A and AAAA: {qtype} is NODATA",
                     pool.name
                 ));
                 return Ok(out);
             }
         };
-        out["pool"] = json!(pool.name);
-        out["policy"] = json!({
-            "order": pool.policy.order.as_str(),
-            "failover": pool.policy.failover,
-            "topology": pool.policy.topology,
-            "max_answers": pool.max_answers,
-            "ttl": pool.ttl,
+        out.policy = Some(api::Policy {
+            order: pool.policy.order,
+            failover: pool.policy.failover,
+            topology: pool.policy.topology,
+            max_answers: pool.max_answers,
+            ttl: pool.ttl,
         });
-        out["members"] = Value::Array(
-            pool.members
-                .iter()
-                .enumerate()
-                .map(|(mi, m)| self.member_json(zone, id, mi, m))
-                .collect(),
-        );
-        out["steps"] = Value::Array(self.steps(zone, id, family, client, ecs_len));
+        out.members = pool
+            .members
+            .iter()
+            .enumerate()
+            .map(|(mi, m)| self.explain_member(zone, id, mi, m))
+            .collect();
+        out.steps = self.steps(zone, id, family, client, ecs_len);
         Ok(out)
     }
 
-    fn member_json(&self, zone: &model::Zone, id: PoolId, mi: usize, m: &model::Member) -> Value {
-        let checks: Vec<Value> = self
-            .check_states(id, mi)
-            .map(|(c, state)| {
-                json!({
-                    "check": c.name,
-                    "status": state.map_or(Status::Unknown, |s| s.status).to_string(),
-                    "last_result": state.and_then(|s| s.last.as_ref()).map(|o| o.reason.clone()),
+    fn explain_member(
+        &self,
+        zone: &model::Zone,
+        id: PoolId,
+        mi: usize,
+        m: &model::Member,
+    ) -> api::Member {
+        api::Member {
+            address: m.address,
+            status: self.member_status(id, mi),
+            priority: m.priority,
+            weight: m.weight,
+            site: m
+                .site
+                .and_then(|s| zone.sites.get(s))
+                .map(|s| s.name.clone()),
+            own_override: self.override_for(zone, m.address, m.site).cloned(),
+            checks: self
+                .check_states(id, mi)
+                .map(|(c, state)| api::Check {
+                    check: c.name.clone(),
+                    status: state.map_or(Status::Unknown, |s| s.status),
+                    last_result: state
+                        .and_then(|s| s.last.as_ref())
+                        .map(|o| o.reason.clone()),
                 })
-            })
-            .collect();
-        json!({
-            "address": m.address,
-            "status": self.member_status(id, mi).to_string(),
-            "priority": m.priority,
-            "weight": m.weight,
-            "site": m.site.and_then(|s| zone.sites.get(s)).map(|s| s.name.clone()),
-            "override": self.override_for(zone, m.address, m.site),
-            "checks": checks,
-        })
+                .collect(),
+        }
     }
 
     /// The pipeline for one family, step by step: the very function the snapshot was
@@ -183,7 +174,7 @@ impl Table {
         family: Family,
         client: IpAddr,
         ecs_len: Option<u8>,
-    ) -> Vec<Value> {
+    ) -> Vec<api::Step> {
         // The client's site as the query path finds it: the same site map, the same cut of
         // the ECS prefix.
         let pool = self.pool(id);
@@ -212,13 +203,15 @@ impl Table {
         let (members, degraded) = match e {
             Eligible::Members { members, degraded } => (members, degraded),
             Eligible::NoData => {
-                steps.push(
-                    json!({ "step": "answer", "note": "NODATA (SOA in the authority section)" }),
-                );
+                steps.push(api::Step::Answer {
+                    note: "NODATA (SOA in the authority section)".into(),
+                });
                 return steps;
             }
             Eligible::ServFail => {
-                steps.push(json!({ "step": "answer", "note": "SERVFAIL" }));
+                steps.push(api::Step::Answer {
+                    note: "SERVFAIL".into(),
+                });
                 return steps;
             }
         };
@@ -232,18 +225,20 @@ impl Table {
                 "sticky: rendezvous hash of the client prefix; the same client keeps its member"
             }
         };
-        steps.push(json!({
-            "step": "order",
-            "candidates": list(&members),
-            "max_answers": pool.max_answers,
-            "note": note,
-        }));
-        let ttl = if degraded { pool.ttl / 2 } else { pool.ttl };
-        steps.push(json!({
-            "step": "ttl",
-            "ttl": ttl,
-            "note": if degraded { "halved: some member of the family is down" } else { "the pool's ttl" },
-        }));
+        steps.push(api::Step::Order {
+            candidates: list(&members),
+            max_answers: pool.max_answers,
+            note: note.into(),
+        });
+        steps.push(api::Step::Ttl {
+            ttl: if degraded { pool.ttl / 2 } else { pool.ttl },
+            note: if degraded {
+                "halved: some member of the family is down"
+            } else {
+                "the pool's ttl"
+            }
+            .into(),
+        });
         steps
     }
 
@@ -284,7 +279,7 @@ impl Table {
         qtype: RecordType,
         client: IpAddr,
         ecs_len: Option<u8>,
-    ) -> Result<Value, ExplainError> {
+    ) -> Result<RealAnswer, ExplainError> {
         let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
         m.add_query(Query::query(name.clone(), qtype));
         let mut e = Edns::new();
@@ -316,13 +311,13 @@ impl Table {
                 EdnsOption::Subnet(s) => Some(s.scope_prefix()),
                 _ => None,
             });
-        Ok(json!({
-            "rcode": format!("{:?}", r.metadata.response_code).to_uppercase(),
-            "authoritative": r.metadata.authoritative,
-            "answer": records(&r.answers),
-            "authority": records(&r.authorities),
-            "ecs_scope": scope,
-        }))
+        Ok(RealAnswer {
+            rcode: format!("{:?}", r.metadata.response_code).to_uppercase(),
+            authoritative: r.metadata.authoritative,
+            answer: records(&r.answers),
+            authority: records(&r.authorities),
+            ecs_scope: scope,
+        })
     }
 }
 
@@ -347,15 +342,15 @@ fn parse_client(s: &str) -> Result<(IpAddr, Option<u8>), String> {
     Ok((addr, len))
 }
 
-fn list(c: &[Candidate]) -> Value {
-    Value::Array(c.iter().map(|c| json!(c.address.to_string())).collect())
+fn list(c: &[Candidate]) -> Vec<IpAddr> {
+    c.iter().map(|c| c.address).collect()
 }
 
-fn addresses(ms: &[&model::Member]) -> Value {
-    Value::Array(ms.iter().map(|m| json!(m.address.to_string())).collect())
+fn addresses(ms: &[&model::Member]) -> Vec<IpAddr> {
+    ms.iter().map(|m| m.address).collect()
 }
 
-/// Turns the pipeline's steps into explain's JSON.
+/// Turns the pipeline's steps into explain's.
 struct Recorder<'a> {
     table: &'a Table,
     zone: &'a model::Zone,
@@ -363,72 +358,68 @@ struct Recorder<'a> {
     family: Family,
     /// The ECS scope of a topology answer, as the query path computes it.
     ecs_scope: Option<u8>,
-    steps: Vec<Value>,
+    steps: Vec<api::Step>,
 }
 
 impl Trace for Recorder<'_> {
     fn step(&mut self, step: Step<'_>) {
         let v = match step {
-            Step::Family { kept } => json!({
-                "step": "family",
-                "kept": addresses(kept),
-                "note": match self.family {
+            Step::Family { kept } => api::Step::Family {
+                kept: addresses(kept),
+                note: match self.family {
                     Family::V4 => "A: the IPv4 members",
                     Family::V6 => "AAAA: the IPv6 members",
-                },
-            }),
-            Step::Health { kept, dropped } => json!({
-                "step": "health",
-                "kept": addresses(kept),
-                "dropped": dropped
+                }
+                .into(),
+            },
+            Step::Health { kept, dropped } => api::Step::Health {
+                kept: addresses(kept),
+                dropped: dropped
                     .iter()
-                    .map(|m| json!({
-                        "address": m.address.to_string(),
-                        "why": self.table.why_down(self.zone, self.id, m),
-                    }))
-                    .collect::<Vec<_>>(),
-                "note": "down members are dropped; not-yet-probed (unknown) members count as usable",
-            }),
-            Step::WhenAllDown { mode } => json!({
-                "step": "when_all_down",
-                "note": match mode {
+                    .map(|m| api::Dropped {
+                        address: m.address,
+                        why: self.table.why_down(self.zone, self.id, m),
+                    })
+                    .collect(),
+                note: "down members are dropped; not-yet-probed (unknown) members count as usable"
+                    .into(),
+            },
+            Step::WhenAllDown { mode } => api::Step::WhenAllDown {
+                note: match mode {
                     WhenAllDown::All => "all: every member (fail open)".to_string(),
                     WhenAllDown::None => "none: NODATA".to_string(),
                     WhenAllDown::ServFail => "servfail: SERVFAIL".to_string(),
                     WhenAllDown::Addresses(a) => format!("fallback addresses {a:?}"),
                     WhenAllDown::Pool(p) => format!("fallback pool {p}"),
                 },
-            }),
-            Step::Failover { kept } => json!({
-                "step": "failover",
-                "kept": list(kept),
-                "note": "the first priority group that has a usable member",
-            }),
-            Step::Weights { members } => json!({
-                "step": "weights",
-                "weights": members
-                    .iter()
-                    .map(|c| (c.address.to_string(), json!(c.weight)))
-                    .collect::<serde_json::Map<String, Value>>(),
-                "note": "weight × 100 × spare capacity (least-loaded) × slow-start ramp",
-            }),
-            Step::Drain { kept, dropped } => json!({
-                "step": "drain",
-                "kept": list(kept),
-                "dropped": list(dropped),
-                "note": "drained members get no new answers while another member can take them",
-            }),
-            Step::Topology { site, kept } => json!({
-                "step": "topology",
-                "client_site": site.and_then(|s| self.zone.sites.get(s)).map(|s| s.name.clone()),
-                "ecs_scope": self.ecs_scope,
-                "kept": list(kept),
-                "note": if site.is_some() {
+            },
+            Step::Failover { kept } => api::Step::Failover {
+                kept: list(kept),
+                note: "the first priority group that has a usable member".into(),
+            },
+            Step::Weights { members } => api::Step::Weights {
+                weights: members.iter().map(|c| (c.address, c.weight)).collect(),
+                note: "weight × 100 × spare capacity (least-loaded) × slow-start ramp".into(),
+            },
+            Step::Drain { kept, dropped } => api::Step::Drain {
+                kept: list(kept),
+                dropped: list(dropped),
+                note: "drained members get no new answers while another member can take them"
+                    .into(),
+            },
+            Step::Topology { site, kept } => api::Step::Topology {
+                client_site: site
+                    .and_then(|s| self.zone.sites.get(s))
+                    .map(|s| s.name.clone()),
+                ecs_scope: self.ecs_scope,
+                kept: list(kept),
+                note: if site.is_some() {
                     "the members of the client's site, else of its fallback sites in order"
                 } else {
                     "no site covers the client: every member"
-                },
-            }),
+                }
+                .into(),
+            },
         };
         self.steps.push(v);
     }

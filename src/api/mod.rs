@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::health::Status;
 use crate::health::overrides::{Override, OverrideKind};
 
+pub mod explain;
+
 /// `POST /v1/{members/ADDR | sites/NAME}/{action}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -16,8 +16,6 @@ mod explain;
 mod judge;
 mod status;
 
-pub use explain::{ExplainError, Question};
-
 use crate::health::load::LoadState;
 use crate::health::overrides::{Override, OverrideKind, OverrideTarget, Overrides};
 use crate::health::store::{HealthStore, ProbeHealth, Vantage};
@@ -26,7 +24,7 @@ use crate::metrics::{Metrics, PoolCells, cell_of};
 use crate::model::{self, Config, WhenAllDown};
 use crate::plan::{Plan, PoolId};
 use crate::probe::ProbeKey;
-use crate::probe::load::{AgentState, Load, LoadKey};
+use crate::probe::load::{AgentState, Load, LoadError, LoadKey};
 use crate::select::pipeline::{self, NoTrace};
 use crate::select::{Eligible, Family};
 use crate::snapshot::{self, BuildError, Live, Map, PoolAnswer, Snapshot, View, Zone};
@@ -229,7 +227,7 @@ impl Table {
     }
 
     /// Take one load report: smooth it and republish the pools that use it.
-    pub fn observe_load(&mut self, key: &LoadKey, load: Result<Load, String>, now: Instant) {
+    pub fn observe_load(&mut self, key: &LoadKey, load: Result<Load, LoadError>, now: Instant) {
         self.now = now;
         let Some(id) = self.plan.load_id(key) else {
             return;
