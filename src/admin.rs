@@ -70,6 +70,10 @@ pub enum OverrideError {
     /// The server could not save it in `state_dir`, so it was not applied (500).
     #[error("{0}")]
     NotSaved(String),
+    /// Applied on this node, but etcd does not have it yet (503): the other nodes do not
+    /// know it until etcd is back.
+    #[error("{0}")]
+    NotShared(String),
 }
 
 #[derive(Clone)]
@@ -270,6 +274,9 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         Ok(Err(e @ OverrideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Ok(Err(e @ OverrideError::NotSaved(_))) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Ok(Err(e @ OverrideError::NotShared(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }

@@ -168,7 +168,10 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                 if json {
                     serde_json::to_string_pretty(&report).unwrap_or(text)
                 } else {
-                    table(&report)
+                    match &report.cluster {
+                        Some(c) => format!("{}\n{}", cluster_line(c), table(&report)),
+                        None => table(&report),
+                    }
                 }
             }
             Action::Member { action, target, .. } => {
@@ -244,7 +247,16 @@ fn explain_text(v: &Explanation) -> String {
             .iter()
             .map(|c| {
                 let last = c.last_result.as_deref().unwrap_or("no result yet");
-                format!("{}={} ({last})", c.check, c.status)
+                let mut text = format!("{}={} ({last})", c.check, c.status);
+                if !c.votes.is_empty() {
+                    let votes: Vec<String> = c
+                        .votes
+                        .iter()
+                        .map(|v| format!("{}={}", v.node, v.status))
+                        .collect();
+                    text.push_str(&format!(" votes {}", votes.join(" ")));
+                }
+                text
             })
             .collect();
         let mut line = format!(
@@ -409,7 +421,16 @@ fn table(report: &StatusReport) -> String {
                     .iter()
                     .map(|c| {
                         let last = c.last_result.as_deref().unwrap_or("no result yet");
-                        format!("{}={} ({last})", c.check, c.status)
+                        let mut text = format!("{}={} ({last})", c.check, c.status);
+                        if !c.votes.is_empty() {
+                            let votes: Vec<String> = c
+                                .votes
+                                .iter()
+                                .map(|v| format!("{}={}", v.node, v.status))
+                                .collect();
+                            text.push_str(&format!(" votes {}", votes.join(" ")));
+                        }
+                        text
                     })
                     .collect();
                 rows.push(vec![
@@ -447,6 +468,21 @@ fn table(report: &StatusReport) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The cluster line above the table: this node, etcd, the live nodes.
+fn cluster_line(c: &crate::api::ClusterStatus) -> String {
+    let etcd = match (&c.problem, c.connected) {
+        (_, true) => "etcd connected".to_string(),
+        (Some(p), false) => format!("etcd UNREACHABLE ({p})"),
+        (None, false) => "etcd not connected yet".to_string(),
+    };
+    format!(
+        "cluster: node {}, {etcd}, quorum {}, live nodes: {}",
+        c.node,
+        c.quorum,
+        c.nodes.join(" ")
+    )
 }
 
 #[cfg(test)]

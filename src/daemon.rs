@@ -153,6 +153,12 @@ pub fn run(opts: Options) -> Result<(), Error> {
         metrics.clone(),
     )?;
     let mut table = table;
+    if let Some(c) = &cfg.server.cluster {
+        table.join_cluster(&c.node, c.quorum);
+        if let Some(source) = c.probe_source {
+            probe::set_source(source);
+        }
+    }
     match state::load_overrides(&state_dir) {
         Ok(saved) => {
             let now = std::time::SystemTime::now()
@@ -283,6 +289,19 @@ pub fn run(opts: Options) -> Result<(), Error> {
         tracing::info!("admin API on http://{api_bound}");
         // systemd Type=notify: everything is listening now (no-op without NOTIFY_SOCKET).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // With `cluster:`, the etcd task starts beside the writer; nothing waits for etcd.
+        let cluster = cfg.server.cluster.as_ref().map(|c| {
+            let ttl = writer::lease_ttl(table.probes().map(|(k, _)| &**k));
+            tracing::info!(
+                node = %c.node,
+                "cluster: node {} of {} (quorum {}), etcd {}",
+                c.node,
+                c.prefix,
+                c.quorum,
+                c.etcd.join(", ")
+            );
+            crate::cluster::spawn(c, ttl)
+        });
         let writer = tokio::spawn(writer::run(
             table,
             writer::Settings {
@@ -290,6 +309,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 listen: cfg.server.listen.clone(),
                 cli_listen: opts.listen.clone(),
                 probers: Some(probe_rt.handle().clone()),
+                cluster,
             },
             writer::Inbox {
                 commands: cmd_rx,

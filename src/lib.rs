@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

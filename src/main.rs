@@ -256,7 +256,9 @@ fn check(sources: Sources) -> ExitCode {
 /// rustls-platform-verifier logs every certificate it rejects at ERROR, so once per HTTPS probe
 /// (its only other lines, about system CA certificates it cannot parse, go with them).
 /// `GSLBD_LOG` comes after these and can turn them back on (`rustls_platform_verifier=debug`).
-const QUIET_DEPENDENCIES: &str = "rustls_platform_verifier=off";
+/// The gRPC stack under the etcd client (h2, tonic, tower, hyper) logs every frame at debug.
+const QUIET_DEPENDENCIES: &str =
+    "rustls_platform_verifier=off,h2=info,tonic=info,tower=info,hyper_util=info";
 
 /// Human-readable logs on stderr; `GSLBD_LOG` (e.g. `debug`, `gslbd=trace`) sets the level.
 fn init_logs() {

@@ -432,6 +432,23 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub generation: Gauge,
     pub overrides: Family<KindLabels, Gauge>,
+    /// With a cluster (labelled with this node, so that nothing shows without one): 1 while
+    /// etcd is reachable, and the live nodes.
+    pub cluster_connected: Family<ThisNode, Gauge>,
+    pub cluster_nodes: Family<ThisNode, Gauge>,
+    /// Probes each node sees up and down (its observations that count here).
+    pub cluster_observations: Family<NodeLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThisNode {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+    pub status: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -460,6 +477,9 @@ impl Metrics {
             reloads: Family::default(),
             generation: Gauge::default(),
             overrides: Family::default(),
+            cluster_connected: Family::default(),
+            cluster_nodes: Family::default(),
+            cluster_observations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -496,6 +516,21 @@ impl Metrics {
             "gslbd_overrides",
             "Operator overrides in force, by kind",
             m.overrides.clone(),
+        );
+        registry.register(
+            "gslbd_cluster_connected",
+            "1 while this node reaches etcd, 0 while it answers from its last cluster view",
+            m.cluster_connected.clone(),
+        );
+        registry.register(
+            "gslbd_cluster_nodes",
+            "Live nodes of the cluster, this one included",
+            m.cluster_nodes.clone(),
+        );
+        registry.register(
+            "gslbd_cluster_observations",
+            "Probes each live node sees up or down, as this node counts their votes",
+            m.cluster_observations.clone(),
         );
         registry.register(
             "gslbd_build",

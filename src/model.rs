@@ -26,6 +26,88 @@ pub struct Server {
     pub tcp: TcpLimits,
     /// Run as this user once every socket is bound (when started as root).
     pub user: Option<String>,
+    /// Several name servers that share overrides and observations through etcd.
+    pub cluster: Option<Cluster>,
+}
+
+/// `cluster:` in gslbd.yaml: this node, the etcd that the nodes share, and how their
+/// observations combine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This node's name, unique in the cluster; also its NSID (RFC 5001).
+    pub node: String,
+    /// etcd endpoints, `http://HOST:PORT` or `https://HOST:PORT`.
+    pub etcd: Vec<String>,
+    /// Every key gslbd writes starts with this; it ends with `/`.
+    pub prefix: String,
+    /// The source address of this node's probes: where it sees the members from.
+    pub probe_source: Option<IpAddr>,
+    pub quorum: Quorum,
+    /// etcd authentication: a user and the file that holds its password.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// TLS to etcd: the CA that signed its certificate, and a client certificate and key when
+    /// etcd asks for one.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// How the observations of live nodes combine into a member's health: how many of them must
+/// see a check fail for it to count as down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quorum {
+    /// One node seeing it down is enough (each node alone decides as without a cluster).
+    #[default]
+    Any,
+    /// More than half of the nodes that have an observation.
+    Majority,
+    /// Every node that has an observation.
+    All,
+    /// At least this many (or all of them, when fewer have an observation).
+    AtLeast(u16),
+}
+
+impl Quorum {
+    /// Down votes that make a check down, out of `voters` nodes with an observation (≥ 1).
+    pub fn down_needed(self, voters: usize) -> usize {
+        match self {
+            Quorum::Any => 1,
+            Quorum::Majority => voters / 2 + 1,
+            Quorum::All => voters,
+            Quorum::AtLeast(n) => usize::from(n).min(voters),
+        }
+        .max(1)
+    }
+}
+
+impl fmt::Display for Quorum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quorum::Any => f.write_str("any"),
+            Quorum::Majority => f.write_str("majority"),
+            Quorum::All => f.write_str("all"),
+            Quorum::AtLeast(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Quorum {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Quorum, String> {
+        match s.trim() {
+            "any" => Ok(Quorum::Any),
+            "majority" => Ok(Quorum::Majority),
+            "all" => Ok(Quorum::All),
+            n => match n.parse::<u16>() {
+                Ok(n) if n >= 1 => Ok(Quorum::AtLeast(n)),
+                _ => Err(format!(
+                    "{s:?} is not a quorum: any, majority, all, or a number of nodes (1 or more)"
+                )),
+            },
+        }
+    }
 }
 
 /// Limits of DNS over TCP.
@@ -90,6 +172,7 @@ impl Default for Server {
             rrl: Rrl::default(),
             tcp: TcpLimits::default(),
             user: None,
+            cluster: None,
         }
     }
 }
@@ -534,6 +617,24 @@ pub struct Binding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quorums_count_down_votes_of_the_nodes_that_have_one() {
+        let q = |s: &str| s.parse::<Quorum>().unwrap();
+        assert_eq!(q("majority").down_needed(3), 2);
+        assert_eq!(q("majority").down_needed(2), 2);
+        assert_eq!(q("majority").down_needed(1), 1);
+        assert_eq!(q("any").down_needed(3), 1);
+        assert_eq!(q("all").down_needed(3), 3);
+        assert_eq!(q("2").down_needed(3), 2);
+        assert_eq!(q("2").down_needed(1), 1, "a node alone decides alone");
+        for bad in ["0", "most", "-1", ""] {
+            assert!(bad.parse::<Quorum>().is_err(), "{bad}");
+        }
+        for s in ["any", "majority", "all", "3"] {
+            assert_eq!(q(s).to_string(), s);
+        }
+    }
 
     #[test]
     fn orders_are_the_same_words_in_config_and_api() {

@@ -102,8 +102,12 @@ pub struct Member {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     pub check: String,
+    /// The status answers use: with a cluster, the quorum of the votes.
     pub status: Status,
     pub last_result: Option<String>,
+    /// With a cluster: each live node's view, which the quorum counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<crate::api::Vote>,
 }
 
 /// A member the health step dropped, and why it is down.

@@ -71,7 +71,33 @@ pub struct ErrorBody {
 pub struct StatusReport {
     /// Counts up with every published config.
     pub generation: u64,
+    /// With `cluster:`: this node, etcd, the live nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     pub zones: Vec<ZoneStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This node.
+    pub node: String,
+    pub quorum: String,
+    /// Whether etcd is reachable now.
+    pub connected: bool,
+    /// Why not, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The live nodes, this one included.
+    pub nodes: Vec<String>,
+}
+
+/// One node's observation of a check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Vote {
+    pub node: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +142,9 @@ pub struct CheckStatus {
     pub last_result: Option<String>,
     #[serde(default)]
     pub last_seconds_ago: Option<u64>,
+    /// With a cluster: each live node's view; `status` is their quorum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
 }
 
 #[cfg(test)]
@@ -150,6 +179,7 @@ mod tests {
                 reason: "move".into(),
                 set_unix: 1,
                 expires_unix: None,
+                node: None,
             }),
             spare_capacity: None,
             checks: vec![CheckStatus {
@@ -158,6 +188,7 @@ mod tests {
                 since_seconds: Some(3),
                 last_result: Some("connect refused".into()),
                 last_seconds_ago: Some(1),
+                votes: Vec::new(),
             }],
         };
         let v = serde_json::to_value(&m).unwrap();

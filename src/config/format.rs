@@ -177,6 +177,24 @@ pub struct ServerFile {
     pub rrl: Option<RrlFile>,
     pub tcp: Option<TcpLimitsFile>,
     pub user: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<ClusterFile>>,
+}
+
+/// `cluster:` in gslbd.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub node: Option<Spanned<String>>,
+    pub etcd: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefix: Option<Spanned<String>>,
+    pub probe_source: Option<Spanned<String>>,
+    /// `any`, `majority`, `all` or a number.
+    pub quorum: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

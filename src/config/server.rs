@@ -133,7 +133,197 @@ pub(super) fn server_file(
             t.lifetime = d;
         }
     }
+    if let Some(c) = &file.cluster {
+        server.cluster = cluster(c, base, &mut r);
+    }
     Some((server, state_dir_loc))
+}
+
+/// The key prefix when none is given.
+pub const DEFAULT_CLUSTER_PREFIX: &str = "/gslbd/";
+
+/// `cluster:` → this node's settings. Every field is checked: a node that joins a cluster
+/// with a wrong name, endpoint or source address would skew everyone's answers.
+fn cluster(
+    c: &Spanned<super::format::ClusterFile>,
+    base: &Path,
+    r: &mut Reporter,
+) -> Option<model::Cluster> {
+    let at = Loc::from_saphyr(c.referenced);
+    let c = &c.value;
+    let node = match &c.node {
+        None => {
+            r.error(
+                at,
+                "cluster.node",
+                "missing: this node's name, unique in the cluster",
+            );
+            None
+        }
+        Some(n) => {
+            let ok = !n.value.is_empty()
+                && n.value.len() <= 63
+                && n.value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok {
+                r.error(
+                    values::loc(n),
+                    "cluster.node",
+                    format!(
+                        "{:?} is not a node name: 1 to 63 letters, digits, `-`, `_` or `.`",
+                        n.value
+                    ),
+                );
+            }
+            ok.then(|| n.value.clone())
+        }
+    };
+    let mut etcd = Vec::new();
+    match &c.etcd {
+        None => r.error(
+            at,
+            "cluster.etcd",
+            "missing: the etcd endpoints, e.g. [\"http://127.0.0.1:2379\"]",
+        ),
+        Some(list) if list.value.is_empty() => r.error(
+            values::loc(list),
+            "cluster.etcd",
+            "needs at least one endpoint",
+        ),
+        Some(list) => {
+            for (i, e) in list.value.iter().enumerate() {
+                match endpoint(&e.value) {
+                    Ok(url) => etcd.push(url),
+                    Err(m) => r.error(values::loc(e), format!("cluster.etcd[{i}]"), m),
+                }
+            }
+        }
+    }
+    let prefix = match &c.prefix {
+        None => DEFAULT_CLUSTER_PREFIX.to_string(),
+        Some(p) if p.value.trim().is_empty() || p.value.contains(char::is_whitespace) => {
+            r.error(
+                values::loc(p),
+                "cluster.prefix",
+                format!("{:?} is not a key prefix (e.g. /gslbd/)", p.value),
+            );
+            String::new()
+        }
+        Some(p) if p.value.ends_with('/') => p.value.clone(),
+        Some(p) => format!("{}/", p.value),
+    };
+    let probe_source = c.probe_source.as_ref().and_then(|s| {
+        let Ok(ip) = s.value.trim().parse::<std::net::IpAddr>() else {
+            r.error(
+                values::loc(s),
+                "cluster.probe_source",
+                format!("{:?} is not an IP address", s.value),
+            );
+            return None;
+        };
+        // Probes from an address this host does not have would all fail.
+        if let Err(e) = std::net::UdpSocket::bind((ip, 0)) {
+            r.error(
+                values::loc(s),
+                "cluster.probe_source",
+                format!("{ip} is not an address of this host ({e})"),
+            );
+            return None;
+        }
+        Some(ip)
+    });
+    let quorum = match &c.quorum {
+        None => Some(model::Quorum::Majority),
+        Some(q) => q
+            .value
+            .parse()
+            .map_err(|m| r.error(values::loc(q), "cluster.quorum", m))
+            .ok(),
+    };
+    let readable = |v: &Option<Spanned<String>>, field: &str, r: &mut Reporter| {
+        let s = v.as_ref()?;
+        let p = base.join(s.value.trim());
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => Some(p),
+            Ok(_) => {
+                r.error(
+                    values::loc(s),
+                    field,
+                    format!("{} is not a file", p.display()),
+                );
+                None
+            }
+            Err(e) => {
+                r.error(values::loc(s), field, format!("{}: {e}", p.display()));
+                None
+            }
+        }
+    };
+    let password_file = readable(&c.password_file, "cluster.password_file", r);
+    if c.username.is_some() != c.password_file.is_some() {
+        r.error(
+            at,
+            "cluster.username",
+            "username and password_file go together (etcd authentication)",
+        );
+    }
+    let ca_file = readable(&c.ca_file, "cluster.ca_file", r);
+    let cert_file = readable(&c.cert_file, "cluster.cert_file", r);
+    let key_file = readable(&c.key_file, "cluster.key_file", r);
+    if c.cert_file.is_some() != c.key_file.is_some() {
+        r.error(
+            at,
+            "cluster.cert_file",
+            "cert_file and key_file go together (a client certificate and its key)",
+        );
+    }
+    let tls_files = c.ca_file.is_some() || c.cert_file.is_some();
+    if tls_files && etcd.iter().any(|e| e.starts_with("http://")) {
+        r.error(
+            at,
+            "cluster.etcd",
+            "ca_file/cert_file are for TLS: write the endpoints as https://",
+        );
+    }
+    Some(model::Cluster {
+        node: node?,
+        etcd,
+        prefix,
+        probe_source,
+        quorum: quorum?,
+        username: c.username.as_ref().map(|u| u.value.clone()),
+        password_file,
+        ca_file,
+        cert_file,
+        key_file,
+    })
+}
+
+/// An etcd endpoint: `http://HOST:PORT` or `https://HOST:PORT` (a bare `HOST:PORT` is http).
+fn endpoint(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let url = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("{s:?}: an etcd endpoint is http://HOST:PORT or https://HOST:PORT")
+        })?;
+    let hostport = rest.trim_end_matches('/');
+    let ok = hostport
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok || hostport.contains('/') {
+        return Err(format!(
+            "{s:?}: an etcd endpoint is http://HOST:PORT (e.g. http://127.0.0.1:2379)"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Why gslbd could not save its state in `dir`, if it could not: it must be a directory the
@@ -239,6 +429,86 @@ fn socket_addr(s: &Spanned<String>, path: &str, r: &mut Reporter) -> Option<Sock
                 ),
             );
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<model::Cluster>, String) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("etcd.pass"), "secret\n").unwrap();
+        let path = d.path().join("gslbd.yaml");
+        std::fs::write(&path, text).unwrap();
+        let mut diags = Diagnostics::default();
+        let server = server_file(&path, &mut diags).map(|(s, _)| s);
+        let text = diags.to_string();
+        (server.and_then(|s| s.cluster), text)
+    }
+
+    #[test]
+    fn a_cluster_is_described_in_full_or_refused_where_it_is_wrong() {
+        let (c, diags) = parse(
+            "cluster:\n  node: ns1\n  etcd: [\"127.0.0.1:2379\", \"http://[::1]:2379/\"]\n  probe_source: 127.0.0.1\n  quorum: 2\n  username: gslbd\n  password_file: etcd.pass\n",
+        );
+        let c = c.unwrap_or_else(|| panic!("{diags}"));
+        assert_eq!(c.node, "ns1");
+        assert_eq!(c.etcd, ["http://127.0.0.1:2379", "http://[::1]:2379"]);
+        assert_eq!(c.prefix, DEFAULT_CLUSTER_PREFIX);
+        assert_eq!(c.quorum, model::Quorum::AtLeast(2));
+        assert!(c.password_file.unwrap().ends_with("etcd.pass"));
+
+        let (c, diags) =
+            parse("cluster: { node: ns1, etcd: [\"http://127.0.0.1:2379\"], prefix: /dc1 }\n");
+        let c = c.unwrap_or_else(|| panic!("{diags}"));
+        assert_eq!(
+            (c.prefix.as_str(), c.quorum),
+            ("/dc1/", model::Quorum::Majority)
+        );
+
+        for (text, want) in [
+            (
+                "cluster: { etcd: [\"http://127.0.0.1:2379\"] }\n",
+                "gslbd.yaml:1:10: cluster.node: missing",
+            ),
+            (
+                "cluster: { node: \"ns 1\", etcd: [\"http://127.0.0.1:2379\"] }\n",
+                "1:18: cluster.node: \"ns 1\" is not a node name",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [] }\n",
+                "cluster.etcd: needs at least one endpoint",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"ftp://x:1\"] }\n",
+                "cluster.etcd[0]: \"ftp://x:1\": an etcd endpoint",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"h:1\"], quorum: most }\n",
+                "cluster.quorum: \"most\" is not a quorum",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"h:1\"], probe_source: 192.0.2.77 }\n",
+                "cluster.probe_source: 192.0.2.77 is not an address of this host",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"h:1\"], username: u }\n",
+                "username and password_file go together",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"h:1\"], ca_file: etcd.pass }\n",
+                "write the endpoints as https://",
+            ),
+            (
+                "cluster: { node: ns1, etcd: [\"h:1\"], password_file: nope }\n",
+                "cluster.password_file:",
+            ),
+        ] {
+            let (c, diags) = parse(text);
+            assert!(c.is_none() || !diags.is_empty(), "{text}");
+            assert!(diags.contains(want), "{text}: want {want:?} in\n{diags}");
         }
     }
 }

@@ -199,7 +199,9 @@ fn respond(
             None => wire::MIN_UDP_PAYLOAD as usize,
         },
     };
-    let reserve = q.edns.as_ref().map_or(0, wire::opt_len);
+    let nsid = snap.nsid.as_deref();
+    let reserve = q.edns.as_ref().map_or(0, |e| wire::opt_len(e, nsid));
+    let nsid = nsid.filter(|_| q.edns.is_some_and(|e| e.nsid));
     let mut w = Writer::new(out, size - reserve);
     // RFC 6840 §5.9: CD is copied; RD is copied (RFC 1035 §4.1.1); RA stays clear.
     let mut flags = wire::FLAG_QR | (q.flags & (wire::FLAG_RD | wire::FLAG_CD));
@@ -216,7 +218,7 @@ fn respond(
         // RFC 6891 §6.1.3: an unknown version gets BADVERS and our version (0).
         w.set_flags(flags);
         w.set_count(3, 1);
-        w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok, None);
+        w.opt(wire::EXT_RCODE_BADVERS, e.dnssec_ok, None, None);
         snap.counters
             .unzoned
             .count(transport, q.qtype, wire::RCODE_BADVERS);
@@ -247,6 +249,7 @@ fn respond(
             0,
             e.dnssec_ok,
             e.ecs.as_ref().map(|ecs| (ecs, r.scope.min(ecs.source))),
+            nsid,
         );
     }
     let stats = r.zone.map_or(&snap.counters.unzoned, |z| &*z.stats);

@@ -72,7 +72,12 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// The Client Subnet option (RFC 7871), if the query carried a valid one.
     pub ecs: Option<Ecs>,
+    /// The client asks who answers (RFC 5001 NSID).
+    pub nsid: bool,
 }
+
+/// RFC 5001 §2.3: option code 3.
+pub const OPTION_NSID: u16 = 3;
 
 /// RFC 7871 §6: option code 8.
 pub const OPTION_ECS: u16 = 8;
@@ -289,12 +294,13 @@ fn parse_query(packet: &[u8], id: u16, flags: u16) -> Option<Query<'_>> {
             if edns.is_some() || at - owner_at != 1 || packet[owner_at] != 0 {
                 return None;
             }
-            let ecs = read_options(&packet[rdata_at..end])?;
+            let (ecs, nsid) = read_options(&packet[rdata_at..end])?;
             edns = Some(Edns {
                 payload: rclass,
                 version: (ttl >> 16) as u8,
                 dnssec_ok: ttl & 0x8000 != 0,
                 ecs,
+                nsid,
             });
         }
         at = end;
@@ -377,9 +383,11 @@ fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
 }
 
 /// RFC 6891 §6.1.2: options are {code, length, data}; a length that overruns the RDATA is a
-/// malformed OPT. Returns the Client Subnet option if there is one; `None` if malformed.
-fn read_options(mut rdata: &[u8]) -> Option<Option<Ecs>> {
+/// malformed OPT. Returns the Client Subnet option if there is one, and whether NSID is asked
+/// for; `None` if malformed.
+fn read_options(mut rdata: &[u8]) -> Option<(Option<Ecs>, bool)> {
     let mut ecs = None;
+    let mut nsid = false;
     while !rdata.is_empty() {
         let code = be16(rdata, 0)?;
         let len = be16(rdata, 2)? as usize;
@@ -389,10 +397,12 @@ fn read_options(mut rdata: &[u8]) -> Option<Option<Ecs>> {
                 return None;
             }
             ecs = Some(read_ecs(data)?);
+        } else if code == OPTION_NSID {
+            nsid = true;
         }
         rdata = &rdata[4 + len..];
     }
-    Some(ecs)
+    Some((ecs, nsid))
 }
 
 /// RFC 7871 §6 and §7.1.2: a known family, a source prefix within it, SCOPE 0 in a query,
@@ -451,9 +461,11 @@ pub struct Full;
 /// The OPT record we append: root name, type, payload, extended RCODE/version/flags, RDLENGTH.
 pub const OPT_LEN: usize = 11;
 
-/// Room our OPT record needs in a response to a query with this EDNS.
-pub fn opt_len(edns: &Edns) -> usize {
-    OPT_LEN + edns.ecs.map_or(0, |e| e.wire_len())
+/// Room our OPT record needs in a response to a query with this EDNS, when this server's NSID
+/// is `nsid`.
+pub fn opt_len(edns: &Edns, nsid: Option<&[u8]>) -> usize {
+    let nsid = nsid.filter(|_| edns.nsid).map_or(0, |n| 4 + n.len());
+    OPT_LEN + edns.ecs.map_or(0, |e| e.wire_len()) + nsid
 }
 
 impl<'b> Writer<'b> {
@@ -513,9 +525,16 @@ impl<'b> Writer<'b> {
     }
 
     /// Append the OPT record, with the client's ECS option echoed with `scope` if it sent one
-    /// (RFC 7871 §7.2.1: family, source prefix and address as received). Its room was kept out
-    /// of `limit` (see [`opt_len`]), so it always fits.
-    pub fn opt(&mut self, ext_rcode: u8, dnssec_ok: bool, ecs: Option<(&Ecs, u8)>) {
+    /// (RFC 7871 §7.2.1: family, source prefix and address as received), and this server's
+    /// NSID if given (RFC 5001: only when asked). Its room was kept out of `limit` (see
+    /// [`opt_len`]), so it always fits.
+    pub fn opt(
+        &mut self,
+        ext_rcode: u8,
+        dnssec_ok: bool,
+        ecs: Option<(&Ecs, u8)>,
+        nsid: Option<&[u8]>,
+    ) {
         let mut rr = [0u8; OPT_LEN];
         rr[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
         rr[3..5].copy_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
@@ -525,7 +544,7 @@ impl<'b> Writer<'b> {
             // RFC 3225 §3: the DO bit is copied into the response.
             rr[7] = 0x80;
         }
-        let rdlen = ecs.map_or(0, |(e, _)| e.wire_len());
+        let rdlen = ecs.map_or(0, |(e, _)| e.wire_len()) + nsid.map_or(0, |n| 4 + n.len());
         rr[9..11].copy_from_slice(&(rdlen as u16).to_be_bytes());
         let end = self.pos + OPT_LEN;
         self.buf[self.pos..end].copy_from_slice(&rr);
@@ -541,6 +560,14 @@ impl<'b> Writer<'b> {
             opt[8..8 + n].copy_from_slice(&e.addr[..n]);
             let end = self.pos + 8 + n;
             self.buf[self.pos..end].copy_from_slice(&opt[..8 + n]);
+            self.pos = end;
+        }
+        if let Some(id) = nsid {
+            let end = self.pos + 4 + id.len();
+            let out = &mut self.buf[self.pos..end];
+            out[0..2].copy_from_slice(&OPTION_NSID.to_be_bytes());
+            out[2..4].copy_from_slice(&(id.len() as u16).to_be_bytes());
+            out[4..].copy_from_slice(id);
             self.pos = end;
         }
     }
@@ -608,6 +635,7 @@ mod tests {
                 version: 1,
                 dnssec_ok: true,
                 ecs: None,
+                nsid: false,
             })
         );
     }

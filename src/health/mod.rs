@@ -86,6 +86,18 @@ impl State {
         }
     }
 
+    /// What another node reports: its status since `since`, and the result that decided.
+    pub fn reported(status: Status, reason: String, since: Instant) -> State {
+        let failure = (status == Status::Down).then_some(crate::probe::Failure::Other);
+        State {
+            status,
+            since,
+            streak: 0,
+            last: Some(Outcome { failure, reason }),
+            last_at: None,
+        }
+    }
+
     /// Take one probe outcome. Returns the transition if the status changed.
     pub fn observe(&mut self, outcome: Outcome, t: Thresholds, now: Instant) -> Option<Transition> {
         let ok = outcome.ok();

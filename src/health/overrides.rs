@@ -125,6 +125,9 @@ pub struct Override {
     /// Seconds since the Unix epoch when it was set, and when it ends (if ever).
     pub set_unix: u64,
     pub expires_unix: Option<u64>,
+    /// The cluster node that took it (none without a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Override {
@@ -167,6 +170,7 @@ mod tests {
             reason: "patching".into(),
             set_unix: 1000,
             expires_unix: Some(1600),
+            node: None,
         };
         assert_eq!(o.describe(1000), "drain (patching), expires in 10m");
         let o = Override {
@@ -174,6 +178,7 @@ mod tests {
             reason: String::new(),
             set_unix: 1000,
             expires_unix: None,
+            node: None,
         };
         assert_eq!(o.describe(1000), "force-down");
     }

@@ -3,8 +3,9 @@
 //! operators' overrides. Indexed by the plan's dense ids.
 //!
 //! A vantage is a place probes run from. One gslbd is the vantage [`Vantage::LOCAL`]; with
-//! several name servers (the cluster), each reports its own observations and a member's health
-//! becomes a quorum over vantages. Until then a probe's status is its local one.
+//! several name servers (the cluster), each node's observations are another vantage, and a
+//! probe's status is a [`Quorum`] over the vantages that have one. Alone, that is the local
+//! status.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use super::load::LoadState;
 use super::overrides::Overrides;
 use super::{State, Status, Thresholds, Transition};
+use crate::model::Quorum;
 use crate::plan::{LoadId, ProbeId};
 use crate::probe::Outcome;
 
@@ -43,10 +45,27 @@ impl ProbeHealth {
         &self.vantages[0].1
     }
 
-    /// The probe's status for answers: the local one (a quorum over vantages comes with the
-    /// cluster).
-    pub fn status(&self) -> Status {
-        self.local().status
+    /// Every vantage's state, this node's first.
+    pub fn vantages(&self) -> &[(Vantage, State)] {
+        &self.vantages
+    }
+
+    /// The probe's status for answers: down when at least `quorum` of the vantages that know
+    /// it see it down, up when others know it, unknown when none does.
+    pub fn status(&self, quorum: Quorum) -> Status {
+        let (mut up, mut down) = (0, 0);
+        for (_, s) in &self.vantages {
+            match s.status {
+                Status::Up => up += 1,
+                Status::Down => down += 1,
+                Status::Unknown => {}
+            }
+        }
+        match up + down {
+            0 => Status::Unknown,
+            n if down >= quorum.down_needed(n) => Status::Down,
+            _ => Status::Up,
+        }
     }
 
     fn of_mut(&mut self, v: Vantage, now: Instant) -> &mut State {
@@ -59,6 +78,31 @@ impl ProbeHealth {
         };
         &mut self.vantages[i].1
     }
+
+    /// Set or forget another vantage's state (never the local one).
+    fn set(&mut self, v: Vantage, state: Option<State>) {
+        if v == Vantage::LOCAL {
+            return;
+        }
+        let at = self.vantages.iter().position(|(w, _)| *w == v);
+        match (at, state) {
+            (Some(i), Some(s)) => self.vantages[i].1 = s,
+            (None, Some(s)) => self.vantages.push((v, s)),
+            (Some(i), None) => {
+                self.vantages.remove(i);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// What one local probe outcome changed: this node's view, and the status for answers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub local: Option<Transition>,
+    pub status: Option<Transition>,
+    /// The first result of this probe here (a restored state may not change with it).
+    pub first: bool,
 }
 
 #[derive(Default)]
@@ -68,6 +112,8 @@ pub struct HealthStore {
     /// When each address last went from down to up (for slow start).
     came_up: HashMap<IpAddr, Instant>,
     pub overrides: Overrides,
+    /// How vantages combine (one vantage: its status, whatever the quorum).
+    pub quorum: Quorum,
 }
 
 impl HealthStore {
@@ -78,6 +124,7 @@ impl HealthStore {
             loads,
             came_up: HashMap::new(),
             overrides: Overrides::default(),
+            quorum: Quorum::Any,
         }
     }
 
@@ -96,11 +143,11 @@ impl HealthStore {
     }
 
     pub fn status(&self, id: ProbeId) -> Status {
-        self.probe(id).map_or(Status::Unknown, ProbeHealth::status)
+        self.probe(id)
+            .map_or(Status::Unknown, |p| p.status(self.quorum))
     }
 
-    /// Take one outcome of probe `id` (of a member at `address`) seen from `vantage`. Returns
-    /// the transition of the probe's status, if it changed.
+    /// Take one outcome of probe `id` (of a member at `address`) seen from `vantage`.
     pub fn observe(
         &mut self,
         id: ProbeId,
@@ -109,11 +156,49 @@ impl HealthStore {
         outcome: Outcome,
         t: Thresholds,
         now: Instant,
+    ) -> Observed {
+        let quorum = self.quorum;
+        let Some(p) = self.probes.get_mut(id as usize) else {
+            return Observed::default();
+        };
+        let before = p.status(quorum);
+        let state = p.of_mut(vantage, now);
+        let first = state.last_at.is_none();
+        let local = state.observe(outcome, t, now);
+        let status = self.changed(id, address, before, now);
+        Observed {
+            local,
+            status,
+            first,
+        }
+    }
+
+    /// Set (or with `None` forget) what another vantage sees of probe `id`. Returns the change
+    /// of the probe's status, if any.
+    pub fn set_vantage(
+        &mut self,
+        id: ProbeId,
+        address: IpAddr,
+        vantage: Vantage,
+        state: Option<State>,
+        now: Instant,
     ) -> Option<Transition> {
+        let quorum = self.quorum;
         let p = self.probes.get_mut(id as usize)?;
-        let before = p.status();
-        p.of_mut(vantage, now).observe(outcome, t, now);
-        let after = p.status();
+        let before = p.status(quorum);
+        p.set(vantage, state);
+        self.changed(id, address, before, now)
+    }
+
+    /// The transition of probe `id` from `before` to its status now, noting a comeback.
+    fn changed(
+        &mut self,
+        id: ProbeId,
+        address: IpAddr,
+        before: Status,
+        now: Instant,
+    ) -> Option<Transition> {
+        let after = self.status(id);
         if before == after {
             return None;
         }
@@ -176,20 +261,57 @@ mod tests {
         let up = || Outcome::up("connected");
         let tr = s
             .observe(0, addr, Vantage::LOCAL, down(), T, at(1))
+            .status
             .unwrap();
         assert_eq!((tr.from, tr.to), (Status::Unknown, Status::Down));
-        assert!(
-            s.observe(0, addr, Vantage::LOCAL, up(), T, at(2)).is_none(),
+        assert_eq!(
+            s.observe(0, addr, Vantage::LOCAL, up(), T, at(2)),
+            Observed::default(),
             "rise 2"
         );
-        let tr = s.observe(0, addr, Vantage::LOCAL, up(), T, at(3)).unwrap();
-        assert_eq!(tr.to, Status::Up);
+        assert!(s.observe(1, addr, Vantage::LOCAL, up(), T, at(2)) == Observed::default());
+        let o = s.observe(0, addr, Vantage::LOCAL, up(), T, at(3));
+        assert_eq!(o.status.unwrap().to, Status::Up);
+        assert_eq!(o.local.unwrap().to, Status::Up);
         assert_eq!(s.came_up(addr), Some(at(3)));
         assert_eq!(s.status(0), Status::Up);
         assert_eq!(s.status(7), Status::Unknown, "no such probe");
-        // Another vantage's observations are kept apart and do not decide (yet).
-        assert!(s.observe(0, addr, Vantage(1), down(), T, at(4)).is_none());
+    }
+
+    /// Three nodes: with `majority`, one that sees a member down does not take it down; two
+    /// do; a node that leaves no longer votes; `any` is each node for itself.
+    #[test]
+    fn vantages_vote_by_quorum() {
+        let t0 = Instant::now();
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut s = HealthStore::new(vec![ProbeHealth::new(State::new(t0))], vec![]);
+        s.quorum = Quorum::Majority;
+        let st = |status| Some(State::with_status(status, t0));
+        let down = || Outcome::down(Failure::Refused, "connect refused");
+        assert_eq!(s.status(0), Status::Unknown);
+        let tr = s
+            .set_vantage(0, addr, Vantage(1), st(Status::Up), t0)
+            .unwrap();
+        assert_eq!(tr.to, Status::Up, "one node's view is enough to know");
+        s.set_vantage(0, addr, Vantage(2), st(Status::Up), t0);
+        let o = s.observe(0, addr, Vantage::LOCAL, down(), T, t0);
+        assert_eq!(o.local.unwrap().to, Status::Down);
+        assert_eq!(o.status, None, "1 of 3 down: still up");
+        let tr = s
+            .set_vantage(0, addr, Vantage(2), st(Status::Down), t0)
+            .unwrap();
+        assert_eq!(tr.to, Status::Down, "2 of 3 down");
+        // Node 2 leaves: 1 of 2 is not a majority.
+        let tr = s.set_vantage(0, addr, Vantage(2), None, t0).unwrap();
+        assert_eq!(tr.to, Status::Up);
+        s.quorum = Quorum::Any;
+        assert_eq!(s.status(0), Status::Down);
+        s.quorum = Quorum::All;
         assert_eq!(s.status(0), Status::Up);
+        // The local vantage cannot be forgotten.
+        s.set_vantage(0, addr, Vantage::LOCAL, None, t0);
+        s.set_vantage(0, addr, Vantage(1), None, t0);
+        assert_eq!(s.status(0), Status::Down, "alone, this node decides");
     }
 
     #[test]
@@ -200,6 +322,7 @@ mod tests {
             reason: String::new(),
             set_unix: 100,
             expires_unix: expires,
+            node: None,
         };
         s.overrides
             .set(&OverrideTarget::Site("fra".into()), Some(o(Some(160))));

@@ -22,6 +22,7 @@ pub fn client(h: &HttpCheck, addr: IpAddr) -> Option<reqwest::Client> {
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .no_proxy()
+        .local_address(super::source_for(addr))
         .tls_danger_accept_invalid_certs(!h.verify_tls);
     if h.tls && h.verify_tls {
         b = b.tls_backend_preconfigured(super::tls::config(h)?);

@@ -130,7 +130,7 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
     let work = async {
         match kind {
             LoadKind::Agent { port } => {
-                let mut s = tokio::net::TcpStream::connect(SocketAddr::new(addr, *port))
+                let mut s = super::tcp::connect(SocketAddr::new(addr, *port))
                     .await
                     .map_err(|e| {
                         let (class, reason) = super::tcp::connect_error(&e);
@@ -158,6 +158,7 @@ pub async fn ask(kind: &LoadKind, addr: IpAddr, timeout: Duration) -> Result<Loa
                     .redirect(reqwest::redirect::Policy::none())
                     .pool_max_idle_per_host(0)
                     .no_proxy()
+                    .local_address(super::source_for(addr))
                     .build()
                     .map_err(|e| unreachable(Failure::Other, e.to_string()))?;
                 let mut resp = client

@@ -77,6 +77,23 @@ fn lower_priority() {
 /// The nice value of prober threads.
 pub const PROBE_NICE: i32 = 10;
 
+/// The source address of probes (`cluster.probe_source`): set once at start, before any
+/// prober runs, and never changed (a reload cannot change it either).
+static SOURCE: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
+
+/// Probe from `source` (an address of this host). Only the first call counts.
+pub fn set_source(source: IpAddr) {
+    let _ = SOURCE.set(source);
+}
+
+/// The source address for probing `to`: the configured one when it is of the same family.
+pub fn source_for(to: IpAddr) -> Option<IpAddr> {
+    SOURCE
+        .get()
+        .copied()
+        .filter(|s| s.is_ipv4() == to.is_ipv4())
+}
+
 /// Start the prober of one key: probe at once, then every interval with ±10 % jitter so that
 /// probes of many members do not fire together. Stops when the writer's channel closes or
 /// the task is aborted. Runs on `rt`, the probers' own runtime (see [`runtime`]).

@@ -13,7 +13,7 @@ use crate::model::Pattern;
 const MAX_BANNER: usize = 1024;
 
 pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> Outcome {
-    let mut stream = match TcpStream::connect(SocketAddr::new(addr, port)).await {
+    let mut stream = match connect(SocketAddr::new(addr, port)).await {
         Ok(s) => s,
         Err(e) => {
             let (failure, reason) = connect_error(&e);
@@ -48,6 +48,20 @@ pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> 
             );
         }
     }
+}
+
+/// Connect to `to`, from the probe source address if one is set.
+pub(super) async fn connect(to: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(source) = super::source_for(to.ip()) else {
+        return TcpStream::connect(to).await;
+    };
+    let socket = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(to).await
 }
 
 pub(super) fn connect_error(e: &std::io::Error) -> (Failure, String) {

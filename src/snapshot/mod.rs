@@ -58,6 +58,8 @@ pub struct Snapshot {
     pub generation: u64,
     /// What the query path counts into (kept across snapshots).
     pub counters: Arc<Counters>,
+    /// This server's NSID (RFC 5001), sent to clients that ask: the cluster node's name.
+    pub nsid: Option<Arc<[u8]>>,
 }
 
 /// What a pool answers right now, per address family; shared by the snapshots until the pool's
@@ -229,6 +231,7 @@ impl Snapshot {
             pools: s.pools.clone(),
             generation: s.generation,
             counters: s.counters.clone(),
+            nsid: s.nsid.clone(),
         }
     }
 
@@ -238,6 +241,7 @@ impl Snapshot {
             pools: Vec::new(),
             generation: 0,
             counters: Arc::default(),
+            nsid: None,
         }
     }
 

@@ -25,8 +25,10 @@ use crate::probe::ProbeKey;
 use crate::probe::load::LoadKey;
 use crate::state;
 
+mod cluster;
 mod table;
 
+pub use cluster::lease_ttl;
 pub use table::{ProbeChanges, Table};
 
 /// Requests to the writer.
@@ -49,6 +51,8 @@ struct Writer {
     report_tx: mpsc::Sender<probe::Report>,
     load_tx: mpsc::Sender<probe::load::LoadReport>,
     clock: Clock,
+    /// With `cluster:`: this node's membership.
+    cluster: Option<cluster::Member>,
 }
 
 /// How the writer runs.
@@ -62,6 +66,8 @@ pub struct Settings {
     /// Where probers run (the low-priority probe runtime); `None`: no probers, reports come
     /// only through [`Inbox`] (tests).
     pub probers: Option<tokio::runtime::Handle>,
+    /// With `cluster:`: the etcd task (the table has joined the cluster already).
+    pub cluster: Option<crate::cluster::Link>,
 }
 
 /// The writer's time, read from tokio's clock so that tests can run it paused; the Unix time
@@ -87,6 +93,17 @@ impl Clock {
 
     fn unix(&self) -> u64 {
         self.start_unix + self.start.elapsed().as_secs()
+    }
+
+    /// The Unix time (seconds) of an instant of this clock.
+    fn unix_of(&self, t: std::time::Instant) -> u64 {
+        let start = self.start.into_std();
+        match t.checked_duration_since(start) {
+            Some(d) => self.start_unix + d.as_secs(),
+            None => self
+                .start_unix
+                .saturating_sub(start.duration_since(t).as_secs()),
+        }
     }
 }
 
@@ -143,6 +160,8 @@ impl Writer {
             }
         }
         self.state_dir = state_dir;
+        self.unpublish(&changes.removed);
+        self.reapply_cluster();
         crate::sys::release_freed_memory();
         Ok(format!(
             "generation {}: {} probe(s) added, {} removed",
@@ -157,7 +176,7 @@ impl Writer {
         &mut self,
         target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
-    ) -> Result<(), admin::OverrideError> {
+    ) -> Result<Option<Override>, admin::OverrideError> {
         use admin::OverrideError::{NotFound, NotSaved};
         if change.is_some() {
             match &target {
@@ -180,6 +199,7 @@ impl Writer {
             reason,
             set_unix: now,
             expires_unix: expires.map(|d| now + d.as_secs().max(1)),
+            node: self.cluster.as_ref().map(|m| m.settings.node.clone()),
         });
         self.table.set_override(&target, ov.clone());
         if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
@@ -198,7 +218,71 @@ impl Writer {
             }
             None => tracing::info!(target = %target, "override: {target} cleared"),
         }
-        Ok(())
+        Ok(ov)
+    }
+
+    /// One probe report: health, logs, metrics, and this node's observation for the cluster.
+    /// Returns whether health changed (to be saved).
+    fn on_report(&mut self, r: probe::Report) -> bool {
+        let names = self.table.check_names(&r.key);
+        let metrics = self.table.metrics().clone();
+        metrics.probe(&names, r.outcome.failure, r.elapsed);
+        let o = self
+            .table
+            .observe(&r.key, r.outcome.clone(), self.clock.now());
+        set_check_gauge(&self.table, &r.key);
+        if o.local.is_some() || o.first {
+            self.publish_observation(&r.key);
+            self.cluster_metrics();
+        }
+        if let (Some(status), true) = (&o.status, self.cluster.is_some())
+            && o.local.as_ref().is_none_or(|l| l.to != status.to)
+        {
+            self.log_quorum(&r.key, status);
+        }
+        let Some(tr) = o.local else {
+            tracing::debug!(
+                member = %r.key.address,
+                check = %names,
+                "probe: {} check {}: {}",
+                r.key.address, names, r.outcome.reason
+            );
+            return false;
+        };
+        metrics
+            .transitions
+            .get_or_create(&TransitionLabels {
+                member: r.key.address.to_string(),
+                check: names.clone(),
+                to: tr.to.to_string(),
+            })
+            .inc();
+        tracing::info!(
+            member = %r.key.address,
+            check = %names,
+            from = %tr.from,
+            to = %tr.to,
+            "health: {} check {}: {} -> {}: {}",
+            r.key.address, names, tr.from, tr.to, r.outcome.reason
+        );
+        let status = self.table.probe_status(&r.key);
+        if self.cluster.is_some() && o.status.is_none() && status != tr.to {
+            let votes: Vec<String> = self
+                .table
+                .votes(&r.key)
+                .iter()
+                .map(|(n, s)| format!("{n}={}", s.status))
+                .collect();
+            tracing::info!(
+                member = %r.key.address,
+                "health: {} check {}: the cluster's votes keep it {} ({})",
+                r.key.address,
+                names,
+                status,
+                votes.join(" ")
+            );
+        }
+        true
     }
 }
 
@@ -221,7 +305,7 @@ pub async fn run(table: Table, settings: Settings, inbox: Inbox) {
 /// [`run`], with the probe report channel given (tests send reports through it).
 pub async fn run_with(
     table: Table,
-    settings: Settings,
+    mut settings: Settings,
     inbox: Inbox,
     report_tx: mpsc::Sender<probe::Report>,
     mut reports: mpsc::Receiver<probe::Report>,
@@ -247,6 +331,17 @@ pub async fn run_with(
         }
     }
     let state_dir = table.config().server.state_dir.clone();
+    let (member, mut cluster_events) =
+        match (settings.cluster.take(), &table.config().server.cluster) {
+            (Some(link), Some(c)) => {
+                let ttl = lease_ttl(table.probes().map(|(k, _)| &**k));
+                (
+                    Some(cluster::Member::new(c.clone(), link.publish, ttl)),
+                    Some(link.events),
+                )
+            }
+            _ => (None, None),
+        };
     let mut w = Writer {
         table,
         settings,
@@ -256,7 +351,9 @@ pub async fn run_with(
         report_tx,
         load_tx,
         clock: Clock::new(),
+        cluster: member,
     };
+    w.cluster_metrics();
     let _ = ready.send(w.table.first_round_done());
     let mut dirty = false;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -265,40 +362,13 @@ pub async fn run_with(
     loop {
         tokio::select! {
             Some(r) = reports.recv() => {
-                let names = w.table.check_names(&r.key);
-                let metrics = w.table.metrics().clone();
-                metrics.probe(&names, r.outcome.failure, r.elapsed);
-                let tr = w.table.observe(&r.key, r.outcome.clone(), w.clock.now());
-                set_check_gauge(&w.table, &r.key);
-                match tr {
-                    Some(tr) => {
-                        dirty = true;
-                        metrics.transitions.get_or_create(&TransitionLabels {
-                            member: r.key.address.to_string(),
-                            check: names.clone(),
-                            to: tr.to.to_string(),
-                        }).inc();
-                        tracing::info!(
-                            member = %r.key.address,
-                            check = %names,
-                            from = %tr.from,
-                            to = %tr.to,
-                            "health: {} check {}: {} -> {}: {}",
-                            r.key.address, names, tr.from, tr.to, r.outcome.reason
-                        );
-                    }
-                    None => tracing::debug!(
-                        member = %r.key.address,
-                        check = %names,
-                        "probe: {} check {}: {}",
-                        r.key.address, names, r.outcome.reason
-                    ),
-                }
+                dirty |= w.on_report(r);
                 if !*ready.borrow() && w.table.first_round_done() {
                     let _ = ready.send(true);
                     tracing::info!("ready: the first probe round has finished");
                 }
             }
+            Some(ev) = next_event(&mut cluster_events) => w.on_cluster(ev),
             Some(r) = load_reports.recv() => {
                 if let Err(e) = &r.load {
                     tracing::debug!(member = %r.key.address, "load report failed: {e}");
@@ -307,6 +377,7 @@ pub async fn run_with(
             }
             _ = clock.tick() => {
                 w.table.tick(w.clock.now());
+                w.cluster_tick();
                 if w.table.expire_overrides(w.clock.unix()) {
                     tracing::info!("override expired");
                     if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
@@ -321,9 +392,16 @@ pub async fn run_with(
                 log_reload(&w.table, &r);
             }
             Some(req) = api.recv() => match req {
-                admin::Request::Status(reply) => { let _ = reply.send(w.table.status(w.clock.now())); }
+                admin::Request::Status(reply) => {
+                    let mut report = w.table.status(w.clock.now());
+                    report.cluster = w.cluster.as_ref().map(cluster::Member::status);
+                    let _ = reply.send(report);
+                }
                 admin::Request::Override { target, change, reply } => {
-                    let _ = reply.send(w.set_override(target, change));
+                    match w.set_override(target.clone(), change) {
+                        Ok(value) => w.share_override(target, value, reply),
+                        Err(e) => { let _ = reply.send(Err(e)); }
+                    }
                 }
                 admin::Request::Explain(q, reply) => { let _ = reply.send(w.table.explain(&q)); }
                 admin::Request::Reload(reply) => {
@@ -346,6 +424,16 @@ pub async fn run_with(
                 return;
             }
         }
+    }
+}
+
+/// The next event of the etcd task; never, without a cluster.
+async fn next_event(
+    events: &mut Option<mpsc::Receiver<crate::cluster::Event>>,
+) -> Option<crate::cluster::Event> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -460,6 +548,7 @@ names:
                 listen: Vec::new(),
                 cli_listen: Vec::new(),
                 probers: None,
+                cluster: None,
             };
             let inbox = Inbox {
                 commands,

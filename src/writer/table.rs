@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 mod explain;
 mod judge;
 mod status;
+mod vantages;
 
 use crate::health::load::LoadState;
 use crate::health::overrides::{Override, OverrideKind, OverrideTarget, Overrides};
-use crate::health::store::{HealthStore, ProbeHealth, Vantage};
-use crate::health::{self, Outcome, State, Status, Transition};
+use crate::health::store::{HealthStore, Observed, ProbeHealth, Vantage};
+use crate::health::{self, Outcome, State, Status};
 use crate::metrics::{Metrics, PoolCells, cell_of};
 use crate::model::{self, Config, WhenAllDown};
 use crate::plan::{Plan, PoolId};
@@ -45,6 +46,8 @@ pub struct Table {
     now: Instant,
     generation: u64,
     metrics: Arc<Metrics>,
+    /// With a cluster: every probe by the name nodes share, and the nodes' vantages.
+    cluster: Option<vantages::Names>,
 }
 
 /// What a reload changed in the set of probes.
@@ -89,6 +92,7 @@ impl Table {
             now,
             generation: 1,
             metrics,
+            cluster: None,
         };
         t.recompute_all();
         t.live.publish(t.snapshot());
@@ -122,6 +126,13 @@ impl Table {
         self.health.probe(id).map(ProbeHealth::local)
     }
 
+    /// A probe's status for answers (the cluster's quorum, with one).
+    pub fn probe_status(&self, key: &ProbeKey) -> Status {
+        self.plan
+            .probe_id(key)
+            .map_or(Status::Unknown, |id| self.health.status(id))
+    }
+
     /// Every probe and its state.
     pub fn probes(&self) -> impl Iterator<Item = (&Arc<ProbeKey>, &State)> {
         self.plan
@@ -133,25 +144,24 @@ impl Table {
 
     /// Take one probe outcome. On a change of status, the pools that use the probe are
     /// recomputed and a new snapshot is published.
-    pub fn observe(
-        &mut self,
-        key: &ProbeKey,
-        outcome: Outcome,
-        now: Instant,
-    ) -> Option<Transition> {
+    pub fn observe(&mut self, key: &ProbeKey, outcome: Outcome, now: Instant) -> Observed {
         self.now = now;
-        let id = self.plan.probe_id(key)?;
-        let tr = self.health.observe(
+        let Some(id) = self.plan.probe_id(key) else {
+            return Observed::default();
+        };
+        let o = self.health.observe(
             id,
             key.address,
             Vantage::LOCAL,
             outcome,
             key.spec.thresholds,
             now,
-        )?;
-        let pools = self.plan.probes[id as usize].pools.clone();
-        self.republish(&pools);
-        Some(tr)
+        );
+        if o.status.is_some() {
+            let pools = self.plan.probes[id as usize].pools.clone();
+            self.republish(&pools);
+        }
+        o
     }
 
     /// The overrides in force.
@@ -331,6 +341,9 @@ impl Table {
             })
             .collect();
         self.health.renumbered(probes, loads);
+        if let Some(names) = &mut self.cluster {
+            names.index(&self.plan);
+        }
         let changes = ProbeChanges {
             added: self
                 .plan
@@ -376,6 +389,7 @@ impl Table {
             pools: self.pool_answers.clone(),
             generation: self.generation,
             counters: self.metrics.counters.clone(),
+            nsid: self.cluster.as_ref().map(|c| c.nsid.clone()),
         }
     }
 
@@ -433,19 +447,6 @@ impl Table {
     fn load_state(&self, id: PoolId, mi: usize) -> Option<&LoadState> {
         let lid = self.plan.pools[id as usize].load_of(mi)?;
         self.health.load(lid)
-    }
-
-    /// The checks of member `mi` of pool `id`, each with its probe's state.
-    pub(crate) fn check_states(
-        &self,
-        id: PoolId,
-        mi: usize,
-    ) -> impl Iterator<Item = (&Arc<model::Check>, Option<&State>)> {
-        let probes = self.plan.pools[id as usize].probes_of(mi);
-        self.pool(id).checks.iter().zip(probes).map(|(c, &pid)| {
-            let state = self.health.probe(pid).map(ProbeHealth::local);
-            (c, state)
-        })
     }
 
     /// The status of member `mi` of pool `id`: an operator's force-up/force-down first, then

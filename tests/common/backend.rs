@@ -40,11 +40,19 @@ pub struct Backend {
     mode: Arc<AtomicU8>,
     text: Arc<std::sync::Mutex<String>>,
     pub requests: Arc<AtomicUsize>,
+    /// Clients (probe source addresses) answered `503` whatever the mode: a backend that one
+    /// name server cannot reach, as a firewall would make it.
+    refused: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Backend {
+    /// Answer requests from these source addresses with `503` (empty: nobody).
+    pub fn refuse_from(&self, sources: &[&str]) {
+        *self.refused.lock().unwrap() = sources.iter().map(|s| s.parse().unwrap()).collect();
+    }
+
     /// The text of `Agent` and `Text` modes.
     pub fn set_text(&self, text: &str) {
         *self.text.lock().unwrap() = text.to_string();
@@ -60,6 +68,7 @@ impl Backend {
             mode: Arc::new(AtomicU8::new(mode as u8)),
             text: Arc::default(),
             requests: Arc::new(AtomicUsize::new(0)),
+            refused: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
         };
@@ -71,12 +80,17 @@ impl Backend {
         listener.set_nonblocking(true).unwrap();
         let (mode, requests, stop) = (self.mode.clone(), self.requests.clone(), self.stop.clone());
         let text = self.text.clone();
+        let refused = self.refused.clone();
         self.thread = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => {
+                    Ok((s, peer)) => {
                         let n = requests.fetch_add(1, Ordering::Relaxed);
-                        let m = mode.load(Ordering::Relaxed);
+                        let m = if refused.lock().unwrap().contains(&peer.ip()) {
+                            Mode::Unavailable as u8
+                        } else {
+                            mode.load(Ordering::Relaxed)
+                        };
                         let stop = stop.clone();
                         let t = text.lock().unwrap().clone();
                         std::thread::spawn(move || handle(s, m, n, &t, &stop));

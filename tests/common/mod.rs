@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod etcd;
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -364,6 +365,8 @@ pub struct Ask {
     pub ecs: Option<(std::net::IpAddr, u8)>,
     pub edns_version: u8,
     pub dnssec_ok: bool,
+    /// Ask for the server's NSID (RFC 5001).
+    pub nsid: bool,
 }
 
 impl Ask {
@@ -380,7 +383,13 @@ impl Ask {
             ecs: None,
             edns_version: 0,
             dnssec_ok: false,
+            nsid: false,
         }
+    }
+
+    pub fn nsid(mut self) -> Ask {
+        self.nsid = true;
+        self
     }
 
     pub fn no_edns(mut self) -> Ask {
@@ -416,9 +425,23 @@ impl Ask {
                         hickory_proto::rr::rdata::opt::ClientSubnet::new(addr, prefix, 0),
                     ));
             }
+            if self.nsid {
+                use hickory_proto::rr::rdata::opt::{EdnsOption, NSIDPayload};
+                let empty = NSIDPayload::new(Vec::new()).expect("empty NSID");
+                e.options_mut().insert(EdnsOption::NSID(empty));
+            }
             m.set_edns(e);
         }
         m.to_vec().expect("encode")
+    }
+}
+
+/// The NSID a response carries (RFC 5001), as text.
+pub fn nsid_of(m: &Message) -> Option<String> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match m.edns.as_ref()?.option(EdnsCode::NSID)? {
+        EdnsOption::NSID(id) => Some(String::from_utf8_lossy(id.as_ref()).into_owned()),
+        other => Some(format!("{other:?}")),
     }
 }
 

@@ -152,16 +152,25 @@ impl Table {
                 .and_then(|s| zone.sites.get(s))
                 .map(|s| s.name.clone()),
             own_override: self.override_for(zone, m.address, m.site).cloned(),
-            checks: self
-                .check_states(id, mi)
-                .map(|(c, state)| api::Check {
-                    check: c.name.clone(),
-                    status: state.map_or(Status::Unknown, |s| s.status),
-                    last_result: state
-                        .and_then(|s| s.last.as_ref())
-                        .map(|o| o.reason.clone()),
-                })
-                .collect(),
+            checks: {
+                let probes = self.plan.pools[id as usize].probes_of(mi);
+                let pool = self.pool(id);
+                pool.checks
+                    .iter()
+                    .zip(probes)
+                    .map(|(c, &pid)| {
+                        let h = self.health.probe(pid);
+                        api::Check {
+                            check: c.name.clone(),
+                            status: self.health.status(pid),
+                            last_result: h
+                                .and_then(|h| h.local().last.as_ref())
+                                .map(|o| o.reason.clone()),
+                            votes: h.map_or_else(Vec::new, |h| self.votes_of(h)),
+                        }
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -254,15 +263,30 @@ impl Table {
             .members
             .iter()
             .position(|x| std::ptr::eq(x, m));
-        let failing: Vec<String> = mi
-            .into_iter()
-            .flat_map(|mi| self.check_states(id, mi))
-            .filter_map(|(c, st)| {
-                let st = st?;
-                (st.status == Status::Down).then(|| {
-                    let last = st.last.as_ref().map_or("", |o| o.reason.as_str());
-                    format!("{}: {last}", c.name)
-                })
+        let probes = mi.map_or(&[][..], |mi| self.plan.pools[id as usize].probes_of(mi));
+        let failing: Vec<String> = self
+            .pool(id)
+            .checks
+            .iter()
+            .zip(probes)
+            .filter(|(_, pid)| self.health.status(**pid) == Status::Down)
+            .filter_map(|(c, &pid)| {
+                let h = self.health.probe(pid)?;
+                let local = h.local();
+                if local.status == Status::Down || self.cluster.is_none() {
+                    let last = local.last.as_ref().map_or("", |o| o.reason.as_str());
+                    return Some(format!("{}: {last}", c.name));
+                }
+                let votes: Vec<String> = self
+                    .votes_of(h)
+                    .iter()
+                    .map(|v| format!("{}={}", v.node, v.status))
+                    .collect();
+                Some(format!(
+                    "{}: down by the cluster's votes ({})",
+                    c.name,
+                    votes.join(" ")
+                ))
             })
             .collect();
         if failing.is_empty() {

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use super::Table;
 use crate::api;
-use crate::health::Status;
 use crate::plan::PoolId;
 
 impl Table {
@@ -21,16 +20,24 @@ impl Table {
                     .iter()
                     .enumerate()
                     .map(|(mi, m)| {
-                        let checks = self
-                            .check_states(id, mi)
-                            .map(|(c, state)| api::CheckStatus {
-                                check: c.name.clone(),
-                                status: state.map_or(Status::Unknown, |s| s.status),
-                                since_seconds: state.map(|s| since(s.since)),
-                                last_result: state
-                                    .and_then(|s| s.last.as_ref())
-                                    .map(|o| o.reason.clone()),
-                                last_seconds_ago: state.and_then(|s| s.last_at).map(since),
+                        let probes = self.plan.pools[id as usize].probes_of(mi);
+                        let checks = p
+                            .checks
+                            .iter()
+                            .zip(probes)
+                            .map(|(c, &pid)| {
+                                let h = self.health.probe(pid);
+                                let state = h.map(|h| h.local());
+                                api::CheckStatus {
+                                    check: c.name.clone(),
+                                    status: self.health.status(pid),
+                                    since_seconds: state.map(|s| since(s.since)),
+                                    last_result: state
+                                        .and_then(|s| s.last.as_ref())
+                                        .map(|o| o.reason.clone()),
+                                    last_seconds_ago: state.and_then(|s| s.last_at).map(since),
+                                    votes: h.map_or_else(Vec::new, |h| self.votes_of(h)),
+                                }
                             })
                             .collect();
                         let site = m.site.and_then(|s| z.sites.get(s)).map(|s| s.name.clone());
@@ -64,7 +71,25 @@ impl Table {
         }
         api::StatusReport {
             generation: self.generation,
+            cluster: None,
             zones,
         }
+    }
+
+    /// Each node's view of a probe (none without a cluster).
+    pub(crate) fn votes_of(&self, h: &crate::health::store::ProbeHealth) -> Vec<api::Vote> {
+        if self.cluster.is_none() {
+            return Vec::new();
+        }
+        h.vantages()
+            .iter()
+            .filter_map(|(v, s)| {
+                Some(api::Vote {
+                    node: self.node_of(*v)?.to_string(),
+                    status: s.status,
+                    last_result: s.last.as_ref().map(|o| o.reason.clone()),
+                })
+            })
+            .collect()
     }
 }
