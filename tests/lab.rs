@@ -1,9 +1,10 @@
 //! The delegation lab (examples/lab/lab.sh) end to end: a name resolved through a recursive
-//! resolver (unbound) and a parent authority's delegation (NSD) is gslbd's pooled answer, and
-//! follows a backend going down.
+//! resolver (unbound) and a parent authority's delegation (NSD) to two gslbd name servers of
+//! one cluster (etcd) is their pooled answer, the same from both, and follows a backend going
+//! down; with one name server gone, the resolver goes on through the other.
 //!
-//! Needs nsd, unbound, python3 and dig, and root for port 53. Without them the test says so and
-//! passes, unless GSLBD_LAB_REQUIRED=1 (set by .ci/run, which installs them).
+//! Needs nsd, unbound, python3, dig and etcd, and root for port 53. Without them the test says
+//! so and passes, unless GSLBD_LAB_REQUIRED=1 (set by .ci/run, which installs them).
 
 mod common;
 
@@ -18,10 +19,11 @@ use hickory_proto::rr::{Name, RData, RecordType};
 
 const RESOLVER: &str = "127.0.53.3:53";
 const GSLBD: &str = "127.0.53.1:53";
+const GSLBD2: &str = "127.0.53.4:53";
 
 /// What is missing to run the lab here, if anything.
 fn missing() -> Option<String> {
-    for tool in ["nsd", "unbound", "python3", "dig"] {
+    for tool in ["nsd", "unbound", "python3", "dig", "etcd"] {
         let found = Command::new("sh")
             .args([
                 "-c",
@@ -159,9 +161,10 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     let o = lab.script("up");
     assert!(
         o.status.success(),
-        "lab up failed:\n{}\ngslbd:\n{}\nnsd:\n{}\nunbound:\n{}",
+        "lab up failed:\n{}\ngslbd:\n{}\n{}\nnsd:\n{}\nunbound:\n{}",
         String::from_utf8_lossy(&o.stderr),
-        lab.log("gslbd.log"),
+        lab.log("gslbd-ns1.log"),
+        lab.log("gslbd-ns2.log"),
         lab.log("nsd.log"),
         lab.log("unbound.log")
     );
@@ -189,10 +192,22 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
             .all(|rr| rr.ttl <= 10),
         "{r:?}"
     );
-    // gslbd itself answers with authority, the same members.
-    let direct = ask(GSLBD, "www.gslb.example.test.").expect("no answer from gslbd");
-    assert!(direct.metadata.authoritative);
-    assert_eq!(addresses(&direct), all);
+    // Each gslbd node answers with authority, the same members.
+    for node in [GSLBD, GSLBD2] {
+        let direct = ask(node, "www.gslb.example.test.").expect("no answer from gslbd");
+        assert!(direct.metadata.authoritative);
+        assert_eq!(addresses(&direct), all);
+    }
+    // 1,000 queries to each node: the same answer sets (only the order rotates).
+    let sets = |node: &str| -> BTreeSet<BTreeSet<String>> {
+        (0..1000)
+            .filter_map(|_| ask(node, "www.gslb.example.test."))
+            .map(|m| addresses(&m))
+            .collect()
+    };
+    let (one, two) = (sets(GSLBD), sets(GSLBD2));
+    assert_eq!(one, two);
+    assert_eq!(one, BTreeSet::from([all.clone()]));
 
     // Topology through the resolver's ECS cache (unbound's subnetcache): a 10.2.x client first
     // gets the outer site, cached for the scope gslbd returns (/15). A 10.1.x client then must
@@ -221,11 +236,30 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
         last = ask(RESOLVER, "www.example.test.").map_or_else(BTreeSet::new, |m| addresses(&m));
         (last == healthy).then_some(())
     });
-    assert_eq!(last, healthy, "gslbd:\n{}", lab.log("gslbd.log"));
-    // The transition is logged (poll: the answer may change before the line is flushed).
+    assert_eq!(last, healthy, "gslbd:\n{}", lab.log("gslbd-ns1.log"));
+    // Both nodes see it, and log it (poll: the answer may change before the line is flushed).
     let transition = "health: 127.0.53.12 check web: up -> down";
-    common::poll(Duration::from_secs(5), common::TICK, || {
-        lab.log("gslbd.log").contains(transition).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no {transition:?} in gslbd:\n{}", lab.log("gslbd.log")));
+    for log in ["gslbd-ns1.log", "gslbd-ns2.log"] {
+        common::poll(Duration::from_secs(5), common::TICK, || {
+            lab.log(log).contains(transition).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no {transition:?} in {log}:\n{}", lab.log(log)));
+        let direct = ask(
+            if log.contains("ns1") { GSLBD } else { GSLBD2 },
+            "www.gslb.example.test.",
+        );
+        assert_eq!(
+            direct.map(|m| addresses(&m)),
+            Some(healthy.clone()),
+            "{log}"
+        );
+    }
+
+    // ns1 goes away: once the resolver's cache has run out, it resolves through ns2.
+    // SAFETY: kill(2) of a PID the lab script started.
+    unsafe { libc::kill(lab.pid("gslbd-ns1"), libc::SIGTERM) };
+    std::thread::sleep(Duration::from_secs(11));
+    let r = ask(RESOLVER, "www.example.test.").expect("no answer from unbound");
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{r:?}");
+    assert_eq!(addresses(&r), healthy, "{r:?}");
 }

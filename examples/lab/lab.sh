@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The delegation lab: a parent authority, a recursive resolver, gslbd and three web servers,
-# all on loopback, so you can watch a delegated name resolve the way it will in production.
+# The delegation lab: a parent authority, a recursive resolver, two gslbd name servers that
+# form one cluster through etcd, and three web servers, all on loopback, so you can watch a
+# delegated name resolve the way it will in production.
 #
 #   127.0.53.2:53    NSD, authoritative for example.test; delegates gslb.example.test
-#                    (NS ns1.gslb.example.test. + glue 127.0.53.1) and has
+#                    (NS ns1 and ns2.gslb.example.test. + glue 127.0.53.1 and .4) and has
 #                    www.example.test CNAME www.gslb.example.test.
-#   127.0.53.1:53    gslbd, authoritative for gslb.example.test (examples/lab/zones)
+#   127.0.53.1:53    gslbd node ns1, authoritative for gslb.example.test (examples/lab/zones)
+#   127.0.53.4:53    gslbd node ns2, the same zone; both probe from their own address
+#   127.0.53.5:2379  etcd, which the two nodes share overrides and observations through
 #   127.0.53.3:53    unbound, recursive, with a stub zone for example.test at NSD
 #   127.0.53.11-13   three HTTP servers (python3 -m http.server) on port 8080, checked by gslbd
 #
 # Usage: examples/lab/lab.sh [demo|up|down]     (default: demo = up, show, down)
-# Needs: nsd, unbound, python3, dig (Debian: apt-get install nsd unbound python3 bind9-dnsutils)
+# Needs: nsd, unbound, python3, dig, etcd (Debian: apt-get install nsd unbound python3
+# bind9-dnsutils etcd-server)
 # and root (or CAP_NET_BIND_SERVICE) for port 53: resolvers only speak to port 53.
 # Everything it starts is recorded in $LAB_DIR/pids and stopped by PID on `down` (and when
 # `demo` ends or fails). GSLBD=path/to/gslbd picks the binary (default: the release build,
@@ -23,16 +27,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 LAB_DIR=${LAB_DIR:-$ROOT/target/lab}
 GSLBD=${GSLBD:-}
-GSLBD_IP=127.0.53.1 NSD_IP=127.0.53.2 RESOLVER_IP=127.0.53.3
+GSLBD_IP=127.0.53.1 NSD_IP=127.0.53.2 RESOLVER_IP=127.0.53.3 GSLBD2_IP=127.0.53.4 ETCD_IP=127.0.53.5
+NODES=("ns1 $GSLBD_IP" "ns2 $GSLBD2_IP")
 BACKENDS=(127.0.53.11 127.0.53.12 127.0.53.13)
 
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 die() { echo "lab: $*" >&2; exit 1; }
 
 need() {
-    for tool in nsd unbound python3 dig; do
+    for tool in nsd unbound python3 dig etcd; do
         command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
-            die "$tool is missing (Debian: apt-get install nsd unbound python3 bind9-dnsutils)"
+            die "$tool is missing (Debian: apt-get install nsd unbound python3 bind9-dnsutils etcd-server)"
     done
     [ "$(id -u)" = 0 ] || die "port 53 needs root (resolvers only query port 53): run with sudo"
 }
@@ -57,30 +62,33 @@ wait_tcp() {
     die "nothing listens on $1:$2 (logs in $LAB_DIR)"
 }
 
-# Wait (at most ~15 s) until gslbd answers www with exactly $1 members at the full TTL (10 s;
-# it is halved while a member is down).
+# Wait (at most ~15 s) until gslbd at $2 answers www with exactly $1 members at the full TTL
+# (10 s; it is halved while a member is down).
 wait_pool() {
     for _ in $(seq 1 150); do
-        n=$(dig +norec +noall +answer @"$GSLBD_IP" www.gslb.example.test A 2>/dev/null | awk '$2 == 10' | wc -l)
+        n=$(dig +norec +noall +answer @"$2" www.gslb.example.test A 2>/dev/null | awk '$2 == 10' | wc -l)
         [ "$n" = "$1" ] && return 0
         sleep 0.1
     done
-    die "gslbd never answered www with $1 healthy members (see $LAB_DIR/gslbd.log)"
+    die "gslbd at $2 never answered www with $1 healthy members (see $LAB_DIR/gslbd-*.log)"
 }
 
-# Wait (at most ~10 s) until gslbd says its first probe round is done (/readyz): before that,
-# members not yet probed are answered (fail open), so an answer says nothing about health.
-# The request runs in a subshell: an `exec 2>/dev/null` here would silence the script for good.
-wait_ready() {
+# `GET $3` of $1:$2 answers 200 (at most ~10 s). The request runs in a subshell: an
+# `exec 2>/dev/null` here would silence the script for good.
+wait_http() {
     for _ in $(seq 1 100); do
-        status=$( (exec 3<>"/dev/tcp/$GSLBD_IP/8053" &&
-            printf 'GET /readyz HTTP/1.0\r\nHost: gslbd\r\n\r\n' >&3 &&
+        status=$( (exec 3<>"/dev/tcp/$1/$2" &&
+            printf 'GET %s HTTP/1.0\r\nHost: lab\r\n\r\n' "$3" >&3 &&
             head -1 <&3) 2>/dev/null) || true
         case $status in *" 200"*) return 0 ;; esac
         sleep 0.1
     done
-    die "gslbd never became ready (see $LAB_DIR/gslbd.log)"
+    die "$1:$2$3 never answered 200 (logs in $LAB_DIR)"
 }
+
+# Wait until gslbd at $1 says its first probe round is done (/readyz): before that, members
+# not yet probed are answered (fail open), so an answer says nothing about health.
+wait_ready() { wait_http "$1" 8053 /readyz; }
 
 start() { # name, then the command; records the PID
     local name=$1; shift
@@ -118,14 +126,30 @@ up() {
     done
     for ip in "${BACKENDS[@]}"; do wait_tcp "$ip" 8080; done
 
-    say "gslbd on $GSLBD_IP:53 (gslb.example.test)"
-    cat >"$LAB_DIR/gslbd.yaml" <<YAML
-listen: ["$GSLBD_IP:53"]
+    say "etcd on $ETCD_IP:2379 (the cluster's shared store)"
+    start etcd etcd --name lab --data-dir "$LAB_DIR/etcd" \
+        --listen-client-urls "http://$ETCD_IP:2379" --advertise-client-urls "http://$ETCD_IP:2379" \
+        --listen-peer-urls "http://$ETCD_IP:2380" --initial-advertise-peer-urls "http://$ETCD_IP:2380" \
+        --initial-cluster "lab=http://$ETCD_IP:2380" --log-level warn --logger zap
+    wait_http "$ETCD_IP" 2379 /health
+
+    for node in "${NODES[@]}"; do
+        read -r name ip <<<"$node"
+        say "gslbd $name on $ip:53 (gslb.example.test), probing from $ip"
+        cat >"$LAB_DIR/gslbd-$name.yaml" <<YAML
+listen: ["$ip:53"]
 zones_dir: $ROOT/examples/lab/zones
-state_dir: $LAB_DIR/state
-api: { listen: "$GSLBD_IP:8053" }
+state_dir: $LAB_DIR/state-$name
+api: { listen: "$ip:8053" }
+cluster:
+  node: $name
+  etcd: ["http://$ETCD_IP:2379"]
+  prefix: /lab/
+  probe_source: $ip
+  quorum: majority
 YAML
-    start gslbd "$GSLBD" serve --config "$LAB_DIR/gslbd.yaml"
+        start "gslbd-$name" "$GSLBD" serve --config "$LAB_DIR/gslbd-$name.yaml"
+    done
 
     say "NSD on $NSD_IP:53 (example.test, delegating gslb.example.test)"
     cat >"$LAB_DIR/nsd/example.test.zone" <<ZONE
@@ -134,9 +158,11 @@ YAML
 @       IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300
 @       IN NS  ns.example.test.
 ns      IN A   $NSD_IP
-; the delegation: NS and glue for the subzone gslbd serves
+; the delegation: NS and glue for the subzone the two gslbd nodes serve
 gslb    IN NS  ns1.gslb.example.test.
+gslb    IN NS  ns2.gslb.example.test.
 ns1.gslb IN A  $GSLBD_IP
+ns2.gslb IN A  $GSLBD2_IP
 ; the public name points into the subzone
 www     IN CNAME www.gslb.example.test.
 ZONE
@@ -179,6 +205,7 @@ server:
     module-config: "subnetcache iterator"
     # EDNS Client Subnet towards gslbd (RFC 7871), with answers cached per the scope it returns.
     send-client-subnet: $GSLBD_IP
+    send-client-subnet: $GSLBD2_IP
     max-client-subnet-ipv4: 24
     local-zone: "test." nodefault
     domain-insecure: "test."
@@ -191,9 +218,11 @@ remote-control:
 CONF
     start unbound unbound -d -c "$LAB_DIR/unbound/unbound.conf"
 
-    wait_dns "$GSLBD_IP" www.gslb.example.test A NOERROR
-    wait_ready
-    wait_pool 3
+    for ip in "$GSLBD_IP" "$GSLBD2_IP"; do
+        wait_dns "$ip" www.gslb.example.test A NOERROR
+        wait_ready "$ip"
+        wait_pool 3 "$ip"
+    done
     wait_dns "$NSD_IP" example.test SOA NOERROR
     wait_dns "$RESOLVER_IP" . NS 'NOERROR\|SERVFAIL\|REFUSED'
     say "up; stop with: examples/lab/lab.sh down"
@@ -222,6 +251,10 @@ show() {
     dig +norec @"$NSD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
     say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A # gslbd answers with authority (aa)"
     dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    say "\$ dig +norec +nsid @$GSLBD2_IP www.gslb.example.test A  # the second node; NSID says which"
+    dig +norec +nsid @"$GSLBD2_IP" www.gslb.example.test A | grep -E 'NSID|^www' || true
+    say "\$ gslbd ctl --api $GSLBD2_IP:8053 status    # one cluster: both nodes' votes"
+    "$GSLBD" ctl --api "$GSLBD2_IP:8053" status || true
     say "\$ dig +norec @$GSLBD_IP +subnet=10.2.7.0/24 geo.gslb.example.test A  # the outer site, valid for 10.2.0.0/15"
     dig +norec @"$GSLBD_IP" +subnet=10.2.7.0/24 geo.gslb.example.test A | grep -E 'CLIENT-SUBNET|^geo' || true
     say "\$ dig @$RESOLVER_IP +subnet=10.2.7.0/24 geo.gslb.example.test A   # through unbound's ECS cache"
@@ -230,15 +263,19 @@ show() {
     dig @"$RESOLVER_IP" +subnet=10.1.7.0/24 geo.gslb.example.test A | grep '^geo' || true
     local pid
     pid=$(awk '$2 == "www-127.0.53.12" { print $1 }' "$LAB_DIR/pids")
-    say "stopping the web server on 127.0.53.12 (PID $pid); gslbd notices within interval × fall"
+    say "stopping the web server on 127.0.53.12 (PID $pid); both nodes see it within interval × fall"
     kill "$pid"
-    for _ in $(seq 1 100); do
-        dig +short +norec @"$GSLBD_IP" www.gslb.example.test A | grep -q 127.0.53.12 || break
-        sleep 0.1
+    for ip in "$GSLBD_IP" "$GSLBD2_IP"; do
+        for _ in $(seq 1 100); do
+            dig +short +norec @"$ip" www.gslb.example.test A | grep -q 127.0.53.12 || break
+            sleep 0.1
+        done
     done
-    grep 'health: 127.0.53.12' "$LAB_DIR/gslbd.log" | tail -1 | sed 's/^[^ ]* *INFO //; s/ member=.*//' >&2 || true
-    say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A"
-    dig +norec @"$GSLBD_IP" www.gslb.example.test A | sed -n '/ANSWER SECTION/,/^$/p'
+    grep 'health: 127.0.53.12' "$LAB_DIR/gslbd-ns1.log" | tail -1 | sed 's/^[^ ]* *INFO //; s/ member=.*//' >&2 || true
+    for ip in "$GSLBD_IP" "$GSLBD2_IP"; do
+        say "\$ dig +norec @$ip www.gslb.example.test A"
+        dig +norec @"$ip" www.gslb.example.test A | sed -n '/ANSWER SECTION/,/^$/p'
+    done
 }
 
 case "${1:-demo}" in
