@@ -456,3 +456,63 @@ fn an_etcd_cluster_that_loses_a_member_changes_nothing() {
         assert!(!s.log().contains("decides from its own"), "{}", s.log());
     }
 }
+
+#[test]
+fn without_etcd_overrides_wait_and_a_restart_uses_the_state_file() {
+    if !etcd::available() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mut e = Etcd::start("127.0.79.3", d.path());
+    let backends = Backend::group(84, 2, Mode::Ok);
+    let members = ["127.0.84.1", "127.0.84.2"];
+    let z = zone(backends[0].addr.port(), &members);
+    let dirs: Vec<PathBuf> = (1..=2)
+        .map(|n| node_dir(d.path(), n, &[&e.client_url], &z))
+        .collect();
+    let mut nodes: Vec<Server> = dirs.iter().map(|p| Server::start(p, &[])).collect();
+    wait_cluster(&nodes, 2);
+    let (code, body) = nodes[0].http(
+        "POST",
+        "/v1/members/127.0.84.2/drain",
+        r#"{"reason": "r"}"#,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    all_answer(
+        &nodes,
+        &["127.0.84.1"],
+        Duration::from_secs(3),
+        "the drain did not reach ns2",
+    );
+
+    // etcd goes; ns2 restarts meanwhile and serves the overrides it kept in state_dir.
+    e.kill();
+    drop(nodes.pop());
+    nodes.push(Server::start(&dirs[1], &[]));
+    nodes[1].wait_log("override restored: 127.0.84.2 drain (r)", 5);
+    assert_eq!(answers(&nodes[1], "www.c.test"), set(&["127.0.84.1"]));
+
+    // An undrain on ns1 applies there at once; the API says etcd does not have it yet.
+    let t = Instant::now();
+    let (code, body) = nodes[0].http("POST", "/v1/members/127.0.84.2/undrain", "", None);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("applies on this node and is written to etcd when it answers"),
+        "{body}"
+    );
+    eprintln!("the API answered after {:?} without etcd", t.elapsed());
+    assert_eq!(answers(&nodes[0], "www.c.test"), set(&members));
+    assert_eq!(answers(&nodes[1], "www.c.test"), set(&["127.0.84.1"]));
+
+    // etcd back: the pending undrain is written, and ns2 follows.
+    e.restart();
+    let took = all_answer(
+        &nodes,
+        &members,
+        Duration::from_secs(10),
+        "the undrain taken without etcd was lost",
+    );
+    eprintln!("etcd back: the undrain reached ns2 after {took:?}");
+    nodes[0].wait_log("taken while etcd was unreachable is now written", 5);
+}
