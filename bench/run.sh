@@ -4,6 +4,7 @@
 #   bench/run.sh                          W1 and W2, 3 rounds
 #   WORKLOADS=w2 W2_SERVERS="gslbd gdnsd" REPS=5 bench/run.sh
 #   QUICK=1 bench/run.sh                  1 round of 3 s (smoke test)
+#   WORKLOADS=w2 W2_SERVERS="gslbd gslbd_cluster" bench/run.sh   standalone vs. cluster: on
 #
 # W1: a static A record (gslbd gdnsd knot nsd). W2: a name on a health-checked 3-member pool
 # (gslbd round-robin with a tcp check; gdnsd multifo with tcp_connect), members are real
@@ -108,19 +109,57 @@ names:
   geo: { pool: geo }
 YAML
     fi
-    GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve --zones "$dir/zones" --listen "$ADDR:$port" \
+    local config=()
+    if [ -n "${CLUSTER:-}" ]; then
+        # One node of a cluster: its etcd task and the writer's cluster work run beside the
+        # query path, pinned with it.
+        cat >"$dir/gslbd.yaml" <<YAML
+state_dir: $dir/state
+cluster: { node: bench, etcd: ["http://$ETCD_ADDR"], prefix: /bench/, quorum: majority }
+YAML
+        config=(--config "$dir/gslbd.yaml")
+    fi
+    GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve "${config[@]}" --zones "$dir/zones" --listen "$ADDR:$port" \
         --udp-threads "$(workers "$mode")" >"$dir/server.log" 2>&1 &
     SPID=$!
 }
+
+# gslbd with `cluster:` on, against an etcd on 127.0.0.1:23790 (started once, on CPU 1 with
+# the load, stopped on exit).
+ETCD_ADDR=127.0.0.1:23790
+ETCD_PID=""
+start_gslbd_cluster() {
+    if [ -z "$ETCD_PID" ]; then
+        command -v etcd >/dev/null || die "gslbd_cluster needs etcd (apt-get install etcd-server)"
+        taskset -c 1 etcd --name bench --data-dir "$WORK/etcd" \
+            --listen-client-urls "http://$ETCD_ADDR" --advertise-client-urls "http://$ETCD_ADDR" \
+            --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+            --initial-cluster bench=http://127.0.0.1:23800 --log-level warn --logger zap >"$WORK/etcd.log" 2>&1 &
+        ETCD_PID=$!
+        sleep 2
+    fi
+    CLUSTER=1 start_gslbd "$@"
+}
 eval "$(declare -f server_port | sed '1s/server_port/shared_server_port/')"
-server_port() { if [ "$1" = gslbd ]; then echo 25310; else shared_server_port "$1"; fi; }
+server_port() {
+    case $1 in
+        gslbd) echo 25310 ;;
+        gslbd_cluster) echo 25311 ;;
+        *) shared_server_port "$1" ;;
+    esac
+}
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$HERE/results/$STAMP
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/gslbd-bench.XXXXXX)
 SPID=""
-cleanup() { [ -n "${SPID:-}" ] && stop_pid "$SPID"; stop_backends; rm -rf "$WORK"; }
+cleanup() {
+    [ -n "${SPID:-}" ] && stop_pid "$SPID"
+    [ -n "${ETCD_PID:-}" ] && stop_pid "$ETCD_PID"
+    stop_backends
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

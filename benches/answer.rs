@@ -198,3 +198,46 @@ fn publish_snapshot(bencher: Bencher) {
     let zones = zones(ZONE);
     bencher.bench_local(|| Snapshot::build(black_box(&zones), 2).expect("snapshot"));
 }
+
+/// The writer's extra work per observation with `cluster:`: another node's view of one probe
+/// changes (a remote vantage set, the quorum taken, the pool republished), for a checked pool
+/// of N members. The query path does none of it.
+#[divan::bench(args = [3, 100])]
+fn cluster_observation(bencher: Bencher, n: usize) {
+    use gslbd::cluster::ProbeName;
+    use gslbd::health::State;
+    use gslbd::model::{Config, Quorum, Server};
+    use gslbd::writer::Table;
+    let mut text = String::from(
+        "zone: b.test.\nsoa: { mname: ns1.b.test., rname: hostmaster.b.test. }\nns: [ns1.b.test.]\nrecords:\n  ns1: { A: [192.0.2.53] }\nchecks:\n  web: { tcp: { port: 80 } }\npools:\n  web:\n    checks: [web]\n    max_answers: 3\n    members:\n",
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "      - {{ address: 10.0.{}.{} }}\n",
+            i >> 8,
+            i & 255
+        ));
+    }
+    text.push_str("names:\n  www: { pool: web }\n");
+    let config = Config {
+        server: Server::default(),
+        zones: zones(&text),
+    };
+    let now = std::time::Instant::now();
+    let mut table = Table::new(config, &|_| None, now, Default::default()).expect("table");
+    table.join_cluster("ns1", Quorum::Majority);
+    let key = table.probes().next().expect("a probe").0.clone();
+    let probe = ProbeName::of(&key);
+    let (ns2, ns3) = (table.vantage("ns2"), table.vantage("ns3"));
+    let ns2_down = Some(State::reported(Status::Down, String::new(), now));
+    table.set_vantage(&probe, ns2, ns2_down, now);
+    let mut down = false;
+    bencher.bench_local(|| {
+        // ns3 flips: with ns2 down and ns1 not voting, 2 of 2 down is a majority and 1 of 2
+        // is not, so every call changes the probe's status and republishes its pool.
+        down = !down;
+        let status = if down { Status::Down } else { Status::Up };
+        let state = Some(State::reported(status, String::new(), now));
+        black_box(table.set_vantage(&probe, ns3, state, now))
+    });
+}

@@ -516,3 +516,54 @@ fn without_etcd_overrides_wait_and_a_restart_uses_the_state_file() {
     eprintln!("etcd back: the undrain reached ns2 after {took:?}");
     nodes[0].wait_log("taken while etcd was unreachable is now written", 5);
 }
+
+/// etcd over TLS with client certificates and a user and password: the nodes connect with
+/// `ca_file`, `cert_file`, `key_file`, `username` and `password_file`; a wrong password is
+/// refused, said in the log and in `ctl status`.
+#[test]
+fn nodes_reach_an_etcd_with_tls_and_authentication() {
+    if !etcd::available() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (e, tls) = Etcd::start_secure("127.0.79.4", d.path());
+    let backends = Backend::group(85, 2, Mode::Ok);
+    let members = ["127.0.85.1", "127.0.85.2"];
+    let z = zone(backends[0].addr.port(), &members);
+    let secure = |n: usize, password: &str| {
+        let dir = node_dir(d.path(), n, &[&e.client_url], &z);
+        std::fs::write(dir.join("etcd.password"), format!("{password}\n")).unwrap();
+        let mut yaml = std::fs::read_to_string(dir.join("gslbd.yaml")).unwrap();
+        yaml.push_str(&format!(
+            "  username: gslbd\n  password_file: etcd.password\n  ca_file: {}\n  cert_file: {}\n  key_file: {}\n",
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        ));
+        std::fs::write(dir.join("gslbd.yaml"), yaml).unwrap();
+        dir
+    };
+    let nodes: Vec<Server> = (1..=2)
+        .map(|n| Server::start(&secure(n, "secret"), &[]))
+        .collect();
+    wait_cluster(&nodes, 2);
+    let (code, body) = nodes[0].http("POST", "/v1/members/127.0.85.1/drain", "", None);
+    assert_eq!(code, 200, "{body}");
+    all_answer(
+        &nodes,
+        &["127.0.85.2"],
+        Duration::from_secs(3),
+        "the drain did not reach ns2 over TLS",
+    );
+
+    let wrong = Server::start(&secure(3, "wrong"), &[]);
+    wrong.wait_log("cluster: lost the session with etcd", 10);
+    let st = status(&wrong);
+    assert_eq!(st["cluster"]["connected"], false, "{st:#}");
+    let problem = st["cluster"]["problem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(problem.contains("auth"), "{problem}");
+    eprintln!("a wrong etcd password: {problem}");
+}

@@ -86,8 +86,20 @@ enum End {
 
 impl From<etcdv3client::Error> for End {
     fn from(e: etcdv3client::Error) -> End {
-        End::Failed(e.to_string())
+        End::Failed(describe(&e))
     }
+}
+
+/// An etcd error as one line: the gRPC status message when there is one (the client's own
+/// text carries the whole status with its headers).
+fn describe(e: &etcdv3client::Error) -> String {
+    let text = e.to_string();
+    let message = text
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(m, _)| m)
+        .filter(|m| !m.is_empty());
+    message.map_or(text.clone(), str::to_string)
 }
 
 /// `fut`, or a failure after [`REQUEST_TIMEOUT`].
@@ -97,7 +109,7 @@ async fn bounded<T>(
 ) -> Result<T, End> {
     match timeout(REQUEST_TIMEOUT, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(End::Failed(format!("{what}: {e}"))),
+        Ok(Err(e)) => Err(End::Failed(format!("{what}: {}", describe(&e)))),
         Err(_) => Err(End::Failed(format!(
             "{what}: no answer within {}",
             humantime::format_duration(REQUEST_TIMEOUT)
@@ -351,7 +363,7 @@ impl Task {
                     let resp = match m {
                         Ok(Some(r)) => r,
                         Ok(None) => return Err(End::Failed("the watch ended".into())),
-                        Err(e) => return Err(End::Failed(format!("watch: {e}"))),
+                        Err(e) => return Err(End::Failed(format!("watch: {}", e.message()))),
                     };
                     if resp.canceled || resp.compact_revision > 0 {
                         return Err(End::Failed(format!("watch cancelled: {}", resp.cancel_reason)));
@@ -377,7 +389,7 @@ impl Task {
                     Ok(Some(r)) if r.ttl > 0 => answered = Instant::now(),
                     Ok(Some(_)) => return Err(End::Failed("this node's lease expired".into())),
                     Ok(None) => return Err(End::Failed("lease keep-alive ended".into())),
-                    Err(e) => return Err(End::Failed(format!("lease keep-alive: {e}"))),
+                    Err(e) => return Err(End::Failed(format!("lease keep-alive: {}", e.message()))),
                 },
                 _ = tick.tick() => {
                     if answered.elapsed() > Duration::from_secs(self.ttl_secs as u64) {
@@ -501,5 +513,19 @@ mod tests {
         assert_eq!(prefix_end(b"/gslbd/"), b"/gslbd0");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff"), [0]);
+    }
+
+    #[test]
+    fn etcd_errors_are_their_status_message() {
+        let status = tonic::Status::invalid_argument(
+            "etcdserver: authentication failed, invalid user id or password",
+        );
+        let e = etcdv3client::Error::from(status);
+        assert_eq!(
+            describe(&e),
+            "etcdserver: authentication failed, invalid user id or password"
+        );
+        let plain = etcdv3client::Error::new(etcdv3client::ErrKind::ConnectFailed, "refused");
+        assert!(describe(&plain).contains("refused"), "{}", describe(&plain));
     }
 }

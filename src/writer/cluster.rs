@@ -380,16 +380,14 @@ impl Writer {
             .get_or_create(&me)
             .set(m.nodes.len() as i64);
         metrics.cluster_observations.clear();
-        for (key, _) in self.table.probes() {
-            for (node, s) in self.table.votes(key) {
-                metrics
-                    .cluster_observations
-                    .get_or_create(&NodeLabels {
-                        node: node.to_string(),
-                        status: s.status.to_string(),
-                    })
-                    .inc();
-            }
+        for ((node, status), n) in self.table.vote_counts() {
+            metrics
+                .cluster_observations
+                .get_or_create(&NodeLabels {
+                    node: node.to_string(),
+                    status: status.to_string(),
+                })
+                .set(n);
         }
     }
 }

@@ -127,6 +127,19 @@ impl Table {
         self.live.publish(self.snapshot());
     }
 
+    /// How many probes each node sees in each status.
+    pub fn vote_counts(&self) -> HashMap<(&str, crate::health::Status), i64> {
+        let mut counts = HashMap::new();
+        for h in self.health.probes() {
+            for (v, s) in h.vantages() {
+                if let Some(node) = self.node_of(*v) {
+                    *counts.entry((node, s.status)).or_default() += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// The vantages that see probe `key`, each with its node's name and state.
     pub fn votes(&self, key: &ProbeKey) -> Vec<(&str, &State)> {
         let Some(h) = self.plan.probe_id(key).and_then(|id| self.health.probe(id)) else {
