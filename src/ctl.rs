@@ -245,19 +245,7 @@ fn explain_text(v: &Explanation) -> String {
         let checks: Vec<String> = m
             .checks
             .iter()
-            .map(|c| {
-                let last = c.last_result.as_deref().unwrap_or("no result yet");
-                let mut text = format!("{}={} ({last})", c.check, c.status);
-                if !c.votes.is_empty() {
-                    let votes: Vec<String> = c
-                        .votes
-                        .iter()
-                        .map(|v| format!("{}={}", v.node, v.status))
-                        .collect();
-                    text.push_str(&format!(" votes {}", votes.join(" ")));
-                }
-                text
-            })
+            .map(|c| check_text(&c.check, c.status, c.last_result.as_deref(), &c.votes))
             .collect();
         let mut line = format!(
             "  {:<16} {:<7}",
@@ -419,19 +407,7 @@ fn table(report: &StatusReport) -> String {
                 let checks: Vec<String> = m
                     .checks
                     .iter()
-                    .map(|c| {
-                        let last = c.last_result.as_deref().unwrap_or("no result yet");
-                        let mut text = format!("{}={} ({last})", c.check, c.status);
-                        if !c.votes.is_empty() {
-                            let votes: Vec<String> = c
-                                .votes
-                                .iter()
-                                .map(|v| format!("{}={}", v.node, v.status))
-                                .collect();
-                            text.push_str(&format!(" votes {}", votes.join(" ")));
-                        }
-                        text
-                    })
+                    .map(|c| check_text(&c.check, c.status, c.last_result.as_deref(), &c.votes))
                     .collect();
                 rows.push(vec![
                     z.zone.clone(),
@@ -468,6 +444,25 @@ fn table(report: &StatusReport) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// One check as `status` and `explain` print it: `web=down (connect refused)`, and with a
+/// cluster each node's vote (`votes ns1=down ns2=up`).
+fn check_text(
+    check: &str,
+    status: crate::health::Status,
+    last: Option<&str>,
+    votes: &[crate::api::Vote],
+) -> String {
+    let mut text = format!("{check}={status} ({})", last.unwrap_or("no result yet"));
+    if !votes.is_empty() {
+        let votes: Vec<String> = votes
+            .iter()
+            .map(|v| format!("{}={}", v.node, v.status))
+            .collect();
+        text.push_str(&format!(" votes {}", votes.join(" ")));
+    }
+    text
 }
 
 /// The cluster line above the table: this node, etcd, the live nodes.
