@@ -432,6 +432,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub generation: Gauge,
     pub overrides: Family<KindLabels, Gauge>,
+    /// From the end of the probe that changed a health status to the new snapshot.
+    pub publish_delay: Histogram,
     /// With a cluster (labelled with this node, so that nothing shows without one): 1 while
     /// etcd is reachable, and the live nodes.
     pub cluster_connected: Family<ThisNode, Gauge>,
@@ -477,6 +479,8 @@ impl Metrics {
             reloads: Family::default(),
             generation: Gauge::default(),
             overrides: Family::default(),
+            // 10 µs … ~0.3 s.
+            publish_delay: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
             cluster_connected: Family::default(),
             cluster_nodes: Family::default(),
             cluster_observations: Family::default(),
@@ -516,6 +520,11 @@ impl Metrics {
             "gslbd_overrides",
             "Operator overrides in force, by kind",
             m.overrides.clone(),
+        );
+        registry.register(
+            "gslbd_health_publish_delay_seconds",
+            "From the end of the probe that changed a health status to the snapshot answers use",
+            m.publish_delay.clone(),
         );
         registry.register(
             "gslbd_cluster_connected",

@@ -241,6 +241,20 @@ pub struct Thresholds {
     pub rise: u32,
     /// Consecutive failures to go from up to down.
     pub fall: u32,
+    /// Fewer failures suffice when the last one is a refused or reset connection, a definite
+    /// answer from the host (a timeout may be the network): `fall_on_refused:`.
+    pub fall_on_refused: Option<u32>,
+}
+
+impl Thresholds {
+    /// Failures in a row that take a member down, when the last one was a refused (or reset)
+    /// connection or not.
+    pub fn fall_after(&self, refused: bool) -> u32 {
+        match self.fall_on_refused {
+            Some(n) if refused => n.min(self.fall),
+            _ => self.fall,
+        }
+    }
 }
 
 /// A named, reusable health check.
@@ -255,9 +269,21 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
     pub kind: CheckKind,
+    /// Between probes while the state is settled and up (or not known yet).
     pub interval: Duration,
+    /// Between probes while the state is in transition: after a failure of an up member, or
+    /// a success of a down one, until `fall` or `rise` settles it either way.
+    pub fast_interval: Duration,
+    /// Between probes while the member is down (and settled).
+    pub down_interval: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
+}
+
+/// `fast_interval` when not given: a quarter of `interval`, at least 100 ms (and never more
+/// than `interval`).
+pub fn default_fast_interval(interval: Duration) -> Duration {
+    (interval / 4).max(Duration::from_millis(100)).min(interval)
 }
 
 impl CheckSpec {
@@ -303,13 +329,24 @@ impl CheckSpec {
             CheckKind::Exec { command } => format!("exec command={command:?}"),
             CheckKind::File { path } => format!("file path={}", q(&path.to_string_lossy())),
         };
-        format!(
+        let mut s = format!(
             "{what} interval={}ms timeout={}ms rise={} fall={}",
             self.interval.as_millis(),
             self.timeout.as_millis(),
             self.thresholds.rise,
             self.thresholds.fall
-        )
+        );
+        // Only what differs from the defaults: keys written before these existed still match.
+        if self.fast_interval != default_fast_interval(self.interval) {
+            s.push_str(&format!(" fast={}ms", self.fast_interval.as_millis()));
+        }
+        if self.down_interval != self.interval {
+            s.push_str(&format!(" down={}ms", self.down_interval.as_millis()));
+        }
+        if let Some(n) = self.thresholds.fall_on_refused {
+            s.push_str(&format!(" fall_on_refused={n}"));
+        }
+        s
     }
 }
 

@@ -34,9 +34,13 @@ struct Entry {
     status: String,
 }
 
-/// The key of a check spec in a version 1 file (its `Debug` text then).
+/// The key of a check spec in a version 1 file: its `Debug` text as it was then, written out
+/// here field by field (fields added since, like `fast_interval`, were not in it).
 fn legacy_key(spec: &CheckSpec) -> String {
-    format!("{spec:?}")
+    format!(
+        "CheckSpec {{ kind: {:?}, interval: {:?}, timeout: {:?}, thresholds: Thresholds {{ rise: {}, fall: {} }} }}",
+        spec.kind, spec.interval, spec.timeout, spec.thresholds.rise, spec.thresholds.fall
+    )
 }
 
 pub fn health_path(dir: &Path) -> PathBuf {
@@ -232,8 +236,14 @@ mod tests {
                     expect_banner: Pattern::new("^220 ").ok(),
                 },
                 interval: Duration::from_secs(5),
+                fast_interval: crate::model::default_fast_interval(Duration::from_secs(5)),
+                down_interval: Duration::from_secs(5),
                 timeout: Duration::from_secs(2),
-                thresholds: Thresholds { rise: 2, fall: 3 },
+                thresholds: Thresholds {
+                    rise: 2,
+                    fall: 3,
+                    fall_on_refused: None,
+                },
             },
         }
     }

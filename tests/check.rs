@@ -485,3 +485,35 @@ fn too_many_sites_are_refused_at_the_first_one_too_many() {
         stderr(&o)
     );
 }
+
+#[test]
+fn paced_intervals_and_fall_on_refused_are_validated() {
+    let d = zones(&[(
+        "f.yaml",
+        "zone: f.test.
+soa: { mname: ns1.f.test., rname: hostmaster.f.test. }
+ns: [ns1.f.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+checks:
+  fast: { tcp: { port: 25 }, interval: 1s, timeout: 1s, fast_interval: 2s }
+  tiny: { tcp: { port: 25 }, interval: 1s, timeout: 1s, fast_interval: 50ms }
+  down: { tcp: { port: 25 }, interval: 1s, timeout: 800ms, down_interval: 500ms }
+  refused: { tcp: { port: 25 }, fall: 2, fall_on_refused: 3 }
+  good: { tcp: { port: 25 }, interval: 1s, timeout: 1s, fast_interval: 200ms, down_interval: 5s, fall_on_refused: 1 }
+",
+    )]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for want in [
+        "zones/f.yaml:7:72: checks.fast.fast_interval: 2s is longer than the interval (1s)",
+        "zones/f.yaml:8:72: checks.tiny.fast_interval: must be at least 100ms",
+        "zones/f.yaml:9:75: checks.down.down_interval: 500ms is shorter than the timeout (800ms)",
+        "zones/f.yaml:10:59: checks.refused.fall_on_refused: 3 is not in 1..=2",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("checks.good"), "{err}");
+    assert!(err.ends_with("4 error(s)\n"), "{err}");
+}

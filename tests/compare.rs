@@ -24,10 +24,15 @@ fn health_aware_stops_failing_after_detection_and_round_robin_does_not() {
     let o = sim::run(Path::new(env!("CARGO_BIN_EXE_gslbd")), &plan, &|_, _| {}).unwrap();
     let table = sim::table(&o);
     let rows = o.rows();
-    let (rr, ha) = (&rows[0], &rows[1]);
+    let (rr, ha, fast, one) = (&rows[0], &rows[1], &rows[2], &rows[3]);
     assert_eq!(
-        (rr.mode, ha.mode),
-        (sim::Mode::RoundRobin, sim::Mode::HealthAware)
+        (rr.mode, ha.mode, fast.mode, one.mode),
+        (
+            sim::Mode::RoundRobin,
+            sim::Mode::HealthAware,
+            sim::Mode::Fast,
+            sim::Mode::OneStrike
+        )
     );
 
     // Detection within fall (2) probes plus a probe interval of slack and jitter; recovery
@@ -40,6 +45,13 @@ fn health_aware_stops_failing_after_detection_and_round_robin_does_not() {
         .recover
         .expect("health-aware answers never took backend 2 back");
     assert!(recover <= Duration::from_secs(3), "{table}");
+    // With fast_interval (200 ms), the second failure comes within a fast probe of the first:
+    // about as soon as a one-strike checker notices.
+    for r in [fast, one] {
+        let detect = r.detect.expect("never dropped backend 2");
+        assert!(detect <= Duration::from_millis(1500), "{table}");
+        assert!(r.after_detection <= 0.01, "{table}");
+    }
 
     // Enough connects in the settled part of the outage to judge a 1 % rate.
     assert!(ha.after_detection_attempts >= 200, "{table}");
@@ -56,8 +68,10 @@ fn health_aware_stops_failing_after_detection_and_round_robin_does_not() {
 
     // The chart has one line per mode and the shaded outage.
     let svg = sim::svg(&o);
-    assert_eq!(svg.matches("<polyline").count(), 2);
-    assert!(svg.contains("round robin") && svg.contains("health-aware"));
+    assert_eq!(svg.matches("<polyline").count(), 4);
+    for m in sim::MODES {
+        assert!(svg.contains(m.label()), "{}", m.label());
+    }
     assert!(svg.contains(r##"fill="#bbbbbb""##));
 }
 

@@ -3,7 +3,8 @@
 //! ```sh
 //! cargo run --release --example compare [-- [--out DIR] [--quick]]
 //! ```
-//! Three backends on 127.0.60.1-3, one gslbd serving the same three addresses two ways, 60
+//! Three backends on 127.0.60.1-3, one gslbd serving the same three addresses four ways (round
+//! robin; health-aware; health-aware with `fast_interval`; one-strike, `fall: 1`), 60
 //! clients per way that resolve (caching for the TTL) and connect to the first address, and
 //! backend 2 down from t=5 s to t=20 s. Prints a table per mode and writes `compare.svg`
 //! (failed connects per second) to DIR (default `target/compare`; README's chart is
@@ -26,21 +27,24 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     eprintln!(
-        "compare: {} clients per mode, backend 2 of 3 down from t={} s to t={} s, TTL {} s, checks every {} ms (fall {}, rise {})",
+        "compare: {} clients per mode, backend 2 of 3 down from t={} s to t={} s, TTL {} s, checks every {} ms (fall {}, rise {}; fast_interval {} ms)",
         plan.clients,
         plan.outage_start.as_secs(),
         plan.outage_end.as_secs(),
         plan.ttl,
         plan.interval.as_millis(),
         plan.fall,
-        plan.rise
+        plan.rise,
+        plan.fast_interval.as_millis()
     );
-    let progress = |t: Duration, failed: [usize; 2]| {
+    let progress = |t: Duration, failed: [usize; 4]| {
         eprint!(
-            "\r  t={:>5.1} s  failed connects: round robin {:>5}, health-aware {:>5} ",
+            "\r  t={:>5.1} s  failed connects: round robin {:>5}, health-aware {:>5}, fast {:>5}, one-strike {:>5} ",
             t.as_secs_f64(),
             failed[0],
-            failed[1]
+            failed[1],
+            failed[2],
+            failed[3]
         );
         let _ = std::io::stderr().flush();
     };

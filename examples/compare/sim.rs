@@ -18,13 +18,24 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-/// The two ways the pool is served.
-pub const MODES: [Mode; 2] = [Mode::RoundRobin, Mode::HealthAware];
+/// The ways the pool is served.
+pub const MODES: [Mode; 4] = [
+    Mode::RoundRobin,
+    Mode::HealthAware,
+    Mode::Fast,
+    Mode::OneStrike,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     RoundRobin,
+    /// Checked every interval, down after `fall` failures.
     HealthAware,
+    /// The same, with `fast_interval`: once a probe fails, the next come sooner.
+    Fast,
+    /// Down on the first failed probe (`fall: 1`, as PowerDNS's ifurlup): the fastest
+    /// detection, and a flap on every lost probe.
+    OneStrike,
 }
 
 impl Mode {
@@ -32,6 +43,8 @@ impl Mode {
         match self {
             Mode::RoundRobin => "round robin",
             Mode::HealthAware => "health-aware",
+            Mode::Fast => "health-aware, fast_interval",
+            Mode::OneStrike => "one-strike (fall 1)",
         }
     }
 
@@ -39,7 +52,23 @@ impl Mode {
         match self {
             Mode::RoundRobin => "rr.cmp.test.",
             Mode::HealthAware => "ha.cmp.test.",
+            Mode::Fast => "haf.cmp.test.",
+            Mode::OneStrike => "one.cmp.test.",
         }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Mode::RoundRobin => "#d62728",
+            Mode::HealthAware => "#1f77b4",
+            Mode::Fast => "#2ca02c",
+            Mode::OneStrike => "#9467bd",
+        }
+    }
+
+    /// Whether the mode checks the backends (and so has a detection time).
+    pub fn checked(self) -> bool {
+        self != Mode::RoundRobin
     }
 }
 
@@ -53,8 +82,9 @@ pub struct Plan {
     pub clients: usize,
     pub pause: Duration,
     pub ttl: u32,
-    /// The health check: interval, fall and rise.
+    /// The health check: interval, fall and rise; `fast_interval` for [`Mode::Fast`].
     pub interval: Duration,
+    pub fast_interval: Duration,
     pub fall: u32,
     pub rise: u32,
     /// The second octet-triple of the backends' addresses: 127.0.<net>.1-3.
@@ -71,6 +101,7 @@ impl Default for Plan {
             pause: Duration::from_millis(500),
             ttl: 5,
             interval: Duration::from_secs(1),
+            fast_interval: Duration::from_millis(200),
             fall: 2,
             rise: 2,
             net: 60,
@@ -96,6 +127,7 @@ pub fn args(args: impl IntoIterator<Item = String>) -> Result<(PathBuf, Plan), S
                 plan.outage_end = Duration::from_secs(11);
                 plan.ttl = 2;
                 plan.interval = Duration::from_millis(500);
+                plan.fast_interval = Duration::from_millis(100);
             }
             "--" => return Err("one `--` is enough: cargo passes what follows it".into()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -117,10 +149,10 @@ pub struct Attempt {
 pub struct Outcome {
     pub plan: Plan,
     pub attempts: Vec<Attempt>,
-    /// When the health-aware answers stopped containing backend 2, and when they had it again
-    /// (from the run's start), if they did.
-    pub ha_dropped_at: Option<Duration>,
-    pub ha_back_at: Option<Duration>,
+    /// Per mode (by index in [`MODES`]): when its answers stopped containing backend 2, and
+    /// when they had it again (from the run's start), if they did. Round robin never does.
+    pub dropped_at: [Option<Duration>; 4],
+    pub back_at: [Option<Duration>; 4],
 }
 
 /// One row of the table.
@@ -138,10 +170,16 @@ pub struct Row {
 }
 
 impl Outcome {
-    /// The part of the outage in which health-aware answers are already clean everywhere:
-    /// from detection plus one TTL (every cache has expired) to the end of the outage.
+    /// The part of the outage in which every checked mode's answers are already clean
+    /// everywhere: from the slowest detection plus one TTL (every cache has expired) to the
+    /// end of the outage.
     pub fn settled_window(&self) -> (Duration, Duration) {
-        let detect = self.ha_dropped_at.unwrap_or(self.plan.outage_end);
+        let detect = MODES
+            .iter()
+            .filter(|m| m.checked())
+            .map(|&m| self.dropped_at[m as usize].unwrap_or(self.plan.outage_end))
+            .max()
+            .unwrap_or(self.plan.outage_end);
         let start =
             (detect + Duration::from_secs(u64::from(self.plan.ttl))).min(self.plan.outage_end);
         (start, self.plan.outage_end)
@@ -157,15 +195,11 @@ impl Outcome {
                 let window: Vec<&&Attempt> =
                     of.iter().filter(|a| a.at >= w0 && a.at < w1).collect();
                 let window_failures = window.iter().filter(|a| !a.ok).count();
-                let (detect, recover) = match mode {
-                    Mode::RoundRobin => (None, None),
-                    Mode::HealthAware => (
-                        self.ha_dropped_at
-                            .map(|t| t.saturating_sub(self.plan.outage_start)),
-                        self.ha_back_at
-                            .map(|t| t.saturating_sub(self.plan.outage_end)),
-                    ),
-                };
+                let (detect, recover) = (
+                    self.dropped_at[mode as usize]
+                        .map(|t| t.saturating_sub(self.plan.outage_start)),
+                    self.back_at[mode as usize].map(|t| t.saturating_sub(self.plan.outage_end)),
+                );
                 Row {
                     mode,
                     attempts: of.len(),
@@ -203,7 +237,7 @@ pub fn table(o: &Outcome) -> String {
     let secs =
         |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
     let mut out = format!(
-        "{:<13} {:>8} {:>7} {:>8} {:>22} {:>9} {:>9}\n",
+        "{:<27} {:>8} {:>7} {:>8} {:>22} {:>9} {:>9}\n",
         "mode",
         "connects",
         "failed",
@@ -214,7 +248,7 @@ pub fn table(o: &Outcome) -> String {
     );
     for r in o.rows() {
         out.push_str(&format!(
-            "{:<13} {:>8} {:>7} {:>7.1}% {:>21.1}% {:>9} {:>9}\n",
+            "{:<27} {:>8} {:>7} {:>7.1}% {:>21.1}% {:>9} {:>9}\n",
             r.mode.label(),
             r.attempts,
             r.failures,
@@ -230,18 +264,10 @@ pub fn table(o: &Outcome) -> String {
 /// The chart: failed connects per second over time, one line per mode, the outage shaded.
 pub fn svg(o: &Outcome) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 320.0, 56.0, 24.0, 36.0, 44.0);
-    let series: Vec<(Mode, Vec<usize>, &str)> = vec![
-        (
-            Mode::RoundRobin,
-            o.failures_per_second(Mode::RoundRobin),
-            "#d62728",
-        ),
-        (
-            Mode::HealthAware,
-            o.failures_per_second(Mode::HealthAware),
-            "#1f77b4",
-        ),
-    ];
+    let series: Vec<(Mode, Vec<usize>, &str)> = MODES
+        .iter()
+        .map(|&m| (m, o.failures_per_second(m), m.color()))
+        .collect();
     let max_y = series
         .iter()
         .flat_map(|(_, v, _)| v.iter().copied())
@@ -313,9 +339,9 @@ pub fn svg(o: &Outcome) -> String {
 <rect x="{:.1}" y="{:.1}" width="14" height="4" fill="{color}"/><text x="{:.1}" y="{:.1}">{}</text>
 "##,
             points.join(" "),
-            w - right - 150.0,
+            w - right - 190.0,
             top + 10.0 + 18.0 * i as f64,
-            w - right - 130.0,
+            w - right - 170.0,
             top + 15.0 + 18.0 * i as f64,
             mode.label()
         ));
@@ -404,18 +430,25 @@ ns: [ns1.cmp.test.]
 records:
   ns1: {{ A: [127.0.0.1] }}
 checks:
-  port: {{ tcp: {{ port: {port} }}, interval: {}ms, timeout: {}ms, fall: {}, rise: {} }}
+  port: {{ tcp: {{ port: {port} }}, interval: {i}ms, fast_interval: {i}ms, timeout: {t}ms, fall: {fall}, rise: {rise} }}
+  fast: {{ tcp: {{ port: {port} }}, interval: {i}ms, fast_interval: {f}ms, timeout: {t}ms, fall: {fall}, rise: {rise} }}
+  one: {{ tcp: {{ port: {port} }}, interval: {i}ms, fast_interval: {i}ms, timeout: {t}ms, fall: 1, rise: 1 }}
 pools:
   rr: {{ ttl: {ttl}, max_answers: 3, members: {members} }}
   ha: {{ ttl: {ttl}, max_answers: 3, checks: [port], members: {members} }}
+  haf: {{ ttl: {ttl}, max_answers: 3, checks: [fast], members: {members} }}
+  one: {{ ttl: {ttl}, max_answers: 3, checks: [one], members: {members} }}
 names:
   rr: {{ pool: rr }}
   ha: {{ pool: ha }}
+  haf: {{ pool: haf }}
+  one: {{ pool: one }}
 ",
-        plan.interval.as_millis(),
-        (plan.interval.as_millis() / 2).max(100),
-        plan.fall,
-        plan.rise,
+        i = plan.interval.as_millis(),
+        f = plan.fast_interval.as_millis(),
+        t = (plan.interval.as_millis() / 2).max(100),
+        fall = plan.fall,
+        rise = plan.rise,
         ttl = plan.ttl,
     )
 }
@@ -495,7 +528,7 @@ pub fn resolve(sock: &UdpSocket, server: SocketAddr, name: &str) -> Option<(Vec<
 pub fn run(
     bin: &Path,
     plan: &Plan,
-    progress: &dyn Fn(Duration, [usize; 2]),
+    progress: &dyn Fn(Duration, [usize; 4]),
 ) -> Result<Outcome, String> {
     let n = plan.net;
     let ip = |i: u8| IpAddr::V4(Ipv4Addr::new(127, 0, n, i));
@@ -518,7 +551,7 @@ pub fn run(
 
     let start = Instant::now();
     let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
-    let failed = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let failed = Arc::new([(); 4].map(|_| AtomicUsize::new(0)));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for mode in MODES {
@@ -533,9 +566,9 @@ pub fn run(
         }
     }
 
-    // The outage, and a watcher of the health-aware answers.
-    let mut ha_dropped_at = None;
-    let mut ha_back_at = None;
+    // The outage, and a watcher of the checked modes' answers.
+    let mut dropped_at = [None; 4];
+    let mut back_at = [None; 4];
     let mut last_progress = Duration::ZERO;
     let mut down = false;
     let mut restored = false;
@@ -550,20 +583,24 @@ pub fn run(
                 .map_err(|e| format!("restarting backend 2: {e}"))?;
             restored = true;
         }
-        if let Some((addrs, _)) = resolve(&probe, g.dns, Mode::HealthAware.qname()) {
+        for mode in MODES.into_iter().filter(|m| m.checked()) {
+            let Some((addrs, _)) = resolve(&probe, g.dns, mode.qname()) else {
+                continue;
+            };
             let has2 = addrs.contains(&ip(2));
-            if down && !restored && !has2 && ha_dropped_at.is_none() {
-                ha_dropped_at = Some(start.elapsed());
+            let i = mode as usize;
+            if down && !restored && !has2 && dropped_at[i].is_none() {
+                dropped_at[i] = Some(start.elapsed());
             }
-            if restored && has2 && ha_back_at.is_none() {
-                ha_back_at = Some(start.elapsed());
+            if restored && has2 && back_at[i].is_none() {
+                back_at[i] = Some(start.elapsed());
             }
         }
         if now >= last_progress + Duration::from_millis(500) {
             last_progress = now;
-            progress(now, [0, 1].map(|m| failed[m].load(Ordering::Relaxed)));
+            progress(now, [0, 1, 2, 3].map(|m| failed[m].load(Ordering::Relaxed)));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -576,8 +613,8 @@ pub fn run(
     Ok(Outcome {
         plan: plan.clone(),
         attempts,
-        ha_dropped_at,
-        ha_back_at,
+        dropped_at,
+        back_at,
     })
 }
 

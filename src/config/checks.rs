@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::diag::Reporter;
 use super::format::{CheckFile, Entries, Spanned};
 use super::values::{self, Zero, loc};
-use crate::model::{CaCerts, Check, CheckKind, CheckSpec, HttpCheck, Pattern, Thresholds};
+use crate::model::{
+    CaCerts, Check, CheckKind, CheckSpec, HttpCheck, Pattern, Thresholds, default_fast_interval,
+};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -123,6 +125,71 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
     };
     let rise = count(&c.rise, "rise", DEFAULT_RISE, r);
     let fall = count(&c.fall, "fall", DEFAULT_FALL, r);
+    let fall_on_refused = c.fall_on_refused.as_ref().and_then(|v| {
+        let most = fall.unwrap_or(1).max(1);
+        values::int(
+            v,
+            1..=i64::from(most),
+            &format!("{base}.fall_on_refused"),
+            r,
+        )
+        .map(|n| n as u32)
+    });
+    // The paced intervals: at least 100 ms, and no longer than the interval they speed up
+    // (fast) or at least the probe's timeout (down, like interval).
+    let paced = |v: &Option<Spanned<String>>, what: &str, default: Duration, r: &mut Reporter| {
+        let d = values::duration_or(
+            v.as_ref(),
+            default,
+            Zero::Refused,
+            &format!("{base}.{what}"),
+            r,
+        )?;
+        if let Some(spec) = v {
+            if d < MIN_INTERVAL {
+                r.error(
+                    loc(spec),
+                    format!("{base}.{what}"),
+                    "must be at least 100ms",
+                );
+                return None;
+            }
+            if let Some(t) = timeout
+                && what == "down_interval"
+                && t > d
+            {
+                r.error(
+                    loc(spec),
+                    format!("{base}.{what}"),
+                    format!(
+                        "{} is shorter than the timeout ({}); a probe must end before the next starts",
+                        humantime::format_duration(d),
+                        humantime::format_duration(t)
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(d)
+    };
+    let fast_interval = interval.and_then(|i| {
+        let fast = paced(&c.fast_interval, "fast_interval", default_fast_interval(i), r)?;
+        if fast > i {
+            let at = c.fast_interval.as_ref().map_or(loc(key), loc);
+            r.error(
+                at,
+                format!("{base}.fast_interval"),
+                format!(
+                    "{} is longer than the interval ({}): it is the faster pace while a member is in transition",
+                    humantime::format_duration(fast),
+                    humantime::format_duration(i)
+                ),
+            );
+            return None;
+        }
+        Some(fast)
+    });
+    let down_interval = interval.and_then(|i| paced(&c.down_interval, "down_interval", i, r));
 
     let kind = if let Some(t) = &c.tcp {
         let t = &t.value;
@@ -238,10 +305,13 @@ fn check(base: &str, key: &Spanned<String>, c: &CheckFile, r: &mut Reporter) -> 
     Some(CheckSpec {
         kind,
         interval: interval?,
+        fast_interval: fast_interval?,
+        down_interval: down_interval?,
         timeout: timeout?,
         thresholds: Thresholds {
             rise: rise?,
             fall: fall?,
+            fall_on_refused,
         },
     })
 }

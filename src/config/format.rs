@@ -252,9 +252,14 @@ pub struct CheckFile {
     pub exec: Option<Spanned<ExecFile>>,
     pub file: Option<Spanned<FileCheckFile>>,
     pub interval: Option<Spanned<String>>,
+    /// While a member is in transition (HAProxy's `fastinter`).
+    pub fast_interval: Option<Spanned<String>>,
+    /// While a member is down (HAProxy's `downinter`).
+    pub down_interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
+    pub fall_on_refused: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -101,6 +101,7 @@ impl State {
     /// Take one probe outcome. Returns the transition if the status changed.
     pub fn observe(&mut self, outcome: Outcome, t: Thresholds, now: Instant) -> Option<Transition> {
         let ok = outcome.ok();
+        let fall = t.fall_after(outcome.failure == Some(crate::probe::Failure::Refused));
         self.last = Some(outcome);
         self.last_at = Some(now);
         let next = match (self.status, ok) {
@@ -110,7 +111,7 @@ impl State {
                 self.streak = 0;
                 None
             }
-            (Status::Up, false) => self.count(t.fall, Status::Down),
+            (Status::Up, false) => self.count(fall, Status::Down),
             (Status::Down, true) => self.count(t.rise, Status::Up),
         }?;
         let from = self.status;
@@ -145,7 +146,11 @@ mod tests {
     use crate::probe::Failure;
     use std::time::Duration;
 
-    const T: Thresholds = Thresholds { rise: 2, fall: 3 };
+    const T: Thresholds = Thresholds {
+        rise: 2,
+        fall: 3,
+        fall_on_refused: None,
+    };
 
     fn run(s: &mut State, results: &[bool], start: Instant) -> Vec<(usize, Status)> {
         let mut out = Vec::new();
@@ -162,6 +167,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_refusal_may_take_a_member_down_sooner_than_timeouts() {
+        let t0 = Instant::now();
+        let t = Thresholds {
+            rise: 2,
+            fall: 3,
+            fall_on_refused: Some(1),
+        };
+        let timeout = || Outcome::down(Failure::Timeout, "timeout 2s");
+        let refused = || Outcome::down(Failure::Refused, "connect refused");
+        let mut s = State::new(t0);
+        s.observe(Outcome::up("ok"), t, t0);
+        assert_eq!(s.observe(timeout(), t, t0), None);
+        assert_eq!(s.observe(timeout(), t, t0), None, "two timeouts of three");
+        let tr = s.observe(refused(), t, t0).expect("a refusal decides");
+        assert_eq!(tr.to, Status::Down);
+        // without it, a refusal is a failure like any other
+        let plain = Thresholds {
+            fall_on_refused: None,
+            ..t
+        };
+        let mut s = State::new(t0);
+        s.observe(Outcome::up("ok"), plain, t0);
+        assert_eq!(s.observe(refused(), plain, t0), None);
+        assert_eq!(s.observe(refused(), plain, t0), None);
+        assert!(s.observe(refused(), plain, t0).is_some());
     }
 
     #[test]

@@ -249,7 +249,11 @@ mod tests {
     use crate::probe::Failure;
     use std::time::Duration;
 
-    const T: Thresholds = Thresholds { rise: 2, fall: 2 };
+    const T: Thresholds = Thresholds {
+        rise: 2,
+        fall: 2,
+        fall_on_refused: None,
+    };
 
     #[test]
     fn probes_rise_and_fall_by_id_and_remember_when_they_came_up() {

@@ -135,6 +135,8 @@ fn request_error(e: &reqwest::Error, h: &HttpCheck, addr: IpAddr) -> (Failure, S
         (Failure::Timeout, "timeout".into())
     } else if text.contains("Connection refused") {
         (Failure::Refused, "connect refused".into())
+    } else if text.contains("Connection reset") {
+        (Failure::Refused, "connection reset".into())
     } else if e.is_connect() {
         (Failure::Other, format!("connect failed: {text}"))
     } else {

@@ -12,6 +12,7 @@ mod exec;
 mod file;
 pub(crate) mod http;
 pub mod load;
+pub mod pace;
 mod tcp;
 mod tls;
 
@@ -43,6 +44,8 @@ pub struct Report {
     pub key: Arc<ProbeKey>,
     pub outcome: Outcome,
     pub elapsed: Duration,
+    /// When the probe ended: the writer measures how soon its verdict is published.
+    pub finished: Instant,
 }
 
 /// State a prober keeps between runs (an HTTP client pinned to the member, a parsed file).
@@ -94,8 +97,9 @@ pub fn source_for(to: IpAddr) -> Option<IpAddr> {
         .filter(|s| s.is_ipv4() == to.is_ipv4())
 }
 
-/// Start the prober of one key: probe at once, then every interval with ±10 % jitter so that
-/// probes of many members do not fire together. Stops when the writer's channel closes or
+/// Start the prober of one key: probe at once, then at the pace its results set ([`pace`]:
+/// `interval`, `fast_interval` in transition, `down_interval` while down) with ±10 % jitter
+/// so that probes of many members do not fire together. Stops when the writer's channel closes or
 /// the task is aborted. Runs on `rt`, the probers' own runtime (see [`runtime`]).
 pub fn spawn(
     key: Arc<ProbeKey>,
@@ -109,6 +113,7 @@ pub fn spawn(
             _ => Kit::None,
         };
         let mut rng = fastrand::Rng::new();
+        let mut pace = pace::Pace::default();
         loop {
             let start = Instant::now();
             let outcome = {
@@ -116,16 +121,17 @@ pub fn spawn(
                 let _slot = IN_FLIGHT.acquire().await;
                 run(&key.spec.kind, key.address, key.spec.timeout, &mut kit).await
             };
+            let wait = pace.next(outcome.failure, &key.spec);
             let report = Report {
                 key: key.clone(),
                 outcome,
                 elapsed: start.elapsed(),
+                finished: Instant::now(),
             };
             if tx.send(report).await.is_err() {
                 return;
             }
-            let interval = key.spec.interval.as_secs_f64();
-            let jittered = interval * (0.9 + 0.2 * rng.f64());
+            let jittered = wait.as_secs_f64() * (0.9 + 0.2 * rng.f64());
             tokio::time::sleep_until((start + Duration::from_secs_f64(jittered)).into()).await;
         }
     })
@@ -204,7 +210,7 @@ impl Outcome {
 pub enum Failure {
     /// No result within the check's timeout.
     Timeout,
-    /// The connection was refused.
+    /// The connection was refused or reset: a definite answer from the host.
     Refused,
     /// The greeting did not match, or the peer closed before it did.
     Banner,

@@ -34,6 +34,9 @@ pub async fn probe(addr: IpAddr, port: u16, expect_banner: Option<&Pattern>) -> 
                 );
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return down(Failure::Refused, "connection reset");
+            }
             Err(e) => return down(Failure::Other, format!("read failed: {e}")),
         }
         let text = String::from_utf8_lossy(&buf);
@@ -67,6 +70,7 @@ pub(super) async fn connect(to: SocketAddr) -> std::io::Result<TcpStream> {
 pub(super) fn connect_error(e: &std::io::Error) -> (Failure, String) {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => (Failure::Refused, "connect refused".into()),
+        std::io::ErrorKind::ConnectionReset => (Failure::Refused, "connection reset".into()),
         _ => (Failure::Other, format!("connect failed: {e}")),
     }
 }

@@ -230,6 +230,11 @@ impl Writer {
         let o = self
             .table
             .observe(&r.key, r.outcome.clone(), self.clock.now());
+        // A changed status is in the snapshot now: how long after the probe ended.
+        let published = o.status.as_ref().map(|_| r.finished.elapsed());
+        if let Some(d) = published {
+            metrics.publish_delay.observe(d.as_secs_f64());
+        }
         set_check_gauge(&self.table, &r.key);
         if o.local.is_some() || o.first {
             self.publish_observation(&r.key);
@@ -257,12 +262,15 @@ impl Writer {
                 to: tr.to.to_string(),
             })
             .inc();
+        let published = published.map_or_else(String::new, |d| {
+            format!(" (published {} µs after the probe)", d.as_micros())
+        });
         tracing::info!(
             member = %r.key.address,
             check = %names,
             from = %tr.from,
             to = %tr.to,
-            "health: {} check {}: {} -> {}: {}",
+            "health: {} check {}: {} -> {}: {}{published}",
             r.key.address, names, tr.from, tr.to, r.outcome.reason
         );
         let status = self.table.probe_status(&r.key);
@@ -583,6 +591,7 @@ names:
                 key: self.keys[member].clone(),
                 outcome,
                 elapsed: Duration::from_millis(1),
+                finished: std::time::Instant::now(),
             };
             self.reports.send(r).await.unwrap();
             // The writer takes reports and API requests in random order: wait until it has

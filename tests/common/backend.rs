@@ -33,6 +33,8 @@ pub enum Mode {
     /// A plain HTTP server's answer to anything it cannot read, a TLS ClientHello too:
     /// `400 Bad Request` after the first read.
     BadRequest = 9,
+    /// Fails every other request with 503 (never two successes in a row).
+    FailOneInTwo = 10,
 }
 
 pub struct Backend {
@@ -282,6 +284,13 @@ fn handle(mut s: TcpStream, mode: u8, n: usize, text: &str, stop: &AtomicBool) {
         m if m == Mode::Text as u8 => reply(&mut s, "200 OK", text),
         m if m == Mode::FailOneInThree as u8 => {
             if n % 3 == 2 {
+                reply(&mut s, "503 Service Unavailable", "down")
+            } else {
+                reply(&mut s, "200 OK", "200 OK")
+            }
+        }
+        m if m == Mode::FailOneInTwo as u8 => {
+            if n.is_multiple_of(2) {
                 reply(&mut s, "503 Service Unavailable", "down")
             } else {
                 reply(&mut s, "200 OK", "200 OK")

@@ -129,6 +129,11 @@ impl Server {
         s
     }
 
+    /// Keep `dir` (the server's working directory) until the server is dropped.
+    pub fn keep(&mut self, dir: tempfile::TempDir) {
+        self._cwd = Some(dir);
+    }
+
     /// Start with extra environment variables.
     pub fn start_with_env(listen: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         assert!(
