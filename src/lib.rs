@@ -19,6 +19,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;
+pub mod dnssec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

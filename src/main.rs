@@ -48,6 +48,16 @@ enum Command {
         #[command(flatten)]
         args: ExplainArgs,
     },
+    /// DNSSEC keys of a zone.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Print the DS record(s) of a zone's keys, to put in the parent zone.
+    Ds {
+        #[command(flatten)]
+        zone: ZoneKeys,
+    },
     /// Talk to a running server's admin API.
     Ctl {
         #[command(flatten)]
@@ -55,6 +65,38 @@ enum Command {
         #[command(subcommand)]
         command: CtlCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new signing key (BIND's K<zone>.+<alg>+<tag>.key and .private, mode 0600);
+    /// never overwrites a file.
+    Generate {
+        #[command(flatten)]
+        zone: ZoneKeys,
+        /// ecdsap256sha256 (13) or ed25519 (15).
+        #[arg(long, value_name = "ALGORITHM", default_value = "ecdsap256sha256")]
+        algorithm: gslbd::dnssec::Algorithm,
+    },
+}
+
+#[derive(Args)]
+struct ZoneKeys {
+    /// The zone, e.g. gslb.example.com.
+    #[arg(long, value_name = "ZONE")]
+    zone: String,
+    /// The directory of the zone's keys.
+    #[arg(long, value_name = "DIR")]
+    keys: PathBuf,
+}
+
+impl ZoneKeys {
+    fn zone(&self) -> Result<hickory_proto::rr::Name, String> {
+        let mut name = hickory_proto::rr::Name::from_ascii(self.zone.trim())
+            .map_err(|e| format!("--zone {:?} is not a domain name: {e}", self.zone))?;
+        name.set_fqdn(true);
+        Ok(name)
+    }
 }
 
 #[derive(Args)]
@@ -184,6 +226,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(files.sources()),
+        Command::Key {
+            command: KeyCommand::Generate { zone, algorithm },
+        } => keys(|| {
+            let name = zone.zone()?;
+            let (key, private) =
+                gslbd::dnssec::Key::generate(&name, algorithm).map_err(|e| e.to_string())?;
+            let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace(['-', ':', 'T', 'Z'], "");
+            let stem = key
+                .write(&zone.keys, &private, &created)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "generated {} key {} for {}: {}.key and .private",
+                key.algorithm.mnemonic(),
+                key.tag(),
+                key.zone,
+                stem.display()
+            );
+            Ok(key.ds_record())
+        }),
+        Command::Ds { zone } => keys(|| {
+            let name = zone.zone()?;
+            let all = gslbd::dnssec::Key::load_dir(&zone.keys, &name).map_err(|e| e.to_string())?;
+            Ok(all
+                .iter()
+                .map(gslbd::dnssec::Key::ds_record)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }),
         Command::Explain { conn, args } => ctl(conn, args.action()),
         Command::Ctl { conn, command } => {
             use gslbd::ctl::Action;
@@ -208,6 +280,20 @@ fn main() -> ExitCode {
                 CtlCommand::Explain(a) => a.action(),
             };
             ctl(conn, action)
+        }
+    }
+}
+
+/// A key command: its output on stdout, or its error on stderr and exit 1.
+fn keys(run: impl FnOnce() -> Result<String, String>) -> ExitCode {
+    match run() {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gslbd: {e}");
+            ExitCode::FAILURE
         }
     }
 }

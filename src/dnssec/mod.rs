@@ -1,0 +1,6 @@
+//! DNSSEC: the zone's keys (`gslbd key generate`, `gslbd ds`), in BIND's key file format so
+//! that `dnssec-dsfromkey`, `dnssec-signzone` and ldns read them too.
+
+pub mod keys;
+
+pub use keys::{Algorithm, Key, KeyError};
