@@ -99,10 +99,12 @@ pub fn source_for(to: IpAddr) -> Option<IpAddr> {
 
 /// Start the prober of one key: probe at once, then at the pace its results set ([`pace`]:
 /// `interval`, `fast_interval` in transition, `down_interval` while down) with ±10 % jitter
-/// so that probes of many members do not fire together. Stops when the writer's channel closes or
+/// so that probes of many members do not fire together. `known`: the state restored for it
+/// (up or down), so that the pace starts from it. Stops when the writer's channel closes or
 /// the task is aborted. Runs on `rt`, the probers' own runtime (see [`runtime`]).
 pub fn spawn(
     key: Arc<ProbeKey>,
+    known: Option<bool>,
     tx: mpsc::Sender<Report>,
     rt: &tokio::runtime::Handle,
 ) -> tokio::task::JoinHandle<()> {
@@ -113,7 +115,7 @@ pub fn spawn(
             _ => Kit::None,
         };
         let mut rng = fastrand::Rng::new();
-        let mut pace = pace::Pace::default();
+        let mut pace = pace::Pace::from(known);
         loop {
             let start = Instant::now();
             let outcome = {

@@ -21,6 +21,13 @@ pub struct Pace {
     streak: u32,
 }
 
+impl From<Option<bool>> for Pace {
+    /// A pace that starts from a known state (restored from `state_dir`: up, down) or none.
+    fn from(up: Option<bool>) -> Pace {
+        Pace { up, streak: 0 }
+    }
+}
+
 impl Pace {
     /// Take one result (`failure`: why it failed, `None` if it passed); returns how long to
     /// wait before the next probe.

@@ -144,7 +144,8 @@ impl Writer {
         }
         if let Some(rt) = &self.settings.probers {
             for k in &changes.added {
-                let h = probe::spawn(k.clone(), self.report_tx.clone(), rt);
+                let known = known_status(&self.table, k);
+                let h = probe::spawn(k.clone(), known, self.report_tx.clone(), rt);
                 self.probers.insert(k.clone(), h);
             }
         }
@@ -329,7 +330,11 @@ pub async fn run_with(
     let mut load_probers = HashMap::new();
     if let Some(rt) = &settings.probers {
         for (k, _) in table.probes() {
-            probers.insert(k.clone(), probe::spawn(k.clone(), report_tx.clone(), rt));
+            let known = known_status(&table, k);
+            probers.insert(
+                k.clone(),
+                probe::spawn(k.clone(), known, report_tx.clone(), rt),
+            );
         }
         for k in table.loads() {
             load_probers.insert(
@@ -432,6 +437,15 @@ pub async fn run_with(
                 return;
             }
         }
+    }
+}
+
+/// A probe's state as the table has it (restored from `state_dir`): up, down or not known.
+fn known_status(table: &Table, key: &ProbeKey) -> Option<bool> {
+    match table.probe_state(key)?.status {
+        Status::Up => Some(true),
+        Status::Down => Some(false),
+        Status::Unknown => None,
     }
 }
 
