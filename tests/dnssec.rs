@@ -178,3 +178,168 @@ fn keys_made_by_bind_are_read() {
     assert!(o.status.success(), "{}", text(&o).1);
     assert_eq!(sorted_lines(&text(&o).0), bind_ds(d.path()));
 }
+
+/// The Debian python3 with dnspython (python3-dnspython, python3-cryptography), if present.
+fn dnspython() -> Option<&'static str> {
+    let ok = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import dns.dnssec, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let found = ["/usr/bin/python3", "python3"].into_iter().find(|p| ok(p));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "dnspython is missing (apt-get install python3-dnspython python3-cryptography)"
+        );
+        eprintln!("SKIPPED: dnspython is missing (python3-dnspython)");
+    }
+    found
+}
+
+/// Signatures made by gslbd validate with an independent implementation (dnspython's
+/// `dns.dnssec.validate`): A, AAAA and TXT sets and the DNSKEY set, for both algorithms; and
+/// a changed record or an expired signature does not.
+#[test]
+fn signatures_validate_with_dnspython() {
+    use gslbd::dnssec::sign::{Validity, rrsig};
+    use gslbd::dnssec::{Algorithm, Key};
+    use hickory_proto::rr::Name;
+    use std::str::FromStr;
+
+    let Some(py) = dnspython() else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let valid = Validity {
+        inception: now - 3600,
+        expiration: now + 14 * 86400,
+    };
+    let expired = Validity {
+        inception: now - 7200,
+        expiration: now - 3600,
+    };
+    let zone = Name::from_str("Sig.Test.").unwrap();
+    let mut cases = Vec::new();
+    for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
+        let (key, _) = Key::generate(&zone, alg).unwrap();
+        let dnskey_text = key.dnskey_record();
+        let dnskey_rdata = key.dnskey_rdata();
+        // (owner, type, mnemonic, rdata texts, wire rdatas)
+        type Set<'a> = (&'a str, u16, &'a str, Vec<&'a str>, Vec<Vec<u8>>);
+        let sets: Vec<Set> = vec![
+            (
+                "WWW.sig.test.",
+                1,
+                "A",
+                vec!["192.0.2.2", "192.0.2.1"],
+                vec![vec![192, 0, 2, 2], vec![192, 0, 2, 1]],
+            ),
+            (
+                "www.sig.test.",
+                28,
+                "AAAA",
+                vec!["2001:db8::1"],
+                vec![{
+                    let mut v = vec![0x20, 0x01, 0x0d, 0xb8];
+                    v.extend_from_slice(&[0; 11]);
+                    v.push(1);
+                    v
+                }],
+            ),
+            (
+                "txt.sig.test.",
+                16,
+                "TXT",
+                vec!["\"hello\""],
+                vec![b"\x05hello".to_vec()],
+            ),
+            (
+                "sig.test.",
+                48,
+                "DNSKEY",
+                vec![],
+                vec![dnskey_rdata.clone()],
+            ),
+        ];
+        for (owner, rtype, mnemonic, texts, wires) in sets {
+            let name = Name::from_str(owner).unwrap();
+            let rdatas: Vec<&[u8]> = wires.iter().map(Vec::as_slice).collect();
+            for (validity, good) in [(valid, true), (expired, false)] {
+                let sig = rrsig(&key, &name, rtype, 30, &rdatas, validity).unwrap();
+                let signer_at = 18;
+                let signature = &sig[signer_at + 10..]; // after the signer "sig.test." (10 octets)
+                let rrsig_text = format!(
+                    "{mnemonic} {} {} 30 {} {} {} sig.test. {}",
+                    alg.number(),
+                    name.num_labels(),
+                    validity.expiration,
+                    validity.inception,
+                    key.tag(),
+                    data_encoding::BASE64.encode(signature)
+                );
+                let records: Vec<String> = if rtype == 48 {
+                    vec![dnskey_text.split_once("DNSKEY ").unwrap().1.to_string()]
+                } else {
+                    texts.iter().map(|t| t.to_string()).collect()
+                };
+                cases.push(serde_json::json!({
+                    "owner": owner, "type": mnemonic, "rdatas": records,
+                    "rrsig": rrsig_text, "good": good,
+                    "dnskey": dnskey_text.split_once("DNSKEY ").unwrap().1,
+                }));
+                if good && rtype == 1 {
+                    // a record the signature does not cover
+                    cases.push(serde_json::json!({
+                        "owner": owner, "type": mnemonic, "rdatas": ["192.0.2.1", "192.0.2.3"],
+                        "rrsig": rrsig_text, "good": false,
+                        "dnskey": dnskey_text.split_once("DNSKEY ").unwrap().1,
+                    }));
+                }
+            }
+        }
+    }
+    let script = r#"
+import sys, json, dns.dnssec, dns.rrset, dns.name, dns.rdatatype
+fails = []
+for c in json.load(sys.stdin):
+    zone = dns.name.from_text("sig.test.")
+    keys = {zone: dns.rrset.from_text_list(zone, 30, "IN", "DNSKEY", [c["dnskey"]])}
+    name = dns.name.from_text(c["owner"])
+    rrset = dns.rrset.from_text_list(name, 30, "IN", c["type"], c["rdatas"])
+    sig = dns.rrset.from_text_list(name, 30, "IN", "RRSIG", [c["rrsig"]])
+    try:
+        dns.dnssec.validate(rrset, sig, keys)
+        ok = True
+    except dns.dnssec.ValidationFailure:
+        ok = False
+    if ok != c["good"]:
+        fails.append((c["owner"], c["type"], c["rrsig"][:40], ok))
+print(len(fails), fails)
+"#;
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&cases).unwrap().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.starts_with("0 "),
+        "{} cases; failures: {out}",
+        cases.len()
+    );
+    assert!(cases.len() >= 18, "{}", cases.len());
+}

@@ -2,5 +2,6 @@
 //! that `dnssec-dsfromkey`, `dnssec-signzone` and ldns read them too.
 
 pub mod keys;
+pub mod sign;
 
 pub use keys::{Algorithm, Key, KeyError};
