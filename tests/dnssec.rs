@@ -203,10 +203,13 @@ fn dnspython() -> Option<&'static str> {
 /// a changed record or an expired signature does not.
 #[test]
 fn signatures_validate_with_dnspython() {
-    use gslbd::dnssec::sign::{Validity, rrsig};
+    use gslbd::dnssec::sign::{Validity, canonical_rdata, rrsig};
     use gslbd::dnssec::{Algorithm, Key};
-    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::{MX, SOA};
+    use hickory_proto::rr::{Name, RData};
     use std::str::FromStr;
+    let name = |s: &str| Name::from_str(s).unwrap();
+    let canonical = |r: RData| canonical_rdata(&r).unwrap();
 
     let Some(py) = dnspython() else { return };
     let now = std::time::SystemTime::now()
@@ -262,6 +265,32 @@ fn signatures_validate_with_dnspython() {
                 "DNSKEY",
                 vec![],
                 vec![dnskey_rdata.clone()],
+            ),
+            // Names inside RDATA: signed in canonical form (lowercase), whatever the case.
+            (
+                "sig.test.",
+                6,
+                "SOA",
+                vec!["NS1.Sig.Test. Hostmaster.sig.test. 7 3600 600 86400 30"],
+                vec![canonical(RData::SOA(SOA::new(
+                    name("NS1.Sig.Test."),
+                    name("Hostmaster.sig.test."),
+                    7,
+                    3600,
+                    600,
+                    86400,
+                    30,
+                )))],
+            ),
+            (
+                "mx.sig.test.",
+                15,
+                "MX",
+                vec!["10 MAIL.Sig.Test.", "20 b.sig.test."],
+                vec![
+                    canonical(RData::MX(MX::new(10, name("MAIL.Sig.Test.")))),
+                    canonical(RData::MX(MX::new(20, name("b.sig.test.")))),
+                ],
             ),
         ];
         for (owner, rtype, mnemonic, texts, wires) in sets {
@@ -341,5 +370,5 @@ print(len(fails), fails)
         "{} cases; failures: {out}",
         cases.len()
     );
-    assert!(cases.len() >= 18, "{}", cases.len());
+    assert!(cases.len() >= 26, "{}", cases.len());
 }

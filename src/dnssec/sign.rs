@@ -9,7 +9,8 @@
 //! (RFC 4034 §6.2: names inside RDATA lowercased for the older types), which the caller
 //! encodes.
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RData};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::keys::{Key, KeyError, name_wire};
 
@@ -22,6 +23,16 @@ const CLASS_IN: u16 = 1;
 pub struct Validity {
     pub inception: u32,
     pub expiration: u32,
+}
+
+/// A record's RDATA in canonical form (RFC 4034 §6.2): names inside it uncompressed and, for
+/// the types the RFC lists (NS, CNAME, SOA, MX, SRV, ...), lowercased.
+pub fn canonical_rdata(rdata: &RData) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut e = BinEncoder::new(&mut buf);
+    e.set_canonical_form(true);
+    rdata.emit(&mut e).ok()?;
+    Some(buf)
 }
 
 /// The RRSIG RDATA of the RRset (`owner`, `rtype`, `ttl`, `rdatas`) signed by `key`.
@@ -90,6 +101,19 @@ mod tests {
     use super::*;
     use crate::dnssec::Algorithm;
     use std::str::FromStr;
+
+    #[test]
+    fn names_in_rdata_are_lowercase_and_uncompressed() {
+        use hickory_proto::rr::rdata::{MX, TXT};
+        let mx = RData::MX(MX::new(10, Name::from_str("MAIL.Example.Test.").unwrap()));
+        assert_eq!(
+            canonical_rdata(&mx).unwrap(),
+            b"\x00\x0a\x04mail\x07example\x04test\x00"
+        );
+        // TXT has no names: its case stays.
+        let txt = RData::TXT(TXT::new(vec!["Hi".into()]));
+        assert_eq!(canonical_rdata(&txt).unwrap(), b"\x02Hi");
+    }
 
     #[test]
     fn the_labels_field_does_not_count_a_wildcard() {
