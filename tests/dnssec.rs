@@ -203,6 +203,7 @@ fn dnspython() -> Option<&'static str> {
 /// a changed record or an expired signature does not.
 #[test]
 fn signatures_validate_with_dnspython() {
+    use gslbd::dnssec::denial::{TYPE_NXNAME, compact_nsec};
     use gslbd::dnssec::sign::{Validity, canonical_rdata, rrsig};
     use gslbd::dnssec::{Algorithm, Key};
     use hickory_proto::rr::rdata::{MX, SOA};
@@ -292,6 +293,21 @@ fn signatures_validate_with_dnspython() {
                     canonical(RData::MX(MX::new(20, name("b.sig.test.")))),
                 ],
             ),
+            // Compact denial (RFC 9824): a name that does not exist, and one without AAAA.
+            (
+                "nope.sig.test.",
+                47,
+                "NSEC",
+                vec!["\\000.nope.sig.test. RRSIG NSEC TYPE128"],
+                vec![compact_nsec(&name("nope.sig.test."), &[TYPE_NXNAME])],
+            ),
+            (
+                "www.sig.test.",
+                47,
+                "NSEC",
+                vec!["\\000.www.sig.test. A RRSIG NSEC"],
+                vec![compact_nsec(&name("www.sig.test."), &[1])],
+            ),
         ];
         for (owner, rtype, mnemonic, texts, wires) in sets {
             let name = Name::from_str(owner).unwrap();
@@ -370,5 +386,5 @@ print(len(fails), fails)
         "{} cases; failures: {out}",
         cases.len()
     );
-    assert!(cases.len() >= 26, "{}", cases.len());
+    assert!(cases.len() >= 34, "{}", cases.len());
 }
