@@ -37,6 +37,8 @@ pub fn spawn(cluster: &model::Cluster, lease_ttl: Duration) -> Link {
         ttl_secs: lease_ttl.as_secs().max(2) as i64,
         own: HashMap::new(),
         pending: Vec::new(),
+        gone: Default::default(),
+        contact: std::time::Instant::now(),
         lease: None,
         started_unix: unix_now(),
         events: event_tx,
@@ -58,6 +60,8 @@ fn unix_now() -> u64 {
 struct Pending {
     target: OverrideTarget,
     value: Option<Override>,
+    /// When it was taken (a set's `set_unix`; for a clear, when the writer passed it on).
+    taken_unix: u64,
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -71,6 +75,11 @@ struct Task {
     /// target): an operator's drain is not lost to an outage. Whoever waits for one hears
     /// when it is written.
     pending: Vec<Pending>,
+    /// This node's observations that ended (a probe gone at a reload) while etcd could not
+    /// be told: deleted when it is back (a reused lease would otherwise keep them).
+    gone: std::collections::HashSet<ProbeName>,
+    /// When etcd last answered this node (a keep-alive or a request).
+    contact: std::time::Instant,
     lease: Option<i64>,
     started_unix: u64,
     events: mpsc::Sender<Event>,
@@ -138,7 +147,11 @@ impl Task {
                 End::Stopped => return,
                 End::Failed(why) => {
                     let why = format!("{endpoint}: {why}");
-                    if self.events.send(Event::Lost(why)).await.is_err() {
+                    let lost = Event::Lost {
+                        why,
+                        last_contact: self.contact,
+                    };
+                    if self.events.send(lost).await.is_err() {
                         return;
                     }
                 }
@@ -183,10 +196,24 @@ impl Task {
     fn remember(&mut self, probe: ProbeName, observation: Option<Observation>) {
         match observation {
             Some(o) => {
+                self.gone.remove(&probe);
                 self.own.insert(probe, o);
             }
             None => {
                 self.own.remove(&probe);
+                self.gone.insert(probe);
+            }
+        }
+    }
+
+    /// Take what the writer published meanwhile, without waiting: observations into `own`,
+    /// overrides into `pending`. False: the writer is gone.
+    fn drain_published(&mut self) -> bool {
+        loop {
+            match self.publish.try_recv() {
+                Ok(p) => self.offline(p),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
     }
@@ -201,9 +228,11 @@ impl Task {
         if let Some(i) = self.pending.iter().position(|p| p.target == target) {
             waiting.extend(self.pending.remove(i).waiting);
         }
+        let taken_unix = value.as_ref().map_or_else(unix_now, |o| o.set_unix);
         self.pending.push(Pending {
             target,
             value,
+            taken_unix,
             waiting,
         });
     }
@@ -265,17 +294,20 @@ impl Task {
 
     async fn serve(&mut self, endpoint: &str) -> Result<std::convert::Infallible, End> {
         let mut etcd = self.connect(endpoint).await?;
-        // This node's lease: the old one if it is still alive (its keys stay put), else new.
+        // This node's lease: the old one if it still has long enough to live through this
+        // setup (its keys stay put), else a new one (the old keys move to it as they are
+        // written again, and what is not written again ends with the old lease).
         let alive = match self.lease {
             Some(id) => {
                 let req = pb::LeaseTimeToLiveRequest { id, keys: false };
-                bounded("lease", etcd.lease.lease_time_to_live(req))
+                let ttl = bounded("lease", etcd.lease.lease_time_to_live(req))
                     .await?
-                    .ttl
-                    > 0
+                    .ttl;
+                ttl > 2 * REQUEST_TIMEOUT.as_secs() as i64
             }
             None => false,
         };
+        self.contact = std::time::Instant::now();
         if !alive {
             let req = pb::LeaseGrantRequest {
                 ttl: self.ttl_secs,
@@ -292,41 +324,29 @@ impl Task {
         let entry = serde_json::to_vec(&entry).unwrap_or_default();
         self.put(&mut etcd, self.keys.node(&self.c.node), entry, lease)
             .await?;
-        // Overrides taken while etcd was away come first: they are the newest.
-        while let Some(p) = self.pending.pop() {
-            if let Err(e) = self
-                .write_override(&mut etcd, &p.target, p.value.clone())
-                .await
-            {
-                self.pending.push(p);
-                return Err(e);
-            }
-            tracing::info!(
-                "cluster: override of {} taken while etcd was unreachable is now written",
-                p.target
-            );
-            for w in p.waiting {
-                let _ = w.send(Ok(()));
-            }
+        if !self.drain_published() {
+            return Err(End::Stopped);
         }
+        self.flush_pending(&mut etcd).await?;
         self.put_own(&mut etcd, lease).await?;
+        for probe in self.gone.clone() {
+            let key = self.keys.observation(&self.c.node, &probe);
+            self.delete(&mut etcd, key).await?;
+            self.gone.remove(&probe);
+        }
 
         // The view, then every change after it.
         let prefix = self.keys.prefix.as_bytes().to_vec();
-        let range = pb::RangeRequest {
-            key: prefix.clone(),
-            range_end: prefix_end(&prefix),
-            ..Default::default()
-        };
-        let all = bounded("read", etcd.kv.range(range)).await?;
-        let revision = all.header.as_ref().map_or(0, |h| h.revision);
-        let mut view = View::default();
-        for kv in &all.kvs {
-            match self.keys.change(&kv.key, Some(&kv.value)) {
-                Ok(c) => view.apply(c),
-                Err(e) => tracing::debug!("cluster: skipped {e}"),
-            }
+        let (mut view, revision) = self.read_view(&mut etcd, &prefix).await?;
+        // Overrides the writer took while the view was read: written now (the watch brings
+        // their echo), and in the view, so that it does not take them back meanwhile.
+        if !self.drain_published() {
+            return Err(End::Stopped);
         }
+        for p in &self.pending {
+            view.overrides.set(&p.target, p.value.clone());
+        }
+        self.flush_pending(&mut etcd).await?;
         let (watch_tx, watch_rx) = mpsc::channel(4);
         let create = pb::WatchCreateRequest {
             key: prefix.clone(),
@@ -386,7 +406,10 @@ impl Task {
                     }
                 }
                 r = keepalive.message() => match r {
-                    Ok(Some(r)) if r.ttl > 0 => answered = Instant::now(),
+                    Ok(Some(r)) if r.ttl > 0 => {
+                        answered = Instant::now();
+                        self.contact = std::time::Instant::now();
+                    }
                     Ok(Some(_)) => return Err(End::Failed("this node's lease expired".into())),
                     Ok(None) => return Err(End::Failed("lease keep-alive ended".into())),
                     Err(e) => return Err(End::Failed(format!("lease keep-alive: {}", e.message()))),
@@ -409,7 +432,10 @@ impl Task {
                                 let value = serde_json::to_vec(&o).unwrap_or_default();
                                 self.put(&mut etcd, key, value, lease).await?;
                             }
-                            None => self.delete(&mut etcd, key).await?,
+                            None => {
+                                self.delete(&mut etcd, key).await?;
+                                self.gone.remove(&probe);
+                            }
                         }
                     }
                     Some(Publish::Override { target, value, done }) => {
@@ -426,6 +452,93 @@ impl Task {
                 },
             }
         }
+    }
+
+    /// Every key under the prefix, read in pages at one revision (a gRPC message has a size
+    /// limit); the view they make, and the revision to watch from.
+    async fn read_view(&self, etcd: &mut Etcd, prefix: &[u8]) -> Result<(View, i64), End> {
+        const PAGE: i64 = 1000;
+        let mut view = View::default();
+        let mut from = prefix.to_vec();
+        let mut revision = 0;
+        loop {
+            let range = pb::RangeRequest {
+                key: from.clone(),
+                range_end: prefix_end(prefix),
+                limit: PAGE,
+                revision,
+                ..Default::default()
+            };
+            let page = bounded("read", etcd.kv.range(range)).await?;
+            if revision == 0 {
+                revision = page.header.as_ref().map_or(0, |h| h.revision);
+            }
+            for kv in &page.kvs {
+                match self.keys.change(&kv.key, Some(&kv.value)) {
+                    Ok(c) => view.apply(c),
+                    Err(e) => tracing::debug!("cluster: skipped {e}"),
+                }
+            }
+            match page.kvs.last() {
+                Some(last) if page.more => {
+                    from = last.key.clone();
+                    from.push(0);
+                }
+                _ => return Ok((view, revision)),
+            }
+        }
+    }
+
+    /// Write the overrides taken while etcd was away, unless they have expired meanwhile or
+    /// etcd holds a newer one for the same target (set later, on another node).
+    async fn flush_pending(&mut self, etcd: &mut Etcd) -> Result<(), End> {
+        while let Some(p) = self.pending.pop() {
+            let now = unix_now();
+            let expired = p
+                .value
+                .as_ref()
+                .and_then(|o| o.expires_unix)
+                .is_some_and(|t| t <= now);
+            let req = pb::RangeRequest {
+                key: self.keys.override_of(&p.target).into_bytes(),
+                ..Default::default()
+            };
+            let current = match bounded("read", etcd.kv.range(req)).await {
+                Ok(r) => r
+                    .kvs
+                    .first()
+                    .and_then(|kv| serde_json::from_slice::<Override>(&kv.value).ok()),
+                Err(e) => {
+                    self.pending.push(p);
+                    return Err(e);
+                }
+            };
+            let newer = current.as_ref().is_some_and(|c| c.set_unix > p.taken_unix);
+            if expired || newer {
+                tracing::info!(
+                    "cluster: override of {} taken while etcd was unreachable is not written: {}",
+                    p.target,
+                    if expired {
+                        "it has expired"
+                    } else {
+                        "etcd has a newer one"
+                    }
+                );
+            } else {
+                if let Err(e) = self.write_override(etcd, &p.target, p.value.clone()).await {
+                    self.pending.push(p);
+                    return Err(e);
+                }
+                tracing::info!(
+                    "cluster: override of {} taken while etcd was unreachable is now written",
+                    p.target
+                );
+            }
+            for w in p.waiting {
+                let _ = w.send(Ok(()));
+            }
+        }
+        Ok(())
     }
 
     async fn put(

@@ -112,8 +112,11 @@ pub enum Event {
     View(View),
     /// What changed since.
     Changes(Vec<Change>),
-    /// The session to etcd is gone (why); the task keeps trying.
-    Lost(String),
+    /// The session to etcd is gone (why, and when etcd last answered); the task keeps trying.
+    Lost {
+        why: String,
+        last_contact: std::time::Instant,
+    },
 }
 
 /// From the writer to the etcd task.
@@ -186,44 +189,37 @@ impl Keys {
         }
     }
 
-    /// A key and its value (`None`: deleted) as a change; keys and values gslbd did not write
-    /// are skipped (logged once by the caller).
+    /// A key and its value (`None`: deleted) as a change. Keys gslbd does not write are
+    /// skipped (logged by the caller); an unreadable value counts as deleted.
     fn change(&self, key: &[u8], value: Option<&[u8]>) -> Result<Change, String> {
         let shown = || String::from_utf8_lossy(key).into_owned();
         let parsed = self
             .parse(key)
             .ok_or_else(|| format!("{}: not a key gslbd writes", shown()))?;
-        let json = |v: &[u8]| -> Result<serde_json::Value, String> {
-            serde_json::from_slice(v).map_err(|e| format!("{}: {e}", shown()))
-        };
         Ok(match parsed {
             Key::Node(node) => Change::Node {
                 node,
                 live: value.is_some(),
             },
+            // A value that does not read is as good as none: the old one must not stay.
             Key::Observation(node, probe) => Change::Observation {
                 node,
                 probe,
-                observation: match value {
-                    Some(v) => Some(
-                        serde_json::from_value(json(v)?)
-                            .map_err(|e| format!("{}: {e}", shown()))?,
-                    ),
-                    None => None,
-                },
+                observation: value.and_then(|v| readable(v, &shown())),
             },
             Key::Override(target) => Change::Override {
                 target,
-                value: match value {
-                    Some(v) => Some(
-                        serde_json::from_value(json(v)?)
-                            .map_err(|e| format!("{}: {e}", shown()))?,
-                    ),
-                    None => None,
-                },
+                value: value.and_then(|v| readable(v, &shown())),
             },
         })
     }
+}
+
+/// A value gslbd wrote, or `None` (logged) if it does not read as one.
+fn readable<T: serde::de::DeserializeOwned>(v: &[u8], key: &str) -> Option<T> {
+    serde_json::from_slice(v)
+        .map_err(|e| tracing::warn!("cluster: {key}: unreadable value ({e}); taken as deleted"))
+        .ok()
 }
 
 impl View {
@@ -306,6 +302,14 @@ mod tests {
         ] {
             assert!(k.change(bad.as_bytes(), None).is_err(), "{bad}");
         }
-        assert!(k.change(key.as_bytes(), Some(b"{not json")).is_err());
+        // An unreadable value is taken as a deletion, not skipped (the old value must go).
+        assert_eq!(
+            k.change(key.as_bytes(), Some(b"{not json")),
+            Ok(Change::Observation {
+                node: "ns2".into(),
+                probe: p,
+                observation: None,
+            })
+        );
     }
 }

@@ -154,14 +154,16 @@ impl Writer {
                     self.take_change(c, now);
                 }
             }
-            Event::Lost(why) => {
+            Event::Lost { why, last_contact } => {
                 let Some(m) = &mut self.cluster else { return };
                 if m.connected || m.lost.is_none() {
                     tracing::warn!(
                         "cluster: lost the session with etcd ({why}); answering from the last cluster view while reconnecting; after {} without etcd, from this node's own observations",
                         humantime::format_duration(m.lease_ttl)
                     );
-                    m.lost = Some((now, why));
+                    // The others' leases run from when etcd last heard from them, at best
+                    // from when it last answered this node.
+                    m.lost = Some((last_contact.min(now), why));
                 } else if let Some((_, last)) = &mut m.lost {
                     tracing::debug!("cluster: still no etcd: {why}");
                     *last = why;
@@ -227,8 +229,9 @@ impl Writer {
                 self.remote(node, probe, None, now);
             }
         }
+        // Only live nodes vote.
         for ((node, probe), o) in &view.observations {
-            if *node != me {
+            if *node != me && view.nodes.contains(node) {
                 self.remote(node, probe, Some(o), now);
             }
         }
@@ -257,13 +260,28 @@ impl Writer {
         m.view.apply(c.clone());
         match c {
             Change::Node { node, live } if node != me => {
+                let was = m.nodes.contains(&node);
                 m.nodes.retain(|n| *n != node);
                 if live {
                     m.nodes.push(node.clone());
                     m.nodes.sort();
-                    tracing::info!(node = %node, "cluster: node {node} joined");
+                    if !was {
+                        tracing::info!(node = %node, "cluster: node {node} joined");
+                        // Observations of it that came before its node key now count.
+                        let known: Vec<_> = m
+                            .view
+                            .observations
+                            .iter()
+                            .filter(|((n, _), _)| *n == node)
+                            .map(|((_, p), o)| (*p, o.clone()))
+                            .collect();
+                        for (p, o) in known {
+                            self.remote(&node, &p, Some(&o), now);
+                        }
+                    }
                 } else {
                     tracing::warn!(node = %node, "cluster: node {node} left (its lease expired or it stopped); its observations no longer count");
+                    m.view.observations.retain(|(n, _), _| *n != node);
                     self.forget_node(&node, now);
                 }
             }
@@ -273,7 +291,8 @@ impl Writer {
                 probe,
                 observation,
             } => {
-                if node != me {
+                // Only live nodes vote (a node's key comes before its observations).
+                if node != me && m.nodes.contains(&node) {
                     self.remote(&node, &probe, observation.as_ref(), now);
                 }
             }
@@ -326,7 +345,7 @@ impl Writer {
             .view
             .observations
             .iter()
-            .filter(|((n, _), _)| *n != me)
+            .filter(|((n, _), _)| *n != me && m.nodes.contains(n))
             .map(|((n, p), o)| (n.clone(), *p, o.clone()))
             .collect();
         let now = self.clock.now();

@@ -135,6 +135,11 @@ impl Writer {
             tracing::warn!("reload: listen addresses changed; they take effect on restart");
         }
         cfg.server.listen = s.listen.clone();
+        if let Some(m) = &self.cluster
+            && cfg.server.cluster.as_ref() != Some(&m.settings)
+        {
+            tracing::warn!("reload: cluster settings changed; they take effect on restart");
+        }
         let state_dir = cfg.server.state_dir.clone();
         let changes = self.table.reload(cfg, self.clock.now())?;
         for k in &changes.removed {
