@@ -35,6 +35,56 @@ pub fn canonical_rdata(rdata: &RData) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+impl Validity {
+    /// Signatures made at `now` (Unix seconds) for `valid` seconds: valid from an hour before
+    /// (resolvers whose clocks are behind), RFC 6781 §4.4.2's usual margin.
+    pub fn from(now: u64, valid: u64) -> Validity {
+        Validity {
+            inception: now.saturating_sub(3600) as u32,
+            expiration: now.saturating_add(valid) as u32,
+        }
+    }
+
+    /// Whether signatures of this validity must be made again at `now`: when less than
+    /// `refresh` seconds are left.
+    pub fn due(&self, now: u64, refresh: u64) -> bool {
+        u64::from(self.expiration) < now.saturating_add(refresh)
+    }
+}
+
+/// The RRSIG RDATA of every key for a configured RRset (static records of a zone).
+pub fn sign_rrset(
+    keys: &[Key],
+    rrset: &crate::model::RRset,
+    validity: Validity,
+) -> Result<Vec<Vec<u8>>, KeyError> {
+    let rdatas: Vec<Vec<u8>> = rrset
+        .rdata
+        .iter()
+        .map(|r| {
+            canonical_rdata(r).ok_or_else(|| {
+                KeyError::Crypto(format!(
+                    "cannot encode {} {} for signing",
+                    rrset.name, rrset.rtype
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let rdatas: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+    keys.iter()
+        .map(|k| {
+            rrsig(
+                k,
+                &rrset.name,
+                rrset.rtype.into(),
+                rrset.ttl,
+                &rdatas,
+                validity,
+            )
+        })
+        .collect()
+}
+
 /// The RRSIG RDATA of the RRset (`owner`, `rtype`, `ttl`, `rdatas`) signed by `key`.
 pub fn rrsig(
     key: &Key,
@@ -113,6 +163,15 @@ mod tests {
         // TXT has no names: its case stays.
         let txt = RData::TXT(TXT::new(vec!["Hi".into()]));
         assert_eq!(canonical_rdata(&txt).unwrap(), b"\x02Hi");
+    }
+
+    #[test]
+    fn signatures_are_made_again_a_quarter_before_they_expire() {
+        let v = Validity::from(1_000_000, 14 * 86400);
+        assert_eq!(v.inception, 1_000_000 - 3600);
+        assert!(!v.due(1_000_000, 14 * 86400 / 4));
+        let late = 1_000_000 + 11 * 86400;
+        assert!(v.due(late, 14 * 86400 / 4), "3 days left of 14: due");
     }
 
     #[test]
