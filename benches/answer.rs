@@ -228,7 +228,8 @@ fn cluster_observation(bencher: Bencher, n: usize) {
     table.join_cluster("ns1", Quorum::Majority);
     let key = table.probes().next().expect("a probe").0.clone();
     let probe = ProbeName::of(&key);
-    let (ns2, ns3) = (table.vantage("ns2"), table.vantage("ns3"));
+    let ns2 = table.vantage("ns2").expect("a cluster");
+    let ns3 = table.vantage("ns3").expect("a cluster");
     let ns2_down = Some(State::reported(Status::Down, String::new(), now));
     table.set_vantage(&probe, ns2, ns2_down, now);
     let mut down = false;

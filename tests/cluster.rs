@@ -515,6 +515,26 @@ fn without_etcd_overrides_wait_and_a_restart_uses_the_state_file() {
     );
     eprintln!("etcd back: the undrain reached ns2 after {took:?}");
     nodes[0].wait_log("taken while etcd was unreachable is now written", 5);
+
+    // etcd goes again; a drain on ns1, and ns1 restarts before etcd is back: the drain kept
+    // in its state_dir is written when etcd returns, and reaches ns2.
+    e.kill();
+    let (code, body) = nodes[0].http("POST", "/v1/members/127.0.84.1/drain", "", None);
+    assert_eq!(code, 503, "{body}");
+    nodes.remove(0);
+    nodes.insert(0, Server::start(&dirs[0], &[]));
+    nodes[0].wait_log("override restored: 127.0.84.1 drain", 5);
+    e.restart();
+    all_answer(
+        &nodes,
+        &["127.0.84.2"],
+        Duration::from_secs(10),
+        "the drain taken before the restart was lost",
+    );
+    nodes[0].wait_log(
+        "taken here before a restart, while etcd was away, is written now",
+        5,
+    );
 }
 
 /// etcd over TLS with client certificates and a user and password: the nodes connect with

@@ -35,6 +35,8 @@ pub(super) struct Member {
     alone: bool,
     /// Every observation of the others, to apply again after a reload.
     view: View,
+    /// Whether a view came since the start.
+    seen_view: bool,
 }
 
 /// The lease of this node's observations: three probe intervals (of the slowest check), at
@@ -59,6 +61,7 @@ impl Member {
             lost: None,
             alone: false,
             view: View::default(),
+            seen_view: false,
         }
     }
 
@@ -200,9 +203,40 @@ impl Writer {
         self.cluster_metrics();
     }
 
-    fn take_view(&mut self, view: View, now: Instant) {
+    fn take_view(&mut self, mut view: View, now: Instant) {
         let Some(m) = &mut self.cluster else { return };
         let me = m.settings.node.clone();
+        // The first view after a start: overrides this node took (kept in state_dir) that
+        // etcd does not have, or has older, were taken while etcd was away and the node was
+        // restarted before it could write them: they stand, and go to etcd now.
+        if !m.seen_view {
+            m.seen_view = true;
+            let now_unix = self.clock.unix();
+            let mine: Vec<(OverrideTarget, Override)> = self
+                .table
+                .overrides()
+                .iter()
+                .filter(|(t, o)| {
+                    o.node.as_deref() == Some(me.as_str())
+                        && o.expires_unix.is_none_or(|e| e > now_unix)
+                        && view
+                            .overrides
+                            .get(t)
+                            .is_none_or(|e| e.set_unix < o.set_unix)
+                })
+                .map(|(t, o)| (t, o.clone()))
+                .collect();
+            for (target, o) in mine {
+                tracing::info!(target = %target, "cluster: override of {target} taken here before a restart, while etcd was away, is written now");
+                view.overrides.set(&target, Some(o.clone()));
+                let (done, _) = oneshot::channel();
+                let _ = m.publish.send(Publish::Override {
+                    target,
+                    value: Some(o),
+                    done,
+                });
+            }
+        }
         tracing::info!(
             "cluster: connected to etcd; live nodes: {}",
             view.nodes.join(", ")
@@ -316,7 +350,10 @@ impl Writer {
 
     /// Another node's observation of a probe (or its end).
     fn remote(&mut self, node: &str, probe: &ProbeName, o: Option<&Observation>, now: Instant) {
-        let v = self.table.vantage(node);
+        let Some(v) = self.table.vantage(node) else {
+            tracing::warn!(node = %node, "cluster: too many node names seen; {node}'s observations are ignored");
+            return;
+        };
         let state = o.map(|o| {
             let age = self.clock.unix().saturating_sub(o.since_unix);
             let since = now.checked_sub(Duration::from_secs(age)).unwrap_or(now);
@@ -328,7 +365,9 @@ impl Writer {
     }
 
     fn forget_node(&mut self, node: &str, now: Instant) {
-        let v = self.table.vantage(node);
+        let Some(v) = self.table.vantage(node) else {
+            return;
+        };
         for (key, tr) in self.table.forget_vantage(v, now) {
             self.log_quorum(&key, &tr);
         }

@@ -49,19 +49,19 @@ impl Table {
         self.live.publish(self.snapshot());
     }
 
-    /// The vantage of `node` (one is made for a node not seen before).
-    pub fn vantage(&mut self, node: &str) -> Vantage {
-        let Some(names) = &mut self.cluster else {
-            return Vantage::LOCAL;
-        };
+    /// The vantage of `node` (one is made for a node not seen before); `None` without a
+    /// cluster, or past 65,535 node names (no two nodes ever share a vantage).
+    pub fn vantage(&mut self, node: &str) -> Option<Vantage> {
+        let names = self.cluster.as_mut()?;
         let i = match names.nodes.iter().position(|n| n == node) {
             Some(i) => i,
-            None => {
+            None if names.nodes.len() < usize::from(u16::MAX) => {
                 names.nodes.push(node.to_string());
                 names.nodes.len() - 1
             }
+            None => return None,
         };
-        Vantage(i.min(u16::MAX as usize) as u16)
+        Some(Vantage(i as u16))
     }
 
     /// The node a vantage is.
@@ -225,7 +225,7 @@ names:
                     };
                     t.observe(key, o, now);
                 } else {
-                    let v = t.vantage(&format!("ns{n}"));
+                    let v = t.vantage(&format!("ns{n}")).unwrap();
                     let status = if up { Status::Up } else { Status::Down };
                     let state = State::reported(status, String::new(), now);
                     t.set_vantage(&ProbeName::of(key), v, Some(state), now);
