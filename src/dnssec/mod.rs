@@ -3,6 +3,7 @@
 
 pub mod denial;
 pub mod keys;
+pub mod sets;
 pub mod sign;
 
 pub use keys::{Algorithm, Key, KeyError};
