@@ -216,6 +216,18 @@ pub struct Zone {
     pub sites: Vec<Site>,
     /// The file the zone came from, for logs.
     pub source: PathBuf,
+    /// Signed with the keys in a directory (`dnssec:`), or not.
+    pub dnssec: Option<ZoneDnssec>,
+}
+
+/// `dnssec:` of a zone, checked: its keys load (`dnssec::Key::load_dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneDnssec {
+    pub keys: PathBuf,
+    /// How long a signature is valid.
+    pub validity: Duration,
+    /// Signatures are made again when less than this is left.
+    pub refresh: Duration,
 }
 
 /// Records of one name and type.

@@ -517,3 +517,64 @@ checks:
     assert!(!err.contains("checks.good"), "{err}");
     assert!(err.ends_with("4 error(s)\n"), "{err}");
 }
+
+#[test]
+fn dnssec_keys_and_timing_are_validated() {
+    let head = "zone: s.test.\nsoa: { mname: ns1.s.test., rname: hostmaster.s.test. }\nns: [ns1.s.test.]\nrecords:\n  ns1: { A: [192.0.2.53] }\n";
+    let d = zones(&[("s.yaml", &format!("{head}dnssec: {{ keys: keys }}\n"))]);
+    // no keys yet
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o)
+            .contains("zones/s.yaml:6:17: dnssec.keys: zones/keys: No such file or directory"),
+        "{}",
+        stderr(&o)
+    );
+    // a key of the zone, next to the zone file: fine
+    let keys = d.path().join("zones/keys");
+    let g = Command::new(BIN)
+        .args(["key", "generate", "--zone", "s.test", "--keys"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(g.status.success(), "{}", stderr(&g));
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // a private key others can read
+    let private = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "private"))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert!(
+        stderr(&o).contains("dnssec.keys:") && stderr(&o).contains("chmod 600"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // timing
+    for (dnssec, want) in [
+        (
+            "{ keys: keys, signature_validity: 10m }",
+            "dnssec.signature_validity: must be between 1h and 366d",
+        ),
+        (
+            "{ keys: keys, signature_validity: 2d, refresh: 3d }",
+            "dnssec.refresh: 3days is not shorter than the signature validity (2days)",
+        ),
+        ("{ keys: keys, algorithm: rsa }", "algorithm"),
+    ] {
+        std::fs::write(
+            d.path().join("zones/s.yaml"),
+            format!("{head}dnssec: {dnssec}\n"),
+        )
+        .unwrap();
+        let o = check(d.path(), &["--zones", "zones"]);
+        assert_eq!(o.status.code(), Some(1), "{dnssec}");
+        assert!(stderr(&o).contains(want), "{dnssec}: {}", stderr(&o));
+    }
+}

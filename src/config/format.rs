@@ -241,6 +241,16 @@ pub struct ZoneFile {
     pub nets_file: Option<Spanned<String>>,
     pub pools: Option<Entries<Spanned<PoolFile>>>,
     pub names: Option<Entries<Spanned<BindingFile>>>,
+    pub dnssec: Option<Spanned<DnssecFile>>,
+}
+
+/// `dnssec:` of a zone: where its keys are, and how long signatures last.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecFile {
+    pub keys: Spanned<String>,
+    pub signature_validity: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<String>>,
 }
 
 /// `checks.<name>`: exactly one kind, and its timing.

@@ -139,6 +139,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
         None => Vec::new(),
     };
 
+    let dnssec = file.dnssec.as_ref().and_then(|d| dnssec(d, &origin, r));
     let zone = match soa {
         Some(soa) if r.error_count() == errors_before => Some(model::Zone {
             origin: origin.clone(),
@@ -151,6 +152,7 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
             bindings: shrunk(bindings),
             sites,
             source: r.file().to_path_buf(),
+            dnssec,
         }),
         _ => None,
     };
@@ -205,6 +207,76 @@ fn soa(s: &super::format::SoaFile, origin: &Name, r: &mut Reporter) -> Option<So
         },
     };
     Some(soa)
+}
+
+/// Signatures last 14 days unless said otherwise.
+const DEFAULT_SIGNATURE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(14 * 86400);
+
+/// `dnssec:` → where the keys are (relative to the zone file) and the signatures' timing; the
+/// keys must load (owner-only private files, for this zone, matching public keys).
+fn dnssec(
+    d: &Spanned<super::format::DnssecFile>,
+    origin: &Name,
+    r: &mut Reporter,
+) -> Option<model::ZoneDnssec> {
+    let d = &d.value;
+    let dir = r
+        .file()
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(d.keys.value.trim());
+    let keys_ok = match crate::dnssec::Key::load_dir(&dir, origin) {
+        Ok(_) => true,
+        Err(e) => {
+            r.error(loc(&d.keys), "dnssec.keys", e.to_string());
+            false
+        }
+    };
+    let validity = values::duration_or(
+        d.signature_validity.as_ref(),
+        DEFAULT_SIGNATURE_VALIDITY,
+        values::Zero::Refused,
+        "dnssec.signature_validity",
+        r,
+    )?;
+    let (hour, year) = (
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(366 * 86400),
+    );
+    if !(hour..=year).contains(&validity) {
+        let at = d.signature_validity.as_ref().map_or(loc(&d.keys), loc);
+        r.error(
+            at,
+            "dnssec.signature_validity",
+            "must be between 1h and 366d",
+        );
+        return None;
+    }
+    let refresh = values::duration_or(
+        d.refresh.as_ref(),
+        validity / 4,
+        values::Zero::Refused,
+        "dnssec.refresh",
+        r,
+    )?;
+    if refresh >= validity {
+        let at = d.refresh.as_ref().map_or(loc(&d.keys), loc);
+        r.error(
+            at,
+            "dnssec.refresh",
+            format!(
+                "{} is not shorter than the signature validity ({}): signatures would be made again all the time",
+                humantime::format_duration(refresh),
+                humantime::format_duration(validity)
+            ),
+        );
+        return None;
+    }
+    keys_ok.then_some(model::ZoneDnssec {
+        keys: dir,
+        validity,
+        refresh,
+    })
 }
 
 fn shrunk<T>(mut v: Vec<T>) -> Vec<T> {
