@@ -131,6 +131,8 @@ struct Reply<'z> {
     /// The ECS scope: how much of the client's address decided the answer (RFC 7871 §7.2.1).
     /// 0 unless a policy used the client, so resolvers cache the answer for everyone.
     scope: u8,
+    /// The client set DO (RFC 3225): signed sets go out with their RRSIGs.
+    dnssec_ok: bool,
 }
 
 /// Who is asking, as far as the answer may depend on it (DESIGN §4): the ECS source prefix if
@@ -226,7 +228,10 @@ fn respond(
     }
 
     let client = Client::of(q, peer);
-    let mut r = Reply::default();
+    let mut r = Reply {
+        dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
+        ..Reply::default()
+    };
     if resolve(snap, q, client, &mut w, &mut r).is_err() {
         // RFC 2181 §9 / RFC 1035 §4.2.1: what must be sent did not fit; say so and let the
         // client retry over TCP.
@@ -383,6 +388,7 @@ fn answer_node<'z>(
         if let Some(set) = node.get(qtype) {
             let at = write_rrset(w, set, owner_at)?;
             r.an += set.count();
+            r.an += write_sigs(w, set, owner_at, r.dnssec_ok)?;
             if matches!(qtype, wire::TYPE_NS | wire::TYPE_MX | wire::TYPE_SRV) {
                 additional(zone, set, at, false, w, r)?;
             }
@@ -401,6 +407,7 @@ fn answer_node<'z>(
         // RFC 1034 §3.6.2 / §4.3.2 step 3a: the alias, then what it points to.
         let at = write_rrset(w, cname, owner_at)?;
         r.an += 1;
+        r.an += write_sigs(w, cname, owner_at, r.dnssec_ok)?;
         if qtype == wire::TYPE_ANY {
             // RFC 8482 §4.2: the CNAME alone is a complete minimal answer.
             return Ok(());
@@ -532,6 +539,17 @@ fn negative(zone: &Zone, apex_at: usize, w: &mut Writer, r: &mut Reply) -> Resul
 }
 
 /// Copy a pre-encoded RRset and point each owner slot at `owner_at`. Returns where it starts.
+/// With DO, the RRSIGs of a signed set after it (same owner); how many were written.
+fn write_sigs(w: &mut Writer, set: &RRset, owner_at: usize, dnssec_ok: bool) -> Result<u16, Full> {
+    match &set.sigs {
+        Some(sigs) if dnssec_ok => {
+            write_rrset(w, sigs, owner_at)?;
+            Ok(sigs.count())
+        }
+        _ => Ok(0),
+    }
+}
+
 fn write_rrset(w: &mut Writer, set: &RRset, owner_at: usize) -> Result<usize, Full> {
     // A name past offset 0x3fff cannot be pointed to (RFC 1035 §4.1.4); only a very long TCP
     // answer gets there, and it is then reported as truncated.

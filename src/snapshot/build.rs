@@ -72,11 +72,23 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         sets.push((&s.name, s.rtype, s.ttl, s.rdata.clone()));
     }
 
+    // A signed zone: its DNSKEY set at the apex, and an RRSIG set beside every set.
+    let signer = Signer::of(z).map_err(|e| err(&z.origin, RecordType::DNSKEY, e))?;
+    if let Some(s) = &signer {
+        sets.push((&z.origin, RecordType::DNSKEY, z.ttl, s.dnskeys()));
+    }
+
     let mut nodes: Map<Box<[u8]>, Node> = Map::default();
     let mut pending: Map<Vec<u8>, Vec<RRset>> = Map::default();
     let mut cnames: Map<Vec<u8>, Box<[u8]>> = Map::default();
     for (name, rtype, ttl, rdata) in &sets {
-        let rrset = encode(u16::from(*rtype), *ttl, rdata).map_err(|e| err(name, *rtype, e))?;
+        let mut rrset = encode(u16::from(*rtype), *ttl, rdata).map_err(|e| err(name, *rtype, e))?;
+        if let Some(s) = &signer {
+            rrset.sigs = Some(Box::new(
+                s.sign(name, *rtype, *ttl, rdata)
+                    .map_err(|e| err(name, *rtype, e))?,
+            ));
+        }
         let key = lower_wire(name);
         // Only aliases into this zone are followed (RFC 1034 §4.3.2 step 3a).
         if *rtype == RecordType::CNAME
@@ -211,6 +223,64 @@ pub(crate) fn family(
 }
 
 /// Encode the records of one RRset (see [`RRset`]).
+/// The keys of a signed zone, and the validity of the signatures made now.
+struct Signer {
+    keys: Vec<crate::dnssec::Key>,
+    validity: crate::dnssec::sign::Validity,
+}
+
+impl Signer {
+    fn of(z: &model::Zone) -> Result<Option<Signer>, String> {
+        let Some(d) = &z.dnssec else { return Ok(None) };
+        let keys = crate::dnssec::Key::load_dir(&d.keys, &z.origin).map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Some(Signer {
+            keys,
+            validity: crate::dnssec::sign::Validity::from(now, d.validity.as_secs()),
+        }))
+    }
+
+    fn dnskeys(&self) -> Vec<RData> {
+        self.keys
+            .iter()
+            .map(|k| raw(RecordType::DNSKEY, k.dnskey_rdata()))
+            .collect()
+    }
+
+    /// The RRSIG set of (`name`, `rtype`, `ttl`, `rdata`), pre-encoded.
+    fn sign(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[RData],
+    ) -> Result<RRset, String> {
+        let set = model::RRset {
+            name: name.clone(),
+            rtype,
+            ttl,
+            rdata: rdata.to_vec(),
+        };
+        let sigs = crate::dnssec::sign::sign_rrset(&self.keys, &set, self.validity)
+            .map_err(|e| e.to_string())?;
+        let sigs: Vec<RData> = sigs
+            .into_iter()
+            .map(|s| raw(RecordType::RRSIG, s))
+            .collect();
+        encode(wire::TYPE_RRSIG, ttl, &sigs)
+    }
+}
+
+/// Record data gslbd builds itself (DNSKEY, RRSIG), as opaque octets.
+fn raw(rtype: RecordType, data: Vec<u8>) -> RData {
+    RData::Unknown {
+        code: rtype,
+        rdata: hickory_proto::rr::rdata::NULL::with(data),
+    }
+}
+
 fn encode(rtype: u16, ttl: u32, rdata: &[RData]) -> Result<RRset, String> {
     let mut wire_out = Vec::new();
     let mut owners = Vec::new();
@@ -250,6 +320,7 @@ fn encode(rtype: u16, ttl: u32, rdata: &[RData]) -> Result<RRset, String> {
     }
     Ok(RRset {
         rtype,
+        sigs: None,
         wire: wire_out.into_boxed_slice(),
         owners: owners.into_boxed_slice(),
         targets: targets.into_boxed_slice(),

@@ -211,6 +211,8 @@ pub struct RRset {
     /// Names inside RDATA that want address records in the additional section (NS, MX, SRV
     /// targets) or that a CNAME points to: where they are in `wire`, and their lowercased form.
     pub targets: Box<[Target]>,
+    /// In a signed zone: the RRSIG records of the set, same owner, sent with DO=1.
+    pub sigs: Option<Box<RRset>>,
 }
 
 pub struct Target {
