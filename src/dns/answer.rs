@@ -335,7 +335,7 @@ fn resolve<'s>(
         None => {
             // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
             r.rcode = wire::RCODE_NXDOMAIN;
-            negative(zone, apex_at, w, r)
+            negative(zone, None, apex_at, w, r)
         }
     }
 }
@@ -382,7 +382,13 @@ fn answer_node<'z>(
                     r.an += 1;
                     Ok(())
                 }
-                _ => negative(zone, apex_at, w, r),
+                _ => negative(
+                    zone,
+                    node.nsec.as_deref().map(|n| (n, owner_at)),
+                    apex_at,
+                    w,
+                    r,
+                ),
             };
         }
         if let Some(set) = node.get(qtype) {
@@ -402,7 +408,13 @@ fn answer_node<'z>(
                 return Ok(());
             }
             // RFC 2308 §2.2: NODATA (also for empty non-terminals, RFC 4592 §2.2.2).
-            return negative(zone, apex_at, w, r);
+            return negative(
+                zone,
+                node.nsec.as_deref().map(|n| (n, owner_at)),
+                apex_at,
+                w,
+                r,
+            );
         };
         // RFC 1034 §3.6.2 / §4.3.2 step 3a: the alias, then what it points to.
         let at = write_rrset(w, cname, owner_at)?;
@@ -420,7 +432,7 @@ fn answer_node<'z>(
             // RFC 6604 §2.1: the RCODE is that of the last name in the chain.
             None if !(zone.has_cuts && zone.below_cut(target)) => {
                 r.rcode = wire::RCODE_NXDOMAIN;
-                return negative(zone, apex_at, w, r);
+                return negative(zone, None, apex_at, w, r);
             }
             Some(next) if next.kind == NodeKind::Auth => {
                 node = next;
@@ -445,7 +457,7 @@ fn pool_records(
     r: &mut Reply,
 ) -> Result<(), Full> {
     match fam {
-        FamilyAnswer::NoData => negative(zone, apex_at, w, r),
+        FamilyAnswer::NoData => negative(zone, None, apex_at, w, r),
         FamilyAnswer::ServFail => {
             r.rcode = wire::RCODE_SERVFAIL;
             r.aa = false;
@@ -532,9 +544,25 @@ fn additional(
 }
 
 /// The SOA in the authority section, with the negative TTL (RFC 2308 §3).
-fn negative(zone: &Zone, apex_at: usize, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
+/// NXDOMAIN or NODATA: the SOA in the authority section (RFC 2308 §3); with DO in a signed
+/// zone, its RRSIG and the name's NSEC proof (`proof`: the NSEC set and where its owner is).
+fn negative(
+    zone: &Zone,
+    proof: Option<(&RRset, usize)>,
+    apex_at: usize,
+    w: &mut Writer,
+    r: &mut Reply,
+) -> Result<(), Full> {
     write_rrset(w, &zone.negative_soa, apex_at)?;
     r.ns += 1;
+    r.ns += write_sigs(w, &zone.negative_soa, apex_at, r.dnssec_ok)?;
+    if r.dnssec_ok
+        && let Some((nsec, owner_at)) = proof
+    {
+        write_rrset(w, nsec, owner_at)?;
+        r.ns += nsec.count();
+        r.ns += write_sigs(w, nsec, owner_at, true)?;
+    }
     Ok(())
 }
 

@@ -142,6 +142,25 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         let rrsets = pending.remove(&k).unwrap_or_default().into_boxed_slice();
         let cname = cnames.remove(&k);
         let pool = bound.remove(&k);
+        let nsec = match &signer {
+            Some(s) if kind == NodeKind::Auth => {
+                let mut types: Vec<u16> = rrsets.iter().map(|r| r.rtype).collect();
+                if let Some(p) = pool.and_then(|p| z.pools.get((p - first_pool) as usize)) {
+                    if p.members.iter().any(|m| m.address.is_ipv4()) {
+                        types.push(wire::TYPE_A);
+                    }
+                    if p.members.iter().any(|m| m.address.is_ipv6()) {
+                        types.push(wire::TYPE_AAAA);
+                    }
+                }
+                let owner = name_of(&k).map_err(|e| err(&z.origin, RecordType::NSEC, e))?;
+                Some(Box::new(
+                    s.nsec(&owner, &types, z.negative_ttl())
+                        .map_err(|e| err(&owner, RecordType::NSEC, e))?,
+                ))
+            }
+            _ => None,
+        };
         nodes.insert(
             k.into_boxed_slice(),
             Node {
@@ -149,12 +168,19 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
                 pool,
                 rrsets,
                 cname,
+                nsec,
             },
         );
     }
 
-    let negative_soa = encode(wire::TYPE_SOA, z.negative_ttl(), &[soa])
+    let mut negative_soa = encode(wire::TYPE_SOA, z.negative_ttl(), std::slice::from_ref(&soa))
         .map_err(|e| err(&z.origin, RecordType::SOA, e))?;
+    if let Some(s) = &signer {
+        negative_soa.sigs = Some(Box::new(
+            s.sign(&z.origin, RecordType::SOA, z.negative_ttl(), &[soa])
+                .map_err(|e| err(&z.origin, RecordType::SOA, e))?,
+        ));
+    }
     let hinfo = RData::HINFO(hickory_proto::rr::rdata::HINFO::new(
         "RFC8482".into(),
         String::new(),
@@ -249,6 +275,17 @@ impl Signer {
             .collect()
     }
 
+    /// The compact-denial NSEC of `owner` with the types it has, signed.
+    fn nsec(&self, owner: &Name, types: &[u16], ttl: u32) -> Result<RRset, String> {
+        let rdata = vec![raw(
+            RecordType::NSEC,
+            crate::dnssec::denial::compact_nsec(owner, types),
+        )];
+        let mut set = encode(wire::TYPE_NSEC, ttl, &rdata)?;
+        set.sigs = Some(Box::new(self.sign(owner, RecordType::NSEC, ttl, &rdata)?));
+        Ok(set)
+    }
+
     /// The RRSIG set of (`name`, `rtype`, `ttl`, `rdata`), pre-encoded.
     fn sign(
         &self,
@@ -271,6 +308,12 @@ impl Signer {
             .collect();
         encode(wire::TYPE_RRSIG, ttl, &sigs)
     }
+}
+
+/// A name from its lowercased wire form.
+fn name_of(wire_name: &[u8]) -> Result<Name, String> {
+    use hickory_proto::serialize::binary::BinDecodable;
+    Name::from_bytes(wire_name).map_err(|e| e.to_string())
 }
 
 /// Record data gslbd builds itself (DNSKEY, RRSIG), as opaque octets.

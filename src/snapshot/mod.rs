@@ -174,6 +174,9 @@ pub struct Node {
     pub rrsets: Box<[RRset]>,
     /// The lowercased CNAME target, if this name is an alias.
     pub cname: Option<Box<[u8]>>,
+    /// In a signed zone: the compact-denial NSEC of this name (RFC 9824), with its RRSIGs,
+    /// proving which types it has (NODATA, empty non-terminals).
+    pub nsec: Option<Box<RRset>>,
 }
 
 impl Zone {
