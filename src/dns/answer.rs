@@ -332,6 +332,12 @@ fn resolve<'s>(
             w,
             r,
         ),
+        None if r.dnssec_ok && zone.signer.is_some() => {
+            // A signed zone denies the name compactly (RFC 9824): NODATA with an NSEC at the
+            // name itself whose bitmap says NXNAME, signed now (it depends on the name).
+            negative(zone, None, apex_at, w, r)?;
+            nxname_proof(zone, q, w, r)
+        }
         None => {
             // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
             r.rcode = wire::RCODE_NXDOMAIN;
@@ -544,6 +550,45 @@ fn additional(
 }
 
 /// The SOA in the authority section, with the negative TTL (RFC 2308 §3).
+/// The compact-denial proof that the query name does not exist: its NSEC and RRSIGs, made
+/// for this name.
+fn nxname_proof(zone: &Zone, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
+    let Some(s) = &zone.signer else {
+        return Ok(());
+    };
+    let owner = wire::pointer(wire::HEADER_LEN).ok_or(Full)?;
+    let rdata = crate::dnssec::denial::nxname_nsec_wire(q.name());
+    let record = |rtype: u16, data: &[u8]| {
+        let mut rec = Vec::with_capacity(12 + data.len());
+        rec.extend_from_slice(&owner.to_be_bytes());
+        rec.extend_from_slice(&rtype.to_be_bytes());
+        rec.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
+        rec.extend_from_slice(&s.ttl.to_be_bytes());
+        rec.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rec.extend_from_slice(data);
+        rec
+    };
+    w.put(&record(wire::TYPE_NSEC, &rdata))?;
+    r.ns += 1;
+    let labels = q.label_count() as u8;
+    for key in &s.keys {
+        let Ok(sig) = crate::dnssec::sign::rrsig_wire(
+            key,
+            q.name(),
+            labels,
+            wire::TYPE_NSEC,
+            s.ttl,
+            &[&rdata],
+            s.validity,
+        ) else {
+            continue;
+        };
+        w.put(&record(wire::TYPE_RRSIG, &sig))?;
+        r.ns += 1;
+    }
+    Ok(())
+}
+
 /// NXDOMAIN or NODATA: the SOA in the authority section (RFC 2308 §3); with DO in a signed
 /// zone, its RRSIG and the name's NSEC proof (`proof`: the NSEC set and where its owner is).
 fn negative(

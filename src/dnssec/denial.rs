@@ -59,6 +59,16 @@ pub fn compact_nsec(qname: &Name, types: &[u16]) -> Vec<u8> {
     rdata
 }
 
+/// [`compact_nsec`] for a name that does not exist, given as lowercase wire format.
+pub fn nxname_nsec_wire(qname: &[u8]) -> Vec<u8> {
+    let mut rdata = Vec::with_capacity(2 + qname.len() + 19);
+    rdata.push(1);
+    rdata.push(0);
+    rdata.extend_from_slice(qname);
+    rdata.extend_from_slice(&type_bitmap(&[TYPE_NXNAME, TYPE_RRSIG, TYPE_NSEC]));
+    rdata
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +91,15 @@ mod tests {
         let b = type_bitmap(&[TYPE_NXNAME, TYPE_RRSIG, TYPE_NSEC]);
         assert_eq!(&b[..2], &[0, 17]);
         assert_eq!(b[2 + 16], 0x80);
+    }
+
+    #[test]
+    fn the_wire_form_is_the_same_proof() {
+        let q = Name::from_str("nope.z.test.").unwrap();
+        assert_eq!(
+            nxname_nsec_wire(&name_wire(&q)),
+            compact_nsec(&q, &[TYPE_NXNAME])
+        );
     }
 
     #[test]

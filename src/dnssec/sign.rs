@@ -94,19 +94,41 @@ pub fn rrsig(
     rdatas: &[&[u8]],
     validity: Validity,
 ) -> Result<Vec<u8>, KeyError> {
-    let mut rdata = rrsig_head(key, owner, rtype, ttl, validity);
+    rrsig_wire(
+        key,
+        &name_wire(owner),
+        labels(owner),
+        rtype,
+        ttl,
+        rdatas,
+        validity,
+    )
+}
+
+/// [`rrsig`] for an owner given as lowercase wire format and its Labels field (what the
+/// query path has of a query name).
+pub fn rrsig_wire(
+    key: &Key,
+    owner: &[u8],
+    owner_labels: u8,
+    rtype: u16,
+    ttl: u32,
+    rdatas: &[&[u8]],
+    validity: Validity,
+) -> Result<Vec<u8>, KeyError> {
+    let mut rdata = rrsig_head(key, owner_labels, rtype, ttl, validity);
     let data = signed_data(&rdata, owner, rtype, ttl, rdatas);
     rdata.extend_from_slice(&key.sign(&data)?);
     Ok(rdata)
 }
 
 /// The RRSIG RDATA up to the signature.
-fn rrsig_head(key: &Key, owner: &Name, rtype: u16, ttl: u32, v: Validity) -> Vec<u8> {
+fn rrsig_head(key: &Key, owner_labels: u8, rtype: u16, ttl: u32, v: Validity) -> Vec<u8> {
     let signer = name_wire(&key.zone);
     let mut h = Vec::with_capacity(18 + signer.len() + 64);
     h.extend_from_slice(&rtype.to_be_bytes());
     h.push(key.algorithm.number());
-    h.push(labels(owner));
+    h.push(owner_labels);
     h.extend_from_slice(&ttl.to_be_bytes());
     h.extend_from_slice(&v.expiration.to_be_bytes());
     h.extend_from_slice(&v.inception.to_be_bytes());
@@ -122,8 +144,7 @@ fn labels(owner: &Name) -> u8 {
 }
 
 /// What the signature covers (RFC 4034 §3.1.8.1), RRs in canonical order, duplicates once.
-fn signed_data(head: &[u8], owner: &Name, rtype: u16, ttl: u32, rdatas: &[&[u8]]) -> Vec<u8> {
-    let owner = name_wire(owner);
+fn signed_data(head: &[u8], owner: &[u8], rtype: u16, ttl: u32, rdatas: &[&[u8]]) -> Vec<u8> {
     let mut sorted: Vec<&[u8]> = rdatas.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -136,7 +157,7 @@ fn signed_data(head: &[u8], owner: &Name, rtype: u16, ttl: u32, rdatas: &[&[u8]]
     );
     data.extend_from_slice(head);
     for r in sorted {
-        data.extend_from_slice(&owner);
+        data.extend_from_slice(owner);
         data.extend_from_slice(&rtype.to_be_bytes());
         data.extend_from_slice(&CLASS_IN.to_be_bytes());
         data.extend_from_slice(&ttl.to_be_bytes());
@@ -191,12 +212,13 @@ mod tests {
             inception: 1,
             expiration: 2,
         };
-        let head = rrsig_head(&key, &owner, 1, 30, v);
+        let head = rrsig_head(&key, labels(&owner), 1, 30, v);
         let a: [&[u8]; 3] = [&[192, 0, 2, 2], &[192, 0, 2, 1], &[192, 0, 2, 2]];
         let b: [&[u8]; 2] = [&[192, 0, 2, 1], &[192, 0, 2, 2]];
+        let wire = name_wire(&owner);
         assert_eq!(
-            signed_data(&head, &owner, 1, 30, &a),
-            signed_data(&head, &owner, 1, 30, &b)
+            signed_data(&head, &wire, 1, 30, &a),
+            signed_data(&head, &wire, 1, 30, &b)
         );
         // Ed25519 is deterministic: the same data, the same signature.
         assert_eq!(

@@ -195,6 +195,13 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         has_cuts: !cuts.is_empty(),
         topology: SiteMap::build(&z.sites),
         stats: Arc::default(),
+        signer: signer.map(|s| {
+            Arc::new(super::OnlineSigner {
+                keys: s.keys,
+                validity: s.validity,
+                ttl: z.negative_ttl(),
+            })
+        }),
     })
 }
 

@@ -155,6 +155,17 @@ pub struct Zone {
     pub topology: Option<SiteMap>,
     /// Query counters (metrics).
     pub stats: Arc<ZoneStats>,
+    /// In a signed zone: what proofs for names that do not exist are signed with, online.
+    pub signer: Option<Arc<OnlineSigner>>,
+}
+
+/// The keys of a signed zone and the validity of signatures made now, for the proofs that
+/// depend on the query name (compact denial of a name that does not exist).
+pub struct OnlineSigner {
+    pub keys: Vec<crate::dnssec::Key>,
+    pub validity: crate::dnssec::sign::Validity,
+    /// The TTL of the proof: the zone's negative TTL.
+    pub ttl: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
