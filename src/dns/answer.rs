@@ -381,7 +381,7 @@ fn answer_node<'z>(
                         _ => None,
                     };
                     let fam = pool.view(site).family(qtype);
-                    pool_records(fam, zone, client, owner_at, apex_at, w, r)
+                    pool_records(fam, zone, client, node, owner_at, apex_at, w, r)
                 }
                 wire::TYPE_ANY => {
                     write_rrset(w, &zone.any_hinfo, owner_at)?;
@@ -453,17 +453,28 @@ fn answer_node<'z>(
 
 /// The answer of a pool for one family: the members chosen for this query, or NODATA, or
 /// SERVFAIL (`when_all_down`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pieces of one answer; a struct would only rename them"
+)]
 fn pool_records(
     fam: &FamilyAnswer,
     zone: &Zone,
     client: Client,
+    node: &Node,
     owner_at: usize,
     apex_at: usize,
     w: &mut Writer,
     r: &mut Reply,
 ) -> Result<(), Full> {
     match fam {
-        FamilyAnswer::NoData => negative(zone, None, apex_at, w, r),
+        FamilyAnswer::NoData => negative(
+            zone,
+            node.nsec.as_deref().map(|n| (n, owner_at)),
+            apex_at,
+            w,
+            r,
+        ),
         FamilyAnswer::ServFail => {
             r.rcode = wire::RCODE_SERVFAIL;
             r.aa = false;
@@ -474,6 +485,7 @@ fn pool_records(
             max,
             rec_len,
             members,
+            sigs,
         } => {
             let ptr = wire::pointer(owner_at).ok_or(Full)?;
             let (max, rec_len) = (usize::from(*max), usize::from(*rec_len));
@@ -484,6 +496,28 @@ fn pool_records(
             } else {
                 order::pick(*order, members, max, &mut fastrand::Rng::new())
             };
+            // With DO in a signed zone: the signature of the chosen set, or else of the
+            // rotation that starts at its first member (always signed).
+            let mut picked = picked;
+            let mut set_sig = None;
+            if r.dnssec_ok && !sigs.is_empty() {
+                let find = |mask: u64| {
+                    sigs.binary_search_by_key(&(node.binding, mask), |s| (s.binding, s.mask))
+                        .ok()
+                        .map(|i| &sigs[i])
+                };
+                set_sig = crate::dnssec::sets::mask(picked.iter()).and_then(find);
+                let first = picked.iter().next();
+                if set_sig.is_none()
+                    && let Some(first) = first
+                {
+                    let rot = order::rotation(members.len(), picked.len(), first);
+                    set_sig = crate::dnssec::sets::mask(rot.iter()).and_then(find);
+                    if set_sig.is_some() {
+                        picked = rot;
+                    }
+                }
+            }
             for i in picked.iter() {
                 let m = &members[i];
                 let start = w.pos();
@@ -491,6 +525,10 @@ fn pool_records(
                 w.patch_u16(start, ptr);
                 r.an += 1;
                 m.hits.hit();
+            }
+            if let Some(s) = set_sig {
+                write_rrset(w, &s.rrsigs, owner_at)?;
+                r.an += s.rrsigs.count();
             }
             Ok(())
         }

@@ -84,6 +84,18 @@ pub fn sticky<C: Pickable>(members: &[C], client: &[u8], max: usize) -> Picked {
     out
 }
 
+/// `k` of `n` members, consecutive from `start` (wrapping): a round-robin choice.
+pub fn rotation(n: usize, k: usize, start: usize) -> Picked {
+    let mut out = Picked {
+        idx: [0; MAX_PICK],
+        len: 0,
+    };
+    for j in 0..k.min(n).min(MAX_PICK) {
+        out.push((start + j) % n);
+    }
+    out
+}
+
 /// Indices chosen for one answer, in answer order.
 #[derive(Debug, Clone, Copy)]
 pub struct Picked {

@@ -100,13 +100,18 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         pending.entry(key).or_default().push(rrset);
     }
 
-    // Names bound to pools: nodes without static data.
+    // Names bound to pools: nodes without static data, numbered per pool.
     let mut bound: Map<Vec<u8>, u32> = Map::default();
+    let mut binding: Map<Vec<u8>, u16> = Map::default();
+    let mut per_pool: Map<usize, u16> = Map::default();
     for b in &z.bindings {
         if b.pool < z.pools.len() {
             let key = lower_wire(&b.name);
             pending.entry(key.clone()).or_default();
-            bound.insert(key, first_pool + b.pool as u32);
+            bound.insert(key.clone(), first_pool + b.pool as u32);
+            let n = per_pool.entry(b.pool).or_default();
+            binding.insert(key, *n);
+            *n = n.saturating_add(1);
         }
     }
 
@@ -142,6 +147,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         let rrsets = pending.remove(&k).unwrap_or_default().into_boxed_slice();
         let cname = cnames.remove(&k);
         let pool = bound.remove(&k);
+        let binding_index = binding.remove(&k).unwrap_or(0);
         let nsec = match &signer {
             Some(s) if kind == NodeKind::Auth => {
                 let mut types: Vec<u16> = rrsets.iter().map(|r| r.rtype).collect();
@@ -169,6 +175,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
                 rrsets,
                 cname,
                 nsec,
+                binding: binding_index,
             },
         );
     }
@@ -252,7 +259,67 @@ pub(crate) fn family(
         max: pool.max_answers.min(order::MAX_PICK as u8),
         rec_len: rec_len as u8,
         members: members.iter().map(slot).collect(),
+        sigs: Box::default(),
     }
+}
+
+/// Sign the answer sets a query may emit from `fam` (`crate::dnssec::sets`) under each name
+/// the pool is bound to (`names`: binding index and name).
+pub(crate) fn sign_family(
+    fam: &mut FamilyAnswer,
+    signer: &super::OnlineSigner,
+    names: &[(u16, Name)],
+) {
+    let FamilyAnswer::Records {
+        order,
+        max,
+        rec_len,
+        members,
+        sigs,
+    } = fam
+    else {
+        return;
+    };
+    if members.len() > 64 || names.is_empty() {
+        return;
+    }
+    let rec_len = usize::from(*rec_len);
+    let (rtype, ttl) = {
+        let r = &members[0].record;
+        (
+            u16::from_be_bytes([r[2], r[3]]),
+            u32::from_be_bytes([r[6], r[7], r[8], r[9]]),
+        )
+    };
+    let mut out = Vec::new();
+    for set in crate::dnssec::sets::to_sign(members.len(), usize::from(*max), *order) {
+        let Some(mask) = crate::dnssec::sets::mask(set.iter().copied()) else {
+            continue;
+        };
+        let rdatas: Vec<&[u8]> = set
+            .iter()
+            .map(|&i| &members[i].record[12..rec_len])
+            .collect();
+        for (binding, name) in names {
+            let made: Vec<RData> = signer
+                .keys
+                .iter()
+                .filter_map(|k| {
+                    crate::dnssec::sign::rrsig(k, name, rtype, ttl, &rdatas, signer.validity).ok()
+                })
+                .map(|sig| raw(RecordType::RRSIG, sig))
+                .collect();
+            if let Ok(rrsigs) = encode(wire::TYPE_RRSIG, ttl, &made) {
+                out.push(super::SetSig {
+                    binding: *binding,
+                    mask,
+                    rrsigs,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|s| (s.binding, s.mask));
+    *sigs = out.into_boxed_slice();
 }
 
 /// Encode the records of one RRset (see [`RRset`]).

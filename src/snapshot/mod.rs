@@ -116,7 +116,18 @@ pub enum FamilyAnswer {
         /// Octets of each `Slot::record` in use: 16 for A, 28 for AAAA.
         rec_len: u8,
         members: Box<[Slot]>,
+        /// In a signed zone: the RRSIGs of the sets a query may emit, by (name the pool is
+        /// bound to, mask of member indices), sorted for a binary search.
+        sigs: Box<[SetSig]>,
     },
+}
+
+/// The RRSIGs of one answer set of a pool under one of its names.
+pub struct SetSig {
+    /// The name's `Node::binding`.
+    pub binding: u16,
+    pub mask: u64,
+    pub rrsigs: RRset,
 }
 
 /// One eligible member of a family answer.
@@ -188,6 +199,9 @@ pub struct Node {
     /// In a signed zone: the compact-denial NSEC of this name (RFC 9824), with its RRSIGs,
     /// proving which types it has (NODATA, empty non-terminals).
     pub nsec: Option<Box<RRset>>,
+    /// Which of its pool's names this is (0, 1, ... in the zone's order): where its answer
+    /// sets' signatures are.
+    pub binding: u16,
 }
 
 impl Zone {

@@ -48,6 +48,9 @@ pub struct Table {
     metrics: Arc<Metrics>,
     /// With a cluster: every probe by the name nodes share, and the nodes' vantages.
     cluster: Option<vantages::Names>,
+    /// In signed zones: the names each pool is bound to (binding index, name), to sign its
+    /// answer sets under.
+    pool_names: Vec<Vec<(u16, hickory_proto::rr::Name)>>,
 }
 
 /// What a reload changed in the set of probes.
@@ -93,6 +96,7 @@ impl Table {
             generation: 1,
             metrics,
             cluster: None,
+            pool_names: Vec::new(),
         };
         t.recompute_all();
         t.live.publish(t.snapshot());
@@ -405,6 +409,17 @@ impl Table {
     }
 
     fn recompute_all(&mut self) {
+        self.pool_names = vec![Vec::new(); self.plan.pools.len()];
+        for z in self.zones.values().filter(|z| z.signer.is_some()) {
+            for (key, node) in &z.nodes {
+                if let Some(p) = node.pool
+                    && let Some(names) = self.pool_names.get_mut(p as usize)
+                    && let Ok(name) = <hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::from_bytes(key)
+                {
+                    names.push((node.binding, name));
+                }
+            }
+        }
         self.pool_cells = (0..self.plan.pools.len() as PoolId)
             .map(|id| {
                 let (zone, pool) = self.zone_and_pool(id);
@@ -490,9 +505,18 @@ impl Table {
         // Every address a pool answers with has a cell (fallbacks too); a detached one would
         // only go uncounted.
         let hits = |address: IpAddr| cell_of(cells, address).cloned().unwrap_or_default();
+        let signer = self
+            .zones
+            .get(snapshot::lower_wire(&zone.origin).as_slice())
+            .and_then(|z| z.signer.clone());
+        let names = self.pool_names.get(id as usize);
         let encode = |e: &Eligible, site, f| {
             let e = pipeline::site(pool, e, site, &zone.sites, &mut NoTrace);
-            snapshot::build::family(pool, &e, f, &hits)
+            let mut fam = snapshot::build::family(pool, &e, f, &hits);
+            if let (Some(s), Some(names)) = (&signer, names) {
+                snapshot::build::sign_family(&mut fam, s, names);
+            }
+            fam
         };
         PoolAnswer(
             sites
