@@ -556,6 +556,20 @@ fn dnssec_keys_and_timing_are_validated() {
         stderr(&o)
     );
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // what signing does not cover yet is refused, not served unsigned
+    std::fs::write(
+        d.path().join("zones/s.yaml"),
+        format!("{head}  sub: {{ NS: [ns.sub.s.test.] }}\n  ns.sub: {{ A: [192.0.2.9] }}\npools:\n  p: {{ when_all_down: none, members: [{{ address: 192.0.2.1 }}] }}\ndnssec: {{ keys: keys }}\n"),
+    )
+    .unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    for want in [
+        "dnssec: pool p: when_all_down: none is not signed yet",
+        "dnssec: delegations (sub.s.test. NS) in a signed zone are not signed yet",
+    ] {
+        assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
+    }
     // timing
     for (dnssec, want) in [
         (

@@ -140,6 +140,39 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     };
 
     let dnssec = file.dnssec.as_ref().and_then(|d| dnssec(d, &origin, r));
+    // What signing does not cover yet is refused rather than served unsigned (validators
+    // would call it bogus).
+    if let (Some(_), Some(d)) = (&dnssec, &file.dnssec) {
+        let at = loc(&d.value.keys);
+        for p in &pools {
+            if p.members.len() > 64 {
+                r.error(
+                    at,
+                    "dnssec",
+                    format!(
+                        "pool {} has {} members; a signed zone's pools have at most 64",
+                        p.name,
+                        p.members.len()
+                    ),
+                );
+            }
+            if p.when_all_down == model::WhenAllDown::None {
+                r.error(
+                    at,
+                    "dnssec",
+                    format!("pool {}: when_all_down: none is not signed yet", p.name),
+                );
+            }
+        }
+        let apex = LowerName::new(&origin);
+        if let Some((cut, _)) = acc.keys().find(|(n, t)| *t == RecordType::NS && *n != apex) {
+            r.error(
+                at,
+                "dnssec",
+                format!("delegations ({cut} NS) in a signed zone are not signed yet"),
+            );
+        }
+    }
     let zone = match soa {
         Some(soa) if r.error_count() == errors_before => Some(model::Zone {
             origin: origin.clone(),

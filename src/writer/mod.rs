@@ -377,6 +377,7 @@ pub async fn run_with(
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
     // Slow-start ramps, stale load reports and expiring overrides change answers over time.
     let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut resign_after = 0u64;
     loop {
         tokio::select! {
             Some(r) = reports.recv() => {
@@ -396,6 +397,18 @@ pub async fn run_with(
             _ = clock.tick() => {
                 w.table.tick(w.clock.now());
                 w.cluster_tick();
+                // Signed zones are signed again (a reload) before their signatures run out; a
+                // reload that fails is tried again a minute later, not at every tick.
+                let now_unix = w.clock.unix();
+                if now_unix >= resign_after && w.table.signatures_due(now_unix) {
+                    tracing::info!("dnssec: signatures are due for renewal: reloading to sign again");
+                    let r = w.reload().await;
+                    if r.is_err() {
+                        resign_after = now_unix + 60;
+                    }
+                    dirty |= r.is_ok();
+                    log_reload(&w.table, &r);
+                }
                 if w.table.expire_overrides(w.clock.unix()) {
                     tracing::info!("override expired");
                     if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {

@@ -104,6 +104,18 @@ impl Table {
         Ok(t)
     }
 
+    /// Whether a signed zone's signatures must be made again at `now_unix` (less than its
+    /// `refresh` left).
+    pub fn signatures_due(&self, now_unix: u64) -> bool {
+        self.config.zones.iter().any(|z| {
+            let Some(d) = &z.dnssec else { return false };
+            self.zones
+                .get(snapshot::lower_wire(&z.origin).as_slice())
+                .and_then(|sz| sz.signer.as_ref())
+                .is_some_and(|s| s.validity.due(now_unix, d.refresh.as_secs()))
+        })
+    }
+
     /// The handle readers load snapshots from.
     pub fn live(&self) -> Live {
         self.live.clone()
