@@ -456,11 +456,7 @@ fn check_text(
 ) -> String {
     let mut text = format!("{check}={status} ({})", last.unwrap_or("no result yet"));
     if !votes.is_empty() {
-        let votes: Vec<String> = votes
-            .iter()
-            .map(|v| format!("{}={}", v.node, v.status))
-            .collect();
-        text.push_str(&format!(" votes {}", votes.join(" ")));
+        text.push_str(&format!(" votes {}", crate::api::votes_text(votes)));
     }
     text
 }

@@ -91,6 +91,15 @@ pub struct ClusterStatus {
     pub nodes: Vec<String>,
 }
 
+/// `ns1=down ns2=up`: votes as the logs, `ctl` and explain show them.
+pub fn votes_text(votes: &[Vote]) -> String {
+    let each: Vec<String> = votes
+        .iter()
+        .map(|v| format!("{}={}", v.node, v.status))
+        .collect();
+    each.join(" ")
+}
+
 /// One node's observation of a check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Vote {

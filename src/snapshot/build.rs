@@ -73,7 +73,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
     }
 
     // A signed zone: its DNSKEY set at the apex, and an RRSIG set beside every set.
-    let signer = Signer::of(z).map_err(|e| err(&z.origin, RecordType::DNSKEY, e))?;
+    let signer = super::OnlineSigner::of(z).map_err(|e| err(&z.origin, RecordType::DNSKEY, e))?;
     if let Some(s) = &signer {
         sets.push((&z.origin, RecordType::DNSKEY, z.ttl, s.dnskeys()));
     }
@@ -202,13 +202,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         has_cuts: !cuts.is_empty(),
         topology: SiteMap::build(&z.sites),
         stats: Arc::default(),
-        signer: signer.map(|s| {
-            Arc::new(super::OnlineSigner {
-                keys: s.keys,
-                validity: s.validity,
-                ttl: z.negative_ttl(),
-            })
-        }),
+        signer: signer.map(Arc::new),
     })
 }
 
@@ -323,22 +317,19 @@ pub(crate) fn sign_family(
 }
 
 /// Encode the records of one RRset (see [`RRset`]).
-/// The keys of a signed zone, and the validity of the signatures made now.
-struct Signer {
-    keys: Vec<crate::dnssec::Key>,
-    validity: crate::dnssec::sign::Validity,
-}
-
-impl Signer {
-    fn of(z: &model::Zone) -> Result<Option<Signer>, String> {
+/// Signing at load and publish, with the zone's [`super::OnlineSigner`] (the query path signs
+/// with it too).
+impl super::OnlineSigner {
+    fn of(z: &model::Zone) -> Result<Option<Self>, String> {
         let Some(d) = &z.dnssec else { return Ok(None) };
         let keys = crate::dnssec::Key::load_dir(&d.keys, &z.origin).map_err(|e| e.to_string())?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok(Some(Signer {
+        Ok(Some(super::OnlineSigner {
             keys,
             validity: crate::dnssec::sign::Validity::from(now, d.validity.as_secs()),
+            ttl: z.negative_ttl(),
         }))
     }
 

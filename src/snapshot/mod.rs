@@ -170,8 +170,9 @@ pub struct Zone {
     pub signer: Option<Arc<OnlineSigner>>,
 }
 
-/// The keys of a signed zone and the validity of signatures made now, for the proofs that
-/// depend on the query name (compact denial of a name that does not exist).
+/// The keys of a signed zone and the validity of the signatures made with them: at load, at
+/// publish (pool sets), and per query for the proofs that depend on the query name (compact
+/// denial of a name that does not exist).
 pub struct OnlineSigner {
     pub keys: Vec<crate::dnssec::Key>,
     pub validity: crate::dnssec::sign::Validity,

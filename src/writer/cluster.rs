@@ -395,12 +395,6 @@ impl Writer {
 
     /// A change of a probe's status that the quorum made (not this node's own probe).
     pub(super) fn log_quorum(&self, key: &ProbeKey, tr: &Transition) {
-        let votes: Vec<String> = self
-            .table
-            .votes(key)
-            .iter()
-            .map(|(n, s)| format!("{n}={}", s.status))
-            .collect();
         tracing::info!(
             member = %key.address,
             from = %tr.from,
@@ -410,7 +404,7 @@ impl Writer {
             self.table.check_names(key),
             tr.from,
             tr.to,
-            votes.join(" ")
+            self.table.votes_text(key)
         );
     }
 

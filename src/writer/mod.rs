@@ -281,19 +281,13 @@ impl Writer {
         );
         let status = self.table.probe_status(&r.key);
         if self.cluster.is_some() && o.status.is_none() && status != tr.to {
-            let votes: Vec<String> = self
-                .table
-                .votes(&r.key)
-                .iter()
-                .map(|(n, s)| format!("{n}={}", s.status))
-                .collect();
             tracing::info!(
                 member = %r.key.address,
                 "health: {} check {}: the cluster's votes keep it {} ({})",
                 r.key.address,
                 names,
                 status,
-                votes.join(" ")
+                self.table.votes_text(&r.key)
             );
         }
         true

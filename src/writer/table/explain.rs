@@ -277,15 +277,10 @@ impl Table {
                     let last = local.last.as_ref().map_or("", |o| o.reason.as_str());
                     return Some(format!("{}: {last}", c.name));
                 }
-                let votes: Vec<String> = self
-                    .votes_of(h)
-                    .iter()
-                    .map(|v| format!("{}={}", v.node, v.status))
-                    .collect();
                 Some(format!(
                     "{}: down by the cluster's votes ({})",
                     c.name,
-                    votes.join(" ")
+                    crate::api::votes_text(&self.votes_of(h))
                 ))
             })
             .collect();

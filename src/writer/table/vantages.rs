@@ -140,15 +140,12 @@ impl Table {
         counts
     }
 
-    /// The vantages that see probe `key`, each with its node's name and state.
-    pub fn votes(&self, key: &ProbeKey) -> Vec<(&str, &State)> {
-        let Some(h) = self.plan.probe_id(key).and_then(|id| self.health.probe(id)) else {
-            return Vec::new();
-        };
-        h.vantages()
-            .iter()
-            .filter_map(|(v, s)| Some((self.node_of(*v)?, s)))
-            .collect()
+    /// Each node's vote on probe `key`, as logs show it (`ns1=down ns2=up`).
+    pub fn votes_text(&self, key: &ProbeKey) -> String {
+        self.plan
+            .probe_id(key)
+            .and_then(|id| self.health.probe(id))
+            .map_or_else(String::new, |h| crate::api::votes_text(&self.votes_of(h)))
     }
 }
 
