@@ -15,26 +15,50 @@ use crate::model::HttpCheck;
 use crate::snapshot::Snapshot;
 
 /// The zones the query target answers from: every kind of data, a delegation, and pools with
-/// every policy and a site map.
+/// every policy and a site map; and [`SIGNED`].
 const ZONES: [&str; 2] = [
     include_str!("../tests/zones/authority/auth.test.yaml"),
     include_str!("../tests/zones/pools/p.test.yaml"),
 ];
 
+/// A signed zone, answered with and without DO (its key is made when the snapshot is).
+const SIGNED: &str = include_str!("../tests/zones/signed/sig.test.yaml");
+
 fn load_zone(text: &str) -> Option<crate::model::Zone> {
+    load_zone_at(text, Path::new("fuzz.yaml"))
+}
+
+fn load_zone_at(text: &str, path: &Path) -> Option<crate::model::Zone> {
     let mut diags = Diagnostics::default();
-    let mut r = Reporter::new(Path::new("fuzz.yaml"), &mut diags);
+    let mut r = Reporter::new(path, &mut diags);
     zone::load(text, &mut r)?.zone
+}
+
+/// The signed zone, with a new key in `dir/keys/` (the caller removes `dir` once the snapshot
+/// is built: it holds the key).
+fn signed_zone(dir: &Path) -> crate::model::Zone {
+    use crate::dnssec::{Algorithm, Key};
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).expect("a temporary directory for the fuzz zone's key");
+    let origin = "sig.test.".parse().expect("a name");
+    let (key, private) = Key::generate(&origin, Algorithm::EcdsaP256Sha256).expect("a key");
+    key.write(&keys, &private, "20261202000000")
+        .expect("the fuzz zone's key written");
+    load_zone_at(SIGNED, &dir.join("sig.test.yaml")).expect("the signed fuzz zone loads")
 }
 
 fn snapshot() -> &'static Snapshot {
     static SNAP: OnceLock<Snapshot> = OnceLock::new();
     SNAP.get_or_init(|| {
-        let zones: Vec<_> = ZONES
+        let mut zones: Vec<_> = ZONES
             .iter()
             .map(|t| load_zone(t).expect("the fuzz zones load"))
             .collect();
-        Snapshot::build(&zones, 1).expect("the fuzz zones build")
+        let dir = std::env::temp_dir().join(format!("gslbd-fuzz-{}", std::process::id()));
+        zones.push(signed_zone(&dir));
+        let snap = Snapshot::build(&zones, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+        snap.expect("the fuzz zones build")
     })
 }
 

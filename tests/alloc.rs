@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{Ask, root};
 use gslbd::config::{self, Sources};
 use gslbd::dns::{MAX_RESPONSE, Transport, answer};
+use gslbd::dnssec::{Algorithm, Key};
 use gslbd::snapshot::Snapshot;
 
 struct Counting;
@@ -87,6 +88,20 @@ fn answering_allocates_nothing() {
         d.path().join("p.test.yaml"),
     )
     .unwrap();
+    // A signed zone beside them: its answers with DO carry signatures and proofs, and a name
+    // that does not exist gets one signed on the query path.
+    let keys = d.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let zone_name = "sig.test.".parse().unwrap();
+    for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
+        let (key, private) = Key::generate(&zone_name, alg).unwrap();
+        key.write(&keys, &private, "20261202000000").unwrap();
+    }
+    std::fs::copy(
+        root().join("tests/zones/signed/sig.test.yaml"),
+        d.path().join("sig.test.yaml"),
+    )
+    .unwrap();
     let loaded = config::load(&Sources {
         config: None,
         zones_dir: Some(d.path().to_path_buf()),
@@ -121,9 +136,30 @@ fn answering_allocates_nothing() {
         ("geo.p.test.", "A"),
         ("geo.p.test.", "AAAA"),
         ("geo.p.test.", "MX"),
+        ("www.sig.test.", "A"),
+        ("www.sig.test.", "MX"),
+        ("sig.test.", "DNSKEY"),
+        ("nope.sig.test.", "A"),
+        ("a.b.nope.sig.test.", "TXT"),
+        ("deep.sig.test.", "A"),
+        ("web.sig.test.", "A"),
+        ("web.sig.test.", "AAAA"),
+        ("web.sig.test.", "MX"),
+        ("alias.sig.test.", "A"),
+        ("gone.sig.test.", "A"),
+        ("gone.sig.test.", "AAAA"),
+        ("x.child.sig.test.", "A"),
+        ("x.secure.sig.test.", "A"),
+        ("secure.sig.test.", "DS"),
+        ("child.sig.test.", "DS"),
     ] {
         for transport in [Transport::Udp, Transport::Tcp] {
             queries.push((Ask::new(name, rtype).bytes(), transport));
+            let mut signed = Ask::new(name, rtype);
+            signed.dnssec_ok = true;
+            queries.push((signed.bytes(), transport));
+            queries.push((signed.clone().ecs("10.2.3.0", 24).bytes(), transport));
+            queries.push((signed.bufsize(512).bytes(), transport));
             queries.push((Ask::new(name, rtype).no_edns().bytes(), transport));
             queries.push((Ask::new(name, rtype).ecs("10.2.3.0", 24).bytes(), transport));
             queries.push((
@@ -171,4 +207,11 @@ fn answering_allocates_nothing() {
     // The counter works: it sees an allocation when there is one.
     assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8; 16]))), 1);
     assert!(answered > queries.len(), "answered {answered}");
+    // The signed answers were made: a missing name's proof has the SOA, the NSEC and an
+    // RRSIG of each by each of the two keys.
+    let mut nope = Ask::new("nope.sig.test.", "A");
+    nope.dnssec_ok = true;
+    let n = answer(&snap, &nope.bytes(), Transport::Udp, peers[0], &mut out).unwrap();
+    let m = hickory_proto::op::Message::from_vec(&out[..n]).unwrap();
+    assert_eq!(m.authorities.len(), 6, "{m:?}");
 }

@@ -556,17 +556,30 @@ fn dnssec_keys_and_timing_are_validated() {
         stderr(&o)
     );
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    // what signing does not cover yet is refused, not served unsigned
+    // delegations (with and without DS) and `when_all_down: none` are signed; a DS belongs at
+    // a delegation and must be one; a pool of more than 64 members is not signed
     std::fs::write(
         d.path().join("zones/s.yaml"),
-        format!("{head}  sub: {{ NS: [ns.sub.s.test.] }}\n  ns.sub: {{ A: [192.0.2.9] }}\npools:\n  p: {{ when_all_down: none, members: [{{ address: 192.0.2.1 }}] }}\ndnssec: {{ keys: keys }}\n"),
+        format!("{head}  sub: {{ NS: [ns.sub.s.test.] }}\n  ns.sub: {{ A: [192.0.2.9] }}\n  sec: {{ NS: [ns1.s.test.], DS: [\"1 13 2 {}\"] }}\npools:\n  p: {{ when_all_down: none, members: [{{ address: 192.0.2.1 }}] }}\ndnssec: {{ keys: keys }}\n", "AB".repeat(32)),
+    )
+    .unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let members: Vec<String> = (1..=65)
+        .map(|i| format!("{{ address: 10.0.0.{i} }}"))
+        .collect();
+    std::fs::write(
+        d.path().join("zones/s.yaml"),
+        format!("{head}  www: {{ DS: [\"1 13 2 {}\"] }}\n  sec: {{ NS: [ns1.s.test.], DS: [\"1 13 2 ABCD\", \"1 13 9 AB\"] }}\npools:\n  big: {{ members: [{}] }}\ndnssec: {{ keys: keys }}\n", "AB".repeat(32), members.join(", ")),
     )
     .unwrap();
     let o = check(d.path(), &["--zones", "zones"]);
     assert_eq!(o.status.code(), Some(1));
     for want in [
-        "dnssec: pool p: when_all_down: none is not signed yet",
-        "dnssec: delegations (sub.s.test. NS) in a signed zone are not signed yet",
+        "zones/s.yaml:6:15: records.www.DS: www.s.test. has no NS records: a DS belongs at a delegation, beside its NS",
+        "zones/s.yaml:7:34: records.sec.DS[0]: \"1 13 2 ABCD\": a digest of type 2 has 32 octets, this one 2",
+        "records.sec.DS[1]: \"1 13 9 AB\": digest type 9 is not SHA-1 (1), SHA-256 (2) or SHA-384 (4)",
+        "dnssec: pool big has 65 members; a signed zone's pools have at most 64",
     ] {
         assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
     }

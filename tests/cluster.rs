@@ -453,11 +453,17 @@ fn an_etcd_cluster_that_loses_a_member_changes_nothing() {
     // The member the nodes talk to first dies; they go on with the others.
     members_etcd[0].kill();
     let (code, body) = nodes[1].http("POST", "/v1/members/127.0.83.1/drain", "", None);
-    assert_eq!(code, 200, "{body}");
+    // If the dead member was the leader, the election and the client's move to another
+    // member can outlast the API's 3 s wait on a loaded machine: the override then applies
+    // on this node at once and is written to etcd when it answers (a 503 that says so).
+    assert!(
+        code == 200 || (code == 503 && body.contains("written to etcd when it answers")),
+        "{code} {body}"
+    );
     let took = all_answer(
         &nodes,
         &["127.0.83.2"],
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "a drain did not propagate with one etcd member down",
     );
     eprintln!("with one of three etcd members down, a drain reached both nodes after {took:?}");

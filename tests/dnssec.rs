@@ -179,25 +179,6 @@ fn keys_made_by_bind_are_read() {
     assert_eq!(sorted_lines(&text(&o).0), bind_ds(d.path()));
 }
 
-/// The Debian python3 with dnspython (python3-dnspython, python3-cryptography), if present.
-fn dnspython() -> Option<&'static str> {
-    let ok = |py: &str| {
-        Command::new(py)
-            .args(["-c", "import dns.dnssec, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let found = ["/usr/bin/python3", "python3"].into_iter().find(|p| ok(p));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
-            "dnspython is missing (apt-get install python3-dnspython python3-cryptography)"
-        );
-        eprintln!("SKIPPED: dnspython is missing (python3-dnspython)");
-    }
-    found
-}
-
 /// Signatures made by gslbd validate with an independent implementation (dnspython's
 /// `dns.dnssec.validate`): A, AAAA and TXT sets and the DNSKEY set, for both algorithms; and
 /// a changed record or an expired signature does not.
@@ -212,7 +193,9 @@ fn signatures_validate_with_dnspython() {
     let name = |s: &str| Name::from_str(s).unwrap();
     let canonical = |r: RData| canonical_rdata(&r).unwrap();
 
-    let Some(py) = dnspython() else { return };
+    let Some(py) = common::dnspython() else {
+        return;
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -409,7 +392,9 @@ fn the_example_zones_sign_and_validate() {
     use hickory_proto::rr::rdata::{NS, SOA};
     use hickory_proto::rr::{RData, RecordType};
 
-    let Some(py) = dnspython() else { return };
+    let Some(py) = common::dnspython() else {
+        return;
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -192,6 +192,26 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// Mutations of DO queries for a signed zone (its answers carry signatures and proofs,
+    /// and a missing name's proof is signed per query): the fuzz target's checks hold.
+    #[test]
+    fn mutated_signed_queries_never_panic(flips in proptest::collection::vec((0usize..80, any::<u8>()), 1..6), cut in 0usize..100, name in 0usize..4) {
+        let names = ["nope.sig.test.", "web.sig.test.", "x.child.sig.test.", "secure.sig.test."];
+        let mut q = Ask::new(names[name], "A");
+        q.dnssec_ok = true;
+        let mut p = q.bytes();
+        for (at, v) in flips {
+            let i = at % p.len();
+            p[i] = v;
+        }
+        p.truncate(cut.max(1).min(p.len()));
+        gslbd::fuzzing::query(&p);
+    }
+}
+
 fn snapshot_once() -> &'static Snapshot {
     static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
     SNAP.get_or_init(snapshot)

@@ -426,6 +426,9 @@ pub struct NameFile {
     pub ns: Option<OneOrMany>,
     #[serde(rename = "CAA")]
     pub caa: Option<OneOrMany>,
+    /// At a delegation of a signed zone: the child's DS records.
+    #[serde(rename = "DS")]
+    pub ds: Option<OneOrMany>,
     #[serde(rename = "PTR")]
     pub ptr: Option<OneOrMany>,
     pub ttl: Option<Spanned<i64>>,

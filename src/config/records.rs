@@ -189,11 +189,14 @@ pub(super) fn names_records(
             r,
         );
     }
+    if let Some(v) = &spec.ds {
+        add(RecordType::DS, &refs(v), &ds, r);
+    }
     if !any {
         r.error(
             loc(key),
             base,
-            "no records: give at least one type (A, AAAA, CNAME, MX, TXT, SRV, NS, CAA, PTR)",
+            "no records: give at least one type (A, AAAA, CNAME, MX, TXT, SRV, NS, CAA, PTR, DS)",
         );
     }
 }
@@ -233,6 +236,47 @@ fn srv(s: &str, origin: &Name) -> Result<RData, String> {
         number(port, "port", s)?,
         name(tgt, Some(origin))?,
     )))
+}
+
+/// `"12345 13 2 49FD46E6C4B45C55D4AC..."` (RFC 4034 §5.3): key tag, algorithm, digest type and
+/// the digest in hexadecimal, as `gslbd ds` or `dnssec-dsfromkey` print it (spaces inside the
+/// digest allowed). Kept as opaque RDATA: hickory parses DS only with its DNSSEC features.
+fn ds(s: &str) -> Result<RData, String> {
+    let what = "DS data: \"KEYTAG ALGORITHM DIGESTTYPE DIGEST\", e.g. \"12345 13 2 49FD...\"";
+    let mut parts = s.split_whitespace();
+    let (Some(tag), Some(alg), Some(dtype)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{s:?} is not {what}"));
+    };
+    let hex: String = parts.collect();
+    let digest = data_encoding::HEXUPPER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .map_err(|_| format!("{s:?}: the digest {hex:?} is not hexadecimal"))?;
+    let dtype: u8 = number(dtype, "digest type", s)?;
+    let want = match dtype {
+        1 => 20,
+        2 => 32,
+        4 => 48,
+        _ => {
+            return Err(format!(
+                "{s:?}: digest type {dtype} is not SHA-1 (1), SHA-256 (2) or SHA-384 (4)"
+            ));
+        }
+    };
+    if digest.len() != want {
+        return Err(format!(
+            "{s:?}: a digest of type {dtype} has {want} octets, this one {}",
+            digest.len()
+        ));
+    }
+    let mut rdata = Vec::with_capacity(4 + digest.len());
+    rdata.extend_from_slice(&number::<u16>(tag, "key tag", s)?.to_be_bytes());
+    rdata.push(number(alg, "algorithm", s)?);
+    rdata.push(dtype);
+    rdata.extend_from_slice(&digest);
+    Ok(RData::Unknown {
+        code: RecordType::DS,
+        rdata: hickory_proto::rr::rdata::NULL::with(rdata),
+    })
 }
 
 /// One TXT record holding the whole string, split into 255-octet character-strings

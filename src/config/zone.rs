@@ -140,8 +140,8 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
     };
 
     let dnssec = file.dnssec.as_ref().and_then(|d| dnssec(d, &origin, r));
-    // What signing does not cover yet is refused rather than served unsigned (validators
-    // would call it bogus).
+    // Pool answer sets are signed per subset of members (a 64-bit mask); larger pools are
+    // refused rather than served unsigned (validators would call them bogus).
     if let (Some(_), Some(d)) = (&dnssec, &file.dnssec) {
         let at = loc(&d.value.keys);
         for p in &pools {
@@ -156,21 +156,6 @@ pub fn load(text: &str, r: &mut Reporter) -> Option<Loaded> {
                     ),
                 );
             }
-            if p.when_all_down == model::WhenAllDown::None {
-                r.error(
-                    at,
-                    "dnssec",
-                    format!("pool {}: when_all_down: none is not signed yet", p.name),
-                );
-            }
-        }
-        let apex = LowerName::new(&origin);
-        if let Some((cut, _)) = acc.keys().find(|(n, t)| *t == RecordType::NS && *n != apex) {
-            r.error(
-                at,
-                "dnssec",
-                format!("delegations ({cut} NS) in a signed zone are not signed yet"),
-            );
         }
     }
     let zone = match soa {
@@ -393,6 +378,16 @@ fn check_structure(origin: &Name, ns: &[Name], ns_locs: &[Loc], acc: &Records, r
             }
         } else if cuts.contains(owner) && !matches!(rtype, RecordType::NS | RecordType::DS) {
             r.error(a.from.loc, &a.from.path, format!("{} is delegated (it has NS records); other data there would not be authoritative", a.rrset.name));
+        } else if *rtype == RecordType::DS && !cuts.contains(owner) {
+            // RFC 4034 §5: a DS is the parent's record of a child zone, at the cut.
+            r.error(
+                a.from.loc,
+                &a.from.path,
+                format!(
+                    "{} has no NS records: a DS belongs at a delegation, beside its NS",
+                    a.rrset.name
+                ),
+            );
         }
     }
 

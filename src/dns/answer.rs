@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 
+use super::signed;
 pub use super::wire::Transport;
 use super::wire::{self, Full, Parsed, Query, Writer};
 use crate::select::order;
@@ -312,6 +313,10 @@ fn resolve<'s>(
     if zone.has_cuts {
         // RFC 1034 §4.3.2 step 3b: the topmost cut above or at the name makes a referral.
         for i in (0..apex_labels_below).rev() {
+            // RFC 4035 §3.1.4.1: the DS of a cut is the parent's data, answered here.
+            if i == 0 && q.qtype == wire::TYPE_DS {
+                break;
+            }
             if let Some(node) = zone.nodes.get(q.suffix(i))
                 && node.kind == NodeKind::Cut
             {
@@ -336,7 +341,8 @@ fn resolve<'s>(
             // A signed zone denies the name compactly (RFC 9824): NODATA with an NSEC at the
             // name itself whose bitmap says NXNAME, signed now (it depends on the name).
             negative(zone, None, apex_at, w, r)?;
-            nxname_proof(zone, q, w, r)
+            r.ns += signed::nxname_proof(zone, q, w)?;
+            Ok(())
         }
         None => {
             // RFC 2308 §2.1: NXDOMAIN with the SOA in the authority section.
@@ -363,6 +369,12 @@ fn answer_node<'z>(
     r: &mut Reply,
 ) -> Result<(), Full> {
     for _ in 0..MAX_CNAME_CHAIN {
+        if matches!(qtype, wire::TYPE_NSEC | wire::TYPE_RRSIG)
+            && let Some(nsec) = &node.nsec
+        {
+            r.an += signed::proof_records(node, nsec, qtype, owner_at, r.dnssec_ok, w)?;
+            return Ok(());
+        }
         if let Some(id) = node.pool
             && let Some(pool) = snap.pools.get(id as usize)
         {
@@ -381,10 +393,10 @@ fn answer_node<'z>(
                         _ => None,
                     };
                     let fam = pool.view(site).family(qtype);
-                    pool_records(fam, zone, client, node, owner_at, apex_at, w, r)
+                    pool_records(fam, zone, client, node, qtype, owner_at, apex_at, w, r)
                 }
                 wire::TYPE_ANY => {
-                    write_rrset(w, &zone.any_hinfo, owner_at)?;
+                    zone.any_hinfo.write(w, owner_at)?;
                     r.an += 1;
                     Ok(())
                 }
@@ -398,9 +410,9 @@ fn answer_node<'z>(
             };
         }
         if let Some(set) = node.get(qtype) {
-            let at = write_rrset(w, set, owner_at)?;
+            let at = set.write(w, owner_at)?;
             r.an += set.count();
-            r.an += write_sigs(w, set, owner_at, r.dnssec_ok)?;
+            r.an += set.write_sigs(w, owner_at, r.dnssec_ok)?;
             if matches!(qtype, wire::TYPE_NS | wire::TYPE_MX | wire::TYPE_SRV) {
                 additional(zone, set, at, false, w, r)?;
             }
@@ -409,7 +421,7 @@ fn answer_node<'z>(
         let Some(cname) = node.get(wire::TYPE_CNAME) else {
             if qtype == wire::TYPE_ANY && !node.rrsets.is_empty() {
                 // RFC 8482 §4.2: one synthesized HINFO instead of everything.
-                write_rrset(w, &zone.any_hinfo, owner_at)?;
+                zone.any_hinfo.write(w, owner_at)?;
                 r.an += 1;
                 return Ok(());
             }
@@ -423,9 +435,9 @@ fn answer_node<'z>(
             );
         };
         // RFC 1034 §3.6.2 / §4.3.2 step 3a: the alias, then what it points to.
-        let at = write_rrset(w, cname, owner_at)?;
+        let at = cname.write(w, owner_at)?;
         r.an += 1;
-        r.an += write_sigs(w, cname, owner_at, r.dnssec_ok)?;
+        r.an += cname.write_sigs(w, owner_at, r.dnssec_ok)?;
         if qtype == wire::TYPE_ANY {
             // RFC 8482 §4.2: the CNAME alone is a complete minimal answer.
             return Ok(());
@@ -462,19 +474,21 @@ fn pool_records(
     zone: &Zone,
     client: Client,
     node: &Node,
+    qtype: u16,
     owner_at: usize,
     apex_at: usize,
     w: &mut Writer,
     r: &mut Reply,
 ) -> Result<(), Full> {
     match fam {
-        FamilyAnswer::NoData => negative(
-            zone,
-            node.nsec.as_deref().map(|n| (n, owner_at)),
-            apex_at,
-            w,
-            r,
-        ),
+        FamilyAnswer::NoData => {
+            // The proof that the name has no records of this family now.
+            let nsec = node
+                .family_nsec
+                .as_deref()
+                .map(|[no_a, no_aaaa]| if qtype == wire::TYPE_A { no_a } else { no_aaaa });
+            negative(zone, nsec.map(|n| (n, owner_at)), apex_at, w, r)
+        }
         FamilyAnswer::ServFail => {
             r.rcode = wire::RCODE_SERVFAIL;
             r.aa = false;
@@ -496,28 +510,11 @@ fn pool_records(
             } else {
                 order::pick(*order, members, max, &mut fastrand::Rng::new())
             };
-            // With DO in a signed zone: the signature of the chosen set, or else of the
-            // rotation that starts at its first member (always signed).
-            let mut picked = picked;
-            let mut set_sig = None;
-            if r.dnssec_ok && !sigs.is_empty() {
-                let find = |mask: u64| {
-                    sigs.binary_search_by_key(&(node.binding, mask), |s| (s.binding, s.mask))
-                        .ok()
-                        .map(|i| &sigs[i])
-                };
-                set_sig = crate::dnssec::sets::mask(picked.iter()).and_then(find);
-                let first = picked.iter().next();
-                if set_sig.is_none()
-                    && let Some(first) = first
-                {
-                    let rot = order::rotation(members.len(), picked.len(), first);
-                    set_sig = crate::dnssec::sets::mask(rot.iter()).and_then(find);
-                    if set_sig.is_some() {
-                        picked = rot;
-                    }
-                }
-            }
+            let (picked, set_sig) = if r.dnssec_ok && !sigs.is_empty() {
+                signed::set_signature(sigs, node.binding, members.len(), picked)
+            } else {
+                (picked, None)
+            };
             for i in picked.iter() {
                 let m = &members[i];
                 let start = w.pos();
@@ -527,7 +524,7 @@ fn pool_records(
                 m.hits.hit();
             }
             if let Some(s) = set_sig {
-                write_rrset(w, &s.rrsigs, owner_at)?;
+                s.rrsigs.write(w, owner_at)?;
                 r.an += s.rrsigs.count();
             }
             Ok(())
@@ -548,8 +545,11 @@ fn referral(
     let Some(ns) = cut.get(wire::TYPE_NS) else {
         return Ok(());
     };
-    let at = write_rrset(w, ns, cut_at)?;
+    let at = ns.write(w, cut_at)?;
     r.ns += ns.count();
+    if r.dnssec_ok && zone.signer.is_some() {
+        r.ns += signed::delegation_proof(cut, cut_at, w)?;
+    }
     additional(zone, ns, at, true, w, r)
 }
 
@@ -574,8 +574,14 @@ fn additional(
                 continue;
             };
             let before = w.pos();
-            match write_rrset(w, addrs, set_at + t.at as usize) {
-                Ok(_) => r.ar += addrs.count(),
+            // With DO, a signed address set goes with its RRSIGs or not at all (RFC 4035
+            // §3.1.1); glue is not signed.
+            let owner_at = set_at + t.at as usize;
+            match addrs
+                .write(w, owner_at)
+                .and_then(|_| addrs.write_sigs(w, owner_at, r.dnssec_ok))
+            {
+                Ok(sigs) => r.ar += addrs.count() + sigs,
                 Err(Full) if required => return Err(Full),
                 Err(Full) => {
                     w.truncate(before);
@@ -587,47 +593,7 @@ fn additional(
     Ok(())
 }
 
-/// The SOA in the authority section, with the negative TTL (RFC 2308 §3).
-/// The compact-denial proof that the query name does not exist: its NSEC and RRSIGs, made
-/// for this name.
-fn nxname_proof(zone: &Zone, q: &Query, w: &mut Writer, r: &mut Reply) -> Result<(), Full> {
-    let Some(s) = &zone.signer else {
-        return Ok(());
-    };
-    let owner = wire::pointer(wire::HEADER_LEN).ok_or(Full)?;
-    let rdata = crate::dnssec::denial::nxname_nsec_wire(q.name());
-    let record = |rtype: u16, data: &[u8]| {
-        let mut rec = Vec::with_capacity(12 + data.len());
-        rec.extend_from_slice(&owner.to_be_bytes());
-        rec.extend_from_slice(&rtype.to_be_bytes());
-        rec.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
-        rec.extend_from_slice(&s.ttl.to_be_bytes());
-        rec.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        rec.extend_from_slice(data);
-        rec
-    };
-    w.put(&record(wire::TYPE_NSEC, &rdata))?;
-    r.ns += 1;
-    let labels = q.label_count() as u8;
-    for key in &s.keys {
-        let Ok(sig) = crate::dnssec::sign::rrsig_wire(
-            key,
-            q.name(),
-            labels,
-            wire::TYPE_NSEC,
-            s.ttl,
-            &[&rdata],
-            s.validity,
-        ) else {
-            continue;
-        };
-        w.put(&record(wire::TYPE_RRSIG, &sig))?;
-        r.ns += 1;
-    }
-    Ok(())
-}
-
-/// NXDOMAIN or NODATA: the SOA in the authority section (RFC 2308 §3); with DO in a signed
+/// NXDOMAIN or NODATA: the SOA with the negative TTL in the authority section (RFC 2308 §3); with DO in a signed
 /// zone, its RRSIG and the name's NSEC proof (`proof`: the NSEC set and where its owner is).
 fn negative(
     zone: &Zone,
@@ -636,39 +602,15 @@ fn negative(
     w: &mut Writer,
     r: &mut Reply,
 ) -> Result<(), Full> {
-    write_rrset(w, &zone.negative_soa, apex_at)?;
+    zone.negative_soa.write(w, apex_at)?;
     r.ns += 1;
-    r.ns += write_sigs(w, &zone.negative_soa, apex_at, r.dnssec_ok)?;
+    r.ns += zone.negative_soa.write_sigs(w, apex_at, r.dnssec_ok)?;
     if r.dnssec_ok
         && let Some((nsec, owner_at)) = proof
     {
-        write_rrset(w, nsec, owner_at)?;
+        nsec.write(w, owner_at)?;
         r.ns += nsec.count();
-        r.ns += write_sigs(w, nsec, owner_at, true)?;
+        r.ns += nsec.write_sigs(w, owner_at, true)?;
     }
     Ok(())
-}
-
-/// Copy a pre-encoded RRset and point each owner slot at `owner_at`. Returns where it starts.
-/// With DO, the RRSIGs of a signed set after it (same owner); how many were written.
-fn write_sigs(w: &mut Writer, set: &RRset, owner_at: usize, dnssec_ok: bool) -> Result<u16, Full> {
-    match &set.sigs {
-        Some(sigs) if dnssec_ok => {
-            write_rrset(w, sigs, owner_at)?;
-            Ok(sigs.count())
-        }
-        _ => Ok(0),
-    }
-}
-
-fn write_rrset(w: &mut Writer, set: &RRset, owner_at: usize) -> Result<usize, Full> {
-    // A name past offset 0x3fff cannot be pointed to (RFC 1035 §4.1.4); only a very long TCP
-    // answer gets there, and it is then reported as truncated.
-    let ptr = wire::pointer(owner_at).ok_or(Full)?;
-    let start = w.pos();
-    w.put(&set.wire)?;
-    for &o in set.owners.iter() {
-        w.patch_u16(start + o as usize, ptr);
-    }
-    Ok(start)
 }

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod rrl;
+mod signed;
 pub mod tcp;
 pub mod udp;
 pub mod wire;

@@ -31,6 +31,7 @@ pub const TYPE_MX: u16 = 15;
 pub const TYPE_TXT: u16 = 16;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_SRV: u16 = 33;
+pub const TYPE_DS: u16 = 43;
 pub const TYPE_OPT: u16 = 41;
 pub const TYPE_RRSIG: u16 = 46;
 pub const TYPE_NSEC: u16 = 47;

@@ -59,14 +59,28 @@ pub fn compact_nsec(qname: &Name, types: &[u16]) -> Vec<u8> {
     rdata
 }
 
-/// [`compact_nsec`] for a name that does not exist, given as lowercase wire format.
-pub fn nxname_nsec_wire(qname: &[u8]) -> Vec<u8> {
-    let mut rdata = Vec::with_capacity(2 + qname.len() + 19);
-    rdata.push(1);
-    rdata.push(0);
-    rdata.extend_from_slice(qname);
-    rdata.extend_from_slice(&type_bitmap(&[TYPE_NXNAME, TYPE_RRSIG, TYPE_NSEC]));
-    rdata
+/// The bitmap of a name that does not exist: RRSIG, NSEC and NXNAME (window 0, 17 octets).
+const NXNAME_BITMAP: [u8; 19] = {
+    let mut b = [0u8; 19];
+    b[1] = 17;
+    b[2 + (TYPE_RRSIG / 8) as usize] |= 0x80 >> (TYPE_RRSIG % 8);
+    b[2 + (TYPE_NSEC / 8) as usize] |= 0x80 >> (TYPE_NSEC % 8);
+    b[2 + (TYPE_NXNAME / 8) as usize] |= 0x80 >> (TYPE_NXNAME % 8);
+    b
+};
+
+/// The most octets of [`nxname_nsec_into`]'s RDATA.
+pub const NXNAME_NSEC_MAX: usize = 2 + 255 + NXNAME_BITMAP.len();
+
+/// [`compact_nsec`] for a name that does not exist, given as lowercase wire format, written
+/// into `out` without allocating (the query path makes it per query). Returns its length.
+pub fn nxname_nsec_into(qname: &[u8], out: &mut [u8; NXNAME_NSEC_MAX]) -> usize {
+    let qname = &qname[..qname.len().min(255)];
+    out[..2].copy_from_slice(&[1, 0]);
+    let end = 2 + qname.len();
+    out[2..end].copy_from_slice(qname);
+    out[end..end + NXNAME_BITMAP.len()].copy_from_slice(&NXNAME_BITMAP);
+    end + NXNAME_BITMAP.len()
 }
 
 #[cfg(test)]
@@ -96,10 +110,9 @@ mod tests {
     #[test]
     fn the_wire_form_is_the_same_proof() {
         let q = Name::from_str("nope.z.test.").unwrap();
-        assert_eq!(
-            nxname_nsec_wire(&name_wire(&q)),
-            compact_nsec(&q, &[TYPE_NXNAME])
-        );
+        let mut out = [0u8; NXNAME_NSEC_MAX];
+        let n = nxname_nsec_into(&name_wire(&q), &mut out);
+        assert_eq!(&out[..n], compact_nsec(&q, &[TYPE_NXNAME]));
     }
 
     #[test]

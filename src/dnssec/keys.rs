@@ -104,10 +104,14 @@ pub struct Key {
     pub zone: Name,
     pub algorithm: Algorithm,
     /// 257: a key-signing (secure entry point) key, used to sign everything.
-    pub flags: u16,
+    flags: u16,
     /// The DNSKEY's public key field: X‖Y for P-256, the 32-octet key for Ed25519.
     pub public: Vec<u8>,
     signer: Signer,
+    /// Worked out once, so that signing on the query path allocates nothing.
+    tag: u16,
+    /// The zone as RRSIG's signer name: lowercase wire format.
+    signer_name: Vec<u8>,
 }
 
 impl fmt::Debug for Key {
@@ -124,6 +128,33 @@ impl fmt::Debug for Key {
 
 /// The flags of a combined signing key: zone key + secure entry point.
 pub const FLAGS_CSK: u16 = 257;
+
+/// Octets of a signature, for both algorithms.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// The DNSKEY RDATA (RFC 4034 §2.1): flags, protocol 3, algorithm, public key.
+fn dnskey_rdata(flags: u16, algorithm: Algorithm, public: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + public.len());
+    v.extend_from_slice(&flags.to_be_bytes());
+    v.push(3);
+    v.push(algorithm.number());
+    v.extend_from_slice(public);
+    v
+}
+
+/// The key tag of a DNSKEY RDATA (RFC 4034 Appendix B).
+fn key_tag(rdata: &[u8]) -> u16 {
+    let mut acc: u32 = 0;
+    for (i, b) in rdata.iter().enumerate() {
+        acc += if i & 1 == 0 {
+            u32::from(*b) << 8
+        } else {
+            u32::from(*b)
+        };
+    }
+    acc += (acc >> 16) & 0xffff;
+    (acc & 0xffff) as u16
+}
 
 impl Key {
     /// A new key for `zone`, and its private part as BIND writes it (the private scalar for
@@ -184,38 +215,37 @@ impl Key {
                 .map(Signer::Ed25519)
                 .map_err(|_| MISMATCH)?,
         };
+        let zone = zone.to_lowercase();
+        let tag = key_tag(&dnskey_rdata(FLAGS_CSK, algorithm, public));
         Ok(Key {
-            zone: zone.to_lowercase(),
+            signer_name: name_wire(&zone),
+            zone,
             algorithm,
             flags: FLAGS_CSK,
             public: public.to_vec(),
             signer,
+            tag,
         })
+    }
+
+    /// The DNSKEY flags: 257, a combined signing key (zone key and secure entry point).
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+
+    /// The zone as the signer name of RRSIGs: lowercase wire format.
+    pub fn signer_name(&self) -> &[u8] {
+        &self.signer_name
     }
 
     /// The DNSKEY RDATA (RFC 4034 §2.1): flags, protocol 3, algorithm, public key.
     pub fn dnskey_rdata(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(4 + self.public.len());
-        v.extend_from_slice(&self.flags.to_be_bytes());
-        v.push(3);
-        v.push(self.algorithm.number());
-        v.extend_from_slice(&self.public);
-        v
+        dnskey_rdata(self.flags, self.algorithm, &self.public)
     }
 
     /// The key tag (RFC 4034 Appendix B).
     pub fn tag(&self) -> u16 {
-        let rdata = self.dnskey_rdata();
-        let mut acc: u32 = 0;
-        for (i, b) in rdata.iter().enumerate() {
-            acc += if i & 1 == 0 {
-                u32::from(*b) << 8
-            } else {
-                u32::from(*b)
-            };
-        }
-        acc += (acc >> 16) & 0xffff;
-        (acc & 0xffff) as u16
+        self.tag
     }
 
     /// The SHA-256 DS digest (RFC 4509): over the owner name (canonical wire form) and the
@@ -253,14 +283,16 @@ impl Key {
 
     /// Sign `data` (the RRSIG's signed data, RFC 4034 §3.1.8.1): 64 octets for both
     /// algorithms (r‖s for P-256, RFC 6605 §4).
-    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, KeyError> {
-        match &self.signer {
+    pub fn sign(&self, data: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
+        let sig = match &self.signer {
             Signer::Ecdsa(kp) => kp
                 .sign(&SystemRandom::new(), data)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|e| KeyError::Crypto(e.to_string())),
-            Signer::Ed25519(kp) => Ok(kp.sign(data).as_ref().to_vec()),
-        }
+                .map_err(|e| KeyError::Crypto(e.to_string()))?,
+            Signer::Ed25519(kp) => kp.sign(data),
+        };
+        sig.as_ref()
+            .try_into()
+            .map_err(|_| KeyError::Crypto(format!("a signature of {} octets", sig.as_ref().len())))
     }
 
     /// The file name stem BIND uses: `K<zone>.+<alg>+<tag>` (with the zone's final dot).
@@ -557,7 +589,11 @@ mod tests {
             Algorithm::EcdsaP256Sha256,
         )
         .unwrap();
-        let known = Key { public, ..k };
+        let known = Key {
+            tag: key_tag(&dnskey_rdata(FLAGS_CSK, k.algorithm, &public)),
+            public,
+            ..k
+        };
         assert_eq!(known.tag(), 55648);
         assert_eq!(
             known.ds_record(),

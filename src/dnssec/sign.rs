@@ -105,8 +105,7 @@ pub fn rrsig(
     )
 }
 
-/// [`rrsig`] for an owner given as lowercase wire format and its Labels field (what the
-/// query path has of a query name).
+/// [`rrsig`] for an owner given as lowercase wire format and its Labels field.
 pub fn rrsig_wire(
     key: &Key,
     owner: &[u8],
@@ -116,25 +115,94 @@ pub fn rrsig_wire(
     rdatas: &[&[u8]],
     validity: Validity,
 ) -> Result<Vec<u8>, KeyError> {
-    let mut rdata = rrsig_head(key, owner_labels, rtype, ttl, validity);
-    let data = signed_data(&rdata, owner, rtype, ttl, rdatas);
+    let mut head = [0u8; HEAD_MAX];
+    let head = rrsig_head(key, owner_labels, rtype, ttl, validity, &mut head)?;
+    let data = signed_data(head, owner, rtype, ttl, rdatas);
+    let mut rdata = head.to_vec();
     rdata.extend_from_slice(&key.sign(&data)?);
     Ok(rdata)
 }
 
-/// The RRSIG RDATA up to the signature.
-fn rrsig_head(key: &Key, owner_labels: u8, rtype: u16, ttl: u32, v: Validity) -> Vec<u8> {
-    let signer = name_wire(&key.zone);
-    let mut h = Vec::with_capacity(18 + signer.len() + 64);
-    h.extend_from_slice(&rtype.to_be_bytes());
-    h.push(key.algorithm.number());
-    h.push(owner_labels);
-    h.extend_from_slice(&ttl.to_be_bytes());
-    h.extend_from_slice(&v.expiration.to_be_bytes());
-    h.extend_from_slice(&v.inception.to_be_bytes());
-    h.extend_from_slice(&key.tag().to_be_bytes());
-    h.extend_from_slice(&signer);
-    h
+/// The most octets of an RRSIG head (fixed fields and signer name).
+const HEAD_MAX: usize = 18 + 255;
+
+/// The most octets of an RRSIG RDATA made by [`rrsig_one_into`].
+pub const RRSIG_MAX: usize = HEAD_MAX + super::keys::SIGNATURE_LEN;
+
+/// The RRSIG RDATA of one record (`owner`, lowercase wire format, with `owner_labels`
+/// labels), written into `out` without allocating: the query path's online signatures.
+/// Returns its length.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fields of the RRSIG; a struct would only rename them"
+)]
+pub fn rrsig_one_into(
+    key: &Key,
+    owner: &[u8],
+    owner_labels: u8,
+    rtype: u16,
+    ttl: u32,
+    rdata: &[u8],
+    validity: Validity,
+    out: &mut [u8; RRSIG_MAX],
+) -> Result<usize, KeyError> {
+    let too_long = || KeyError::Crypto("a record too long to sign online".into());
+    let head = rrsig_head(key, owner_labels, rtype, ttl, validity, out)?.len();
+    let mut data = [0u8; HEAD_MAX + 255 + 10 + 512];
+    let mut c = Cursor::new(&mut data);
+    c.put(&out[..head])
+        .and_then(|c| c.put(owner))
+        .and_then(|c| c.put(&rtype.to_be_bytes()))
+        .and_then(|c| c.put(&CLASS_IN.to_be_bytes()))
+        .and_then(|c| c.put(&ttl.to_be_bytes()))
+        .and_then(|c| c.put(&u16::try_from(rdata.len()).unwrap_or(u16::MAX).to_be_bytes()))
+        .and_then(|c| c.put(rdata))
+        .ok_or_else(too_long)?;
+    let len = c.len;
+    let sig = key.sign(&data[..len])?;
+    out[head..head + sig.len()].copy_from_slice(&sig);
+    Ok(head + sig.len())
+}
+
+/// Appends to a fixed buffer; `None` when it is full.
+struct Cursor<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Cursor<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Cursor { buf, len: 0 }
+    }
+
+    fn put(&mut self, data: &[u8]) -> Option<&mut Self> {
+        let end = self.len.checked_add(data.len())?;
+        self.buf.get_mut(self.len..end)?.copy_from_slice(data);
+        self.len = end;
+        Some(self)
+    }
+}
+
+/// The RRSIG RDATA up to the signature, written at the start of `out`.
+fn rrsig_head<'o>(
+    key: &Key,
+    owner_labels: u8,
+    rtype: u16,
+    ttl: u32,
+    v: Validity,
+    out: &'o mut [u8],
+) -> Result<&'o [u8], KeyError> {
+    let mut c = Cursor::new(out);
+    c.put(&rtype.to_be_bytes())
+        .and_then(|c| c.put(&[key.algorithm.number(), owner_labels]))
+        .and_then(|c| c.put(&ttl.to_be_bytes()))
+        .and_then(|c| c.put(&v.expiration.to_be_bytes()))
+        .and_then(|c| c.put(&v.inception.to_be_bytes()))
+        .and_then(|c| c.put(&key.tag().to_be_bytes()))
+        .and_then(|c| c.put(key.signer_name()))
+        .ok_or_else(|| KeyError::Crypto("signer name too long".into()))?;
+    let len = c.len;
+    Ok(&out[..len])
 }
 
 /// The Labels field: the owner's labels, not counting the root or a leading `*` (hickory's
@@ -202,6 +270,28 @@ mod tests {
         assert_eq!(labels(&Name::root()), 0);
     }
 
+    /// The query path's signer makes the same RRSIG as the load-time one (Ed25519 is
+    /// deterministic).
+    #[test]
+    fn online_signatures_are_the_same_rrsig() {
+        let (key, _) =
+            Key::generate(&Name::from_str("Z.test.").unwrap(), Algorithm::Ed25519).unwrap();
+        let owner = name_wire(&Name::from_str("nope.z.test.").unwrap());
+        let v = Validity::from(1_700_000_000, 86400);
+        let rdata: &[u8] = b"\x01\x00\x04nope\x01z\x04test\x00\x00\x01\x40";
+        let mut out = [0u8; RRSIG_MAX];
+        let n = rrsig_one_into(&key, &owner, 3, 47, 300, rdata, v, &mut out).unwrap();
+        assert_eq!(
+            &out[..n],
+            rrsig_wire(&key, &owner, 3, 47, 300, &[rdata], v).unwrap()
+        );
+        // The signer is the zone, lowercased.
+        assert!(out[..n].windows(8).any(|w| w == b"\x01z\x04test\x00"));
+        // A record too long for the online buffer is an error, not a panic.
+        let huge = [0u8; 2000];
+        assert!(rrsig_one_into(&key, &owner, 3, 47, 300, &huge, v, &mut out).is_err());
+    }
+
     /// The RDATA order and duplicates do not change what is signed.
     #[test]
     fn rrs_are_signed_in_canonical_order() {
@@ -212,13 +302,14 @@ mod tests {
             inception: 1,
             expiration: 2,
         };
-        let head = rrsig_head(&key, labels(&owner), 1, 30, v);
+        let mut head = [0u8; HEAD_MAX];
+        let head = rrsig_head(&key, labels(&owner), 1, 30, v, &mut head).unwrap();
         let a: [&[u8]; 3] = [&[192, 0, 2, 2], &[192, 0, 2, 1], &[192, 0, 2, 2]];
         let b: [&[u8]; 2] = [&[192, 0, 2, 1], &[192, 0, 2, 2]];
         let wire = name_wire(&owner);
         assert_eq!(
-            signed_data(&head, &wire, 1, 30, &a),
-            signed_data(&head, &wire, 1, 30, &b)
+            signed_data(head, &wire, 1, 30, &a),
+            signed_data(head, &wire, 1, 30, &b)
         );
         // Ed25519 is deterministic: the same data, the same signature.
         assert_eq!(

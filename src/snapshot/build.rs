@@ -78,18 +78,34 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         sets.push((&z.origin, RecordType::DNSKEY, z.ttl, s.dnskeys()));
     }
 
+    // Delegation cuts: NS below the apex.
+    let cuts: Vec<Vec<u8>> = sets
+        .iter()
+        .filter(|(_, t, ..)| *t == RecordType::NS)
+        .map(|(n, ..)| lower_wire(n))
+        .filter(|k| *k != apex)
+        .collect();
+
     let mut nodes: Map<Box<[u8]>, Node> = Map::default();
     let mut pending: Map<Vec<u8>, Vec<RRset>> = Map::default();
     let mut cnames: Map<Vec<u8>, Box<[u8]>> = Map::default();
     for (name, rtype, ttl, rdata) in &sets {
         let mut rrset = encode(u16::from(*rtype), *ttl, rdata).map_err(|e| err(name, *rtype, e))?;
-        if let Some(s) = &signer {
+        let key = lower_wire(name);
+        // RFC 4035 §2.2: the NS of a delegation and glue are not the parent's to sign; its
+        // DS is.
+        let authoritative = *rtype == RecordType::DS
+            || !cuts
+                .iter()
+                .any(|c| *c == key || is_strict_descendant(&key, c));
+        if let Some(s) = &signer
+            && authoritative
+        {
             rrset.sigs = Some(Box::new(
                 s.sign(name, *rtype, *ttl, rdata)
                     .map_err(|e| err(name, *rtype, e))?,
             ));
         }
-        let key = lower_wire(name);
         // Only aliases into this zone are followed (RFC 1034 §4.3.2 step 3a).
         if *rtype == RecordType::CNAME
             && let Some(t) = rrset.targets.first()
@@ -114,13 +130,6 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
             *n = n.saturating_add(1);
         }
     }
-
-    // Delegation cuts: NS below the apex.
-    let cuts: Vec<Vec<u8>> = pending
-        .iter()
-        .filter(|(k, sets)| **k != apex && sets.iter().any(|s| s.rtype == wire::TYPE_NS))
-        .map(|(k, _)| k.clone())
-        .collect();
 
     // Every ancestor of a name, up to the apex, exists (empty non-terminals, RFC 4592 §2.2.2).
     let mut names: Vec<Vec<u8>> = pending.keys().cloned().collect();
@@ -148,24 +157,51 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         let cname = cnames.remove(&k);
         let pool = bound.remove(&k);
         let binding_index = binding.remove(&k).unwrap_or(0);
-        let nsec = match &signer {
-            Some(s) if kind == NodeKind::Auth => {
+        // A signed zone proves which types a name has (and a delegation that it has no DS)
+        // with the name's own NSEC; a pool name has one more per family, for when that
+        // family has nothing to answer (`when_all_down: none`, or no member in a site).
+        let (nsec, family_nsec) = match &signer {
+            Some(s) if kind != NodeKind::Glue => {
                 let mut types: Vec<u16> = rrsets.iter().map(|r| r.rtype).collect();
-                if let Some(p) = pool.and_then(|p| z.pools.get((p - first_pool) as usize)) {
-                    if p.members.iter().any(|m| m.address.is_ipv4()) {
-                        types.push(wire::TYPE_A);
-                    }
-                    if p.members.iter().any(|m| m.address.is_ipv6()) {
-                        types.push(wire::TYPE_AAAA);
-                    }
-                }
+                let families = pool
+                    .and_then(|p| z.pools.get((p - first_pool) as usize))
+                    .map(|p| {
+                        [
+                            (wire::TYPE_A, p.members.iter().any(|m| m.address.is_ipv4())),
+                            (
+                                wire::TYPE_AAAA,
+                                p.members.iter().any(|m| m.address.is_ipv6()),
+                            ),
+                        ]
+                    });
+                let with: Vec<u16> = families
+                    .iter()
+                    .flatten()
+                    .filter(|(_, has)| *has)
+                    .map(|(t, _)| *t)
+                    .collect();
                 let owner = name_of(&k).map_err(|e| err(&z.origin, RecordType::NSEC, e))?;
-                Some(Box::new(
-                    s.nsec(&owner, &types, z.negative_ttl())
-                        .map_err(|e| err(&owner, RecordType::NSEC, e))?,
-                ))
+                let nsec_of = |types: &[u16]| {
+                    s.nsec(&owner, types, z.negative_ttl())
+                        .map_err(|e| err(&owner, RecordType::NSEC, e))
+                };
+                let family_nsec = if families.is_some() {
+                    let without = |absent: u16| {
+                        let mut t = types.clone();
+                        t.extend(with.iter().filter(|f| **f != absent));
+                        nsec_of(&t)
+                    };
+                    Some(Box::new([
+                        without(wire::TYPE_A)?,
+                        without(wire::TYPE_AAAA)?,
+                    ]))
+                } else {
+                    None
+                };
+                types.extend(&with);
+                (Some(Box::new(nsec_of(&types)?)), family_nsec)
             }
-            _ => None,
+            _ => (None, None),
         };
         nodes.insert(
             k.into_boxed_slice(),
@@ -175,6 +211,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
                 rrsets,
                 cname,
                 nsec,
+                family_nsec,
                 binding: binding_index,
             },
         );

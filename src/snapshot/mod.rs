@@ -198,8 +198,11 @@ pub struct Node {
     /// The lowercased CNAME target, if this name is an alias.
     pub cname: Option<Box<[u8]>>,
     /// In a signed zone: the compact-denial NSEC of this name (RFC 9824), with its RRSIGs,
-    /// proving which types it has (NODATA, empty non-terminals).
+    /// proving which types it has (NODATA, empty non-terminals, a delegation without DS).
     pub nsec: Option<Box<RRset>>,
+    /// In a signed zone, for a pool name: the NSECs proving that it has no A (`[0]`) or no
+    /// AAAA (`[1]`) records now, for a family without an answer.
+    pub family_nsec: Option<Box<[RRset; 2]>>,
     /// Which of its pool's names this is (0, 1, ... in the zone's order): where its answer
     /// sets' signatures are.
     pub binding: u16,
@@ -252,6 +255,37 @@ pub struct Target {
 impl RRset {
     pub fn count(&self) -> u16 {
         self.owners.len() as u16
+    }
+
+    /// Copy the pre-encoded records into `w`, each owner slot pointing at `owner_at`. Returns
+    /// where they start.
+    pub fn write(&self, w: &mut wire::Writer, owner_at: usize) -> Result<usize, wire::Full> {
+        // A name past offset 0x3fff cannot be pointed to (RFC 1035 §4.1.4); only a very long
+        // TCP answer gets there, and it is then reported as truncated.
+        let ptr = wire::pointer(owner_at).ok_or(wire::Full)?;
+        let start = w.pos();
+        w.put(&self.wire)?;
+        for &o in self.owners.iter() {
+            w.patch_u16(start + o as usize, ptr);
+        }
+        Ok(start)
+    }
+
+    /// With DO (`dnssec_ok`), the RRSIGs of a signed set after it (same owner). Returns how
+    /// many were written.
+    pub fn write_sigs(
+        &self,
+        w: &mut wire::Writer,
+        owner_at: usize,
+        dnssec_ok: bool,
+    ) -> Result<u16, wire::Full> {
+        match &self.sigs {
+            Some(sigs) if dnssec_ok => {
+                sigs.write(w, owner_at)?;
+                Ok(sigs.count())
+            }
+            _ => Ok(0),
+        }
     }
 }
 

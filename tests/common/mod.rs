@@ -441,6 +441,25 @@ impl Ask {
     }
 }
 
+/// The Debian python3 with dnspython (python3-dnspython, python3-cryptography), if present.
+pub fn dnspython() -> Option<&'static str> {
+    let ok = |p: &str| {
+        Command::new(p)
+            .args(["-c", "import dns.dnssec, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let found = ["/usr/bin/python3", "python3"].into_iter().find(|p| ok(p));
+    if found.is_none() {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "dnspython is missing (apt-get install python3-dnspython python3-cryptography)"
+        );
+        eprintln!("SKIPPED: dnspython is missing (python3-dnspython)");
+    }
+    found
+}
+
 /// The NSID a response carries (RFC 5001), as text.
 pub fn nsid_of(m: &Message) -> Option<String> {
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
