@@ -5,13 +5,17 @@
 #   WORKLOADS=w2 W2_SERVERS="gslbd gdnsd" REPS=5 bench/run.sh
 #   QUICK=1 bench/run.sh                  1 round of 3 s (smoke test)
 #   WORKLOADS=w2 W2_SERVERS="gslbd gslbd_cluster" bench/run.sh   standalone vs. cluster: on
+#   WORKLOADS="w2 w4" W2_SERVERS=gslbd bench/run.sh       DNSSEC: signed pool vs. unsigned W2
 #
 # W1: a static A record (gslbd gdnsd knot nsd). W2: a name on a health-checked 3-member pool
 # (gslbd round-robin with a tcp check; gdnsd multifo with tcp_connect), members are real
 # listeners on 127.0.1.1-3:8080, all up; every answer carries the 3 addresses. W3: a topology
 # pool queried with EDNS Client Subnet from two subnets by two dnsperf processes (gslbd
 # topology over a site map; gdnsd geoip with a `nets` map); 10.1/16 -> 127.0.2.1,
-# 10.2/16 -> 127.0.2.2.
+# 10.2/16 -> 127.0.2.2. W4: DNSSEC, queries with DO=1: gslbd_signed answers the W2 pool name
+# from a signed zone (3 addresses and the RRSIG of the set, signed when published); knot_signed
+# answers W1's static name from the same static zone signed by Knot itself (a combined
+# ECDSA P-256 key, as gslbd's), so the pre-signed static answer is the bar to beat.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
 # (QPS ÷ CPU share: dnsperf saturates before a fast server does), at a fixed offered rate
@@ -35,10 +39,11 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CPU_QPS=${CPU_QPS:-80000}
 LAT_QPS=${LAT_QPS:-20000}
-WORKLOADS=${WORKLOADS:-w1 w2 w3}
+WORKLOADS=${WORKLOADS:-w1 w2 w3 w4}
 W1_SERVERS=${W1_SERVERS:-gslbd gdnsd knot nsd}
 W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
 W3_SERVERS=${W3_SERVERS:-gslbd gdnsd}
+W4_SERVERS=${W4_SERVERS:-gslbd_signed knot_signed}
 DNSPERF_HALF_ARGS=(-T 1 -c 2 -q 100 -t 2)
 ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
 ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
@@ -86,6 +91,11 @@ records:
   ns1: { A: [127.0.0.1] }
   www: { A: [127.0.1.1, 127.0.1.2], ttl: 30 }
 YAML
+    if [ -n "${SIGNED:-}" ]; then
+        echo "dnssec: { keys: keys }" >>"$dir/zones/$ZONE.yaml"
+        "$GSLBD" key generate --zone "$ZONE" --keys "$dir/zones/keys" >"$dir/keygen.log" 2>&1 ||
+            die "gslbd key generate failed: $(cat "$dir/keygen.log")"
+    fi
     if [ "$kind" = dyn ]; then
         cat >>"$dir/zones/$ZONE.yaml" <<YAML
 checks:
@@ -140,11 +150,52 @@ start_gslbd_cluster() {
     fi
     CLUSTER=1 start_gslbd "$@"
 }
+# W4: gslbd with the zone signed (a key made by `gslbd key generate`).
+start_gslbd_signed() { SIGNED=1 start_gslbd "$@"; }
+
+# W4's peer: Knot with the W1 zone, signed by Knot when it loads it (a combined ECDSA P-256
+# key, NSEC), one UDP worker as the shared launcher's Knot.
+start_knot_signed() { # MODE KIND HC DIR PORT
+    local mode=$1 dir=$4 port=$5
+    mkdir -p "$dir/db"
+    write_static_zone "$dir/$ZONE.zone"
+    cat >"$dir/knot.conf" <<CONF
+server:
+    rundir: "$dir"
+    listen: $ADDR@$port
+    udp-workers: $(workers "$mode")
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "$dir/knot.sock"
+database:
+    storage: "$dir/db"
+log:
+  - target: stderr
+    any: notice
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+zone:
+  - domain: $ZONE
+    file: "$dir/$ZONE.zone"
+    journal-content: none
+    zonefile-sync: -1
+    dnssec-signing: on
+    dnssec-policy: csk
+CONF
+    $(pin_prefix "$mode") knotd -c "$dir/knot.conf" >"$dir/server.log" 2>&1 &
+    SPID=$!
+}
+
 eval "$(declare -f server_port | sed '1s/server_port/shared_server_port/')"
 server_port() {
     case $1 in
         gslbd) echo 25310 ;;
         gslbd_cluster) echo 25311 ;;
+        gslbd_signed) echo 25312 ;;
+        knot_signed) echo 25313 ;;
         *) shared_server_port "$1" ;;
     esac
 }
@@ -177,11 +228,13 @@ echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,u
 echo "www.$ZONE A" >"$WORK/q-w1.txt"
 echo "pool.$ZONE A" >"$WORK/q-w2.txt"
 echo "geo.$ZONE A" >"$WORK/q-w3.txt"
+echo "pool.$ZONE A" >"$WORK/q-w4-gslbd_signed.txt"
+echo "www.$ZONE A" >"$WORK/q-w4-knot_signed.txt"
 measure() { # WORKLOAD SERVER REP
     local wl=$1 server=$2 rep=$3 dir=$WORK/$1-$2-$3 s0 s1 t0 t1 qps lost cpu per_core us uu usys done_q kind=static check=ok
     [ "$wl" != w1 ] && kind=dyn
     start_server "$server" pinned "$kind" default "$dir" || { echo "$wl,$server,$rep,,,,,,,,,start-failed" >>"$OUT/raw.csv"; SPID=""; return 0; }
-    if [ "$wl" = w2 ]; then
+    if [ "$wl" = w2 ] || [ "$server" = gslbd_signed ]; then
         # every answer must carry the three healthy members before we measure
         wait_answer "$SPORT" "pool.$ZONE" A '127\.0\.1\.3' 10 || true
         [ "$(answer_addrs "$SPORT" "pool.$ZONE")" = "127.0.1.1 127.0.1.2 127.0.1.3" ] || check="pool=$(answer_addrs "$SPORT" "pool.$ZONE")"
@@ -193,6 +246,17 @@ measure() { # WORKLOAD SERVER REP
         [ "$a" = 127.0.2.1 ] && [ "$b" = 127.0.2.2 ] || check="geo10.1=$a;geo10.2=$b"
     fi
     local lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-$wl.txt")
+    if [ "$wl" = w4 ]; then
+        # DO=1, and the answer must carry an RRSIG (Knot signs in the background after loading)
+        lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-w4-$server.txt" -D)
+        local qname
+        qname=$(cut -d' ' -f1 "$WORK/q-w4-$server.txt")
+        for _ in $(seq 1 50); do
+            dig +dnssec +norec -p "$SPORT" @"$ADDR" "$qname" A | grep -q RRSIG && break
+            sleep 0.2
+        done
+        dig +dnssec +norec -p "$SPORT" @"$ADDR" "$qname" A | grep -q RRSIG || check=unsigned
+    fi
     if [ "$wl" = w3 ]; then
         # two clients, one per subnet, each with half the load
         taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$ECS_A" >/dev/null 2>&1 &
@@ -239,10 +303,13 @@ measure() { # WORKLOAD SERVER REP
     log "$wl $server rep$rep: qps=$qps cpu=${cpu}% per-core=$per_core lost=$lost check=$check | at ${CPU_QPS}/s: ${us} us/query (user $uu, sys $usys) | at ${LAT_QPS}/s: p50 ${p50} us p99 ${p99} us ($answered answered) | peak RSS ${rss} KiB"
 }
 
-case " $WORKLOADS " in *" w2 "*) log "starting W2 backends ${BACKENDS[*]}:$BACKEND_PORT"; start_backends ;; esac
+case " $WORKLOADS " in *" w2 "* | *" w4 "*) log "starting W2 backends ${BACKENDS[*]}:$BACKEND_PORT"; start_backends ;; esac
 for rep in $(seq 1 "$REPS"); do
     for wl in $WORKLOADS; do
-        case $wl in w1) servers=$W1_SERVERS ;; w2) servers=$W2_SERVERS ;; *) servers=$W3_SERVERS ;; esac
+        case $wl in
+            w1) servers=$W1_SERVERS ;; w2) servers=$W2_SERVERS ;; w3) servers=$W3_SERVERS ;;
+            *) servers=$W4_SERVERS ;;
+        esac
         for server in $servers; do measure "$wl" "$server" "$rep"; done
     done
 done
@@ -257,9 +324,13 @@ awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]
         printf "| workload | server | QPS | server CPU %% | QPS per server core | µs CPU/query at %s qps (user + sys) | p50 / p99 µs at %s qps | peak RSS MiB | gslbd per-core ÷ peer | gslbd p99 ÷ peer | gslbd RSS ÷ peer |\n", cq, lq
         printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for (i = 1; i <= nk; i++) {
-            k = keys[i]; split(k, a, " "); g = a[1] " gslbd"; peer = (g in n && a[2] != "gslbd")
+            k = keys[i]; split(k, a, " "); g = a[1] " gslbd"; if (!(g in n)) g = a[1] " gslbd_signed"
+            peer = (g in n && k != g)
             printf "| %s | %s%s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %.0f / %.0f | %.1f | %s | %s | %s |\n", a[1], a[2], (k in bad) ? " (CHECK FAILED: " bad[k] ")" : "", q[k]/n[k], c[k]/n[k], p[k]/n[k], u[k]/n[k], uu[k]/n[k], us[k]/n[k], mean(p50, nl, k), mean(p99, nl, k), mean(rss, nr, k) / 1024,
                 peer ? ratio(p[g]/n[g], p[k]/n[k]) : "—", peer ? ratio(mean(p99, nl, g), mean(p99, nl, k)) : "—", peer ? ratio(mean(rss, nr, g), mean(rss, nr, k)) : "—"
         }
+        sk = "w4 gslbd_signed"; uk = "w2 gslbd"
+        if ((sk in n) && (uk in n))
+            printf "\ngslbd signed (W4, DO=1) ÷ unsigned (W2) capacity per server core: %s\n", ratio(p[sk]/n[sk], p[uk]/n[uk])
     }' cq="$CPU_QPS" lq="$LAT_QPS" "$OUT/raw.csv" | tee "$OUT/summary.md"
 log "raw: $OUT/raw.csv; summary: $OUT/summary.md"

@@ -5,6 +5,9 @@
 #      through the API while dnsperf queries: lost queries and SERVFAILs during it
 #   3. probing 10,000 members every second (tcp checks, refused at once on 127.1.x.y) — the
 #      server's CPU share and the query latency with and without it
+#   4. DNSSEC: 1,000 pools of 4 members answering 2 (4 signed sets each), signed and unsigned —
+#      start-up (load, sign, publish), a reload, one pool re-published after a drain, and the
+#      memory per signed set
 # Needs: dnsperf, curl (Debian: apt-get install dnsperf curl), python3. Results on stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -76,7 +79,7 @@ latency() {
 rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-PARTS=${PARTS:-1 2 3}
+PARTS=${PARTS:-1 2 3 4}
 if [[ " $PARTS " == *" 1 "* ]]; then
 say "1. memory with 10,000 pooled names on 10,000 members"
 # memory DIR PORT API LABEL: RSS once serving (every name asked for 3 s at 20k qps, so the
@@ -141,4 +144,56 @@ zone "$WORK/q2" 0 10000 0
 pid=$(serve "$WORK/q2" 15304 18304)
 sleep 1
 latency 15304 "without probing"
+fi
+
+if [[ " $PARTS " == *" 4 "* ]]; then
+say "4. DNSSEC: 1,000 signed pools"
+# signed_zone DIR SIGNED: 1,000 pools of 4 members (127.1.x.y) answering 2, a name each; with
+# SIGNED=1 the zone is signed (a new ECDSA P-256 key): each name has 4 answer sets (the
+# rotations), so 4,000 pool sets are signed at every full publish.
+signed_zone() {
+    mkdir -p "$1/zones"
+    python3 - "$1/zones/scale.yaml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("zone: scale.test.\nsoa: { mname: ns1.scale.test., rname: hostmaster.scale.test. }\n")
+    f.write("ns: [ns1.scale.test.]\nrecords:\n  ns1: { A: [127.0.0.1] }\n  www: { A: [127.0.0.1] }\npools:\n")
+    for p in range(1000):
+        members = ", ".join(f"{{ address: 127.1.{i // 250}.{i % 250 + 1} }}" for i in range(p * 4, p * 4 + 4))
+        f.write(f"  p{p}: {{ max_answers: 2, members: [{members}] }}\n")
+    f.write("names:\n")
+    for p in range(1000):
+        f.write(f"  n{p}: {{ pool: p{p} }}\n")
+PY
+    if [ "$2" = 1 ]; then
+        echo "dnssec: { keys: keys }" >>"$1/zones/scale.yaml"
+        "$GSLBD" key generate --zone scale.test --keys "$1/zones/keys" >/dev/null 2>&1
+    fi
+}
+declare -A RSS_OF
+for signed in 0 1; do
+    label=unsigned; [ "$signed" = 1 ] && label=signed
+    signed_zone "$WORK/d$signed" "$signed"
+    t0=$(date +%s.%N); pid=$(serve "$WORK/d$signed" 1531$((6 + signed)) 1831$((6 + signed))); t1=$(date +%s.%N)
+    api=127.0.0.1:1831$((6 + signed))
+    python3 -c 'import sys; [print(f"n{i}.scale.test A") for i in range(1000)]' >"$WORK/qd"
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "1531$((6 + signed))" -d "$WORK/qd" -l 3 -Q 20000 -D >/dev/null 2>&1
+    RSS_OF[$signed]=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+    echo "dnssec: 1,000 pools $label: serving after $(echo "$t1 - $t0" | bc) s, RSS $(rss_mib "$pid") MiB"
+    t0=$(date +%s.%N); curl -sf -X POST "http://$api/v1/reload" >/dev/null; t1=$(date +%s.%N)
+    echo "dnssec: 1,000 pools $label: a reload (everything built and published again) in $(echo "$t1 - $t0" | bc) s"
+    # One pool re-published: drain a member and time the API's answer (it returns once the
+    # change is published), five times.
+    times=()
+    for i in 1 2 3 4 5; do
+        t0=$(date +%s.%N)
+        curl -sf -X POST "http://$api/v1/members/127.1.0.$i/drain" >/dev/null
+        t1=$(date +%s.%N)
+        curl -sf -X POST "http://$api/v1/members/127.1.0.$i/undrain" >/dev/null
+        times+=("$(echo "($t1 - $t0) * 1000" | bc | xargs printf '%.1f')")
+    done
+    echo "dnssec: 1,000 pools $label: a drain published in ${times[*]} ms (API round trip)"
+    kill "$pid"; sleep 1
+done
+echo "dnssec: memory per signed set: $(( (RSS_OF[1] - RSS_OF[0]) * 1024 / 4000 )) bytes (RSS difference over 4,000 sets; an RRSIG is about 100 octets on the wire)"
 fi

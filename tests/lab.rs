@@ -1,10 +1,14 @@
 //! The delegation lab (examples/lab/lab.sh) end to end: a name resolved through a recursive
 //! resolver (unbound) and a parent authority's delegation (NSD) to two gslbd name servers of
 //! one cluster (etcd) is their pooled answer, the same from both, and follows a backend going
-//! down; with one name server gone, the resolver goes on through the other.
+//! down; with one name server gone, the resolver goes on through the other. The parent and the
+//! subzone are signed and unbound validates from the parent's DS: the pool name, a missing
+//! name and NODATA come with the `ad` flag (and BIND's delv agrees), before and after a health
+//! flip, after both nodes signed again, and through either node.
 //!
-//! Needs nsd, unbound, python3, dig and etcd, and root for port 53. Without them the test says
-//! so and passes, unless GSLBD_LAB_REQUIRED=1 (set by .ci/run, which installs them).
+//! Needs nsd, unbound, python3, dig, delv, BIND's dnssec tools and etcd, and root for port 53.
+//! Without them the test says so and passes, unless GSLBD_LAB_REQUIRED=1 (set by .ci/run,
+//! which installs them).
 
 mod common;
 
@@ -23,7 +27,15 @@ const GSLBD2: &str = "127.0.53.4:53";
 
 /// What is missing to run the lab here, if anything.
 fn missing() -> Option<String> {
-    for tool in ["nsd", "unbound", "python3", "dig", "etcd"] {
+    for tool in [
+        "nsd",
+        "unbound",
+        "python3",
+        "dig",
+        "delv",
+        "dnssec-signzone",
+        "etcd",
+    ] {
         let found = Command::new("sh")
             .args([
                 "-c",
@@ -107,8 +119,6 @@ fn ask(server: &str, name: &str) -> Option<Message> {
 
 /// Ask `server` for `name` A, with RD set and, if given, an EDNS Client Subnet `(addr, len)`.
 fn ask_from(server: &str, name: &str, subnet: Option<(&str, u8)>) -> Option<Message> {
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let mut m = Message::new(0x5151, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).ok()?, RecordType::A));
@@ -122,11 +132,108 @@ fn ask_from(server: &str, name: &str, subnet: Option<(&str, u8)>) -> Option<Mess
         )));
         m.set_edns(e);
     }
+    exchange(server, &m)
+}
+
+/// Send `m` to `server` over UDP; its reply, if one comes within 3 s.
+fn exchange(server: &str, m: &Message) -> Option<Message> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let server: SocketAddr = server.parse().ok()?;
     sock.send_to(&m.to_vec().ok()?, server).ok()?;
     let mut buf = [0u8; 4096];
     let (n, _) = sock.recv_from(&mut buf).ok()?;
     Message::from_vec(&buf[..n]).ok()
+}
+
+/// Ask `server` for `name` `rtype` as `dig +dnssec` does: RD, AD and EDNS with DO.
+fn ask_dnssec(server: &str, name: &str, rtype: RecordType) -> Option<Message> {
+    let mut m = Message::new(0x5353, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.authentic_data = true;
+    m.add_query(Query::query(Name::from_ascii(name).ok()?, rtype));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    e.set_dnssec_ok(true);
+    m.set_edns(e);
+    exchange(server, &m)
+}
+
+/// Through the validating resolver: the pool name (via the parent's CNAME and directly), a
+/// missing name and NODATA are answered NOERROR with `ad` (validated); the pool's members are
+/// returned. delv, validating on its own from the same anchor, agrees.
+fn assert_validated(lab: &Lab, members: &BTreeSet<String>, when: &str) {
+    for (name, rtype, has_answer) in [
+        ("www.example.test.", RecordType::A, true),
+        ("www.gslb.example.test.", RecordType::A, true),
+        ("nope.gslb.example.test.", RecordType::A, false),
+        ("www.gslb.example.test.", RecordType::TXT, false),
+    ] {
+        // The resolver may still hold an answer from before a change for its TTL (10 s, 5 s
+        // while a member is down): wait for the current members, then check it all.
+        let mut r = ask_dnssec(RESOLVER, name, rtype).expect("no answer from unbound");
+        if has_answer {
+            common::poll(Duration::from_secs(15), Duration::from_millis(250), || {
+                r = ask_dnssec(RESOLVER, name, rtype).expect("no answer from unbound");
+                (&addresses(&r) == members).then_some(())
+            });
+        }
+        assert_eq!(
+            r.metadata.response_code,
+            ResponseCode::NoError,
+            "{when}: {name} {rtype}: {r:?}\nunbound:\n{}",
+            lab.log("unbound.log")
+        );
+        assert!(
+            r.metadata.authentic_data,
+            "{when}: {name} {rtype} not validated: {r:?}\nunbound:\n{}",
+            lab.log("unbound.log")
+        );
+        if has_answer {
+            assert_eq!(&addresses(&r), members, "{when}: {name}");
+            assert!(
+                r.answers
+                    .iter()
+                    .any(|rr| rr.record_type() == RecordType::RRSIG),
+                "{when}: {name}: {r:?}"
+            );
+        } else {
+            assert!(addresses(&r).is_empty(), "{when}: {name} {rtype}: {r:?}");
+        }
+    }
+    let anchor = lab.dir.path().join("anchor.conf");
+    for (name, want) in [
+        ("www.gslb.example.test", "; fully validated"),
+        (
+            "nope.gslb.example.test",
+            "; negative response, fully validated",
+        ),
+    ] {
+        let o = Command::new("delv")
+            .args(["@127.0.53.3", "-a"])
+            .arg(&anchor)
+            .args(["+root=example.test", name, "A"])
+            .output()
+            .expect("run delv");
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.contains(want), "{when}: delv {name}:\n{out}");
+    }
+}
+
+/// The inception of the RRSIG over `name` A that `server` gives.
+fn inception(server: &str, name: &str) -> Option<u32> {
+    let r = ask_dnssec(server, name, RecordType::A)?;
+    r.answers.iter().find_map(|rr| match &rr.data {
+        RData::Unknown { code, rdata } if *code == RecordType::RRSIG => {
+            let b = &rdata.anything;
+            Some(u32::from_be_bytes([b[12], b[13], b[14], b[15]]))
+        }
+        _ => None,
+    })
 }
 
 fn addresses(m: &Message) -> BTreeSet<String> {
@@ -208,6 +315,7 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     let (one, two) = (sets(GSLBD), sets(GSLBD2));
     assert_eq!(one, two);
     assert_eq!(one, BTreeSet::from([all.clone()]));
+    assert_validated(&lab, &all, "all up");
 
     // Topology through the resolver's ECS cache (unbound's subnetcache): a 10.2.x client first
     // gets the outer site, cached for the scope gslbd returns (/15). A 10.1.x client then must
@@ -255,6 +363,28 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
         );
     }
 
+    // The name still validates after the health flip (the cache ran out above).
+    assert_validated(&lab, &healthy, "a backend down");
+
+    // Both nodes sign again (a reload signs everything anew): new signatures, still validated
+    // once the resolver's cache has run out.
+    let before = inception(GSLBD, "www.gslb.example.test.").expect("an RRSIG from ns1");
+    std::thread::sleep(Duration::from_millis(1100));
+    for node in ["gslbd-ns1", "gslbd-ns2"] {
+        // SAFETY: kill(2) of a PID the lab script started.
+        unsafe { libc::kill(lab.pid(node), libc::SIGHUP) };
+    }
+    for node in [GSLBD, GSLBD2] {
+        common::poll(Duration::from_secs(10), common::TICK, || {
+            inception(node, "www.gslb.example.test.")
+                .is_some_and(|i| i > before)
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("{node} did not sign again"));
+    }
+    std::thread::sleep(Duration::from_secs(11));
+    assert_validated(&lab, &healthy, "after signing again");
+
     // ns1 goes away: once the resolver's cache has run out, it resolves through ns2.
     // SAFETY: kill(2) of a PID the lab script started.
     unsafe { libc::kill(lab.pid("gslbd-ns1"), libc::SIGTERM) };
@@ -262,4 +392,6 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     let r = ask(RESOLVER, "www.example.test.").expect("no answer from unbound");
     assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{r:?}");
     assert_eq!(addresses(&r), healthy, "{r:?}");
+    // ns2's signatures (same key) validate as ns1's did.
+    assert_validated(&lab, &healthy, "through ns2 alone");
 }

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The delegation lab: a parent authority, a recursive resolver, two gslbd name servers that
-# form one cluster through etcd, and three web servers, all on loopback, so you can watch a
-# delegated name resolve the way it will in production.
+# The delegation lab: a parent authority, a validating recursive resolver, two gslbd name
+# servers that form one cluster through etcd, and three web servers, all on loopback, so you
+# can watch a delegated, DNSSEC-signed name resolve the way it will in production.
 #
-#   127.0.53.2:53    NSD, authoritative for example.test; delegates gslb.example.test
-#                    (NS ns1 and ns2.gslb.example.test. + glue 127.0.53.1 and .4) and has
+#   127.0.53.2:53    NSD, authoritative for example.test, signed with dnssec-signzone; delegates
+#                    gslb.example.test (NS ns1 and ns2.gslb.example.test. + glue 127.0.53.1
+#                    and .4, and the DS that `gslbd ds` prints) and has
 #                    www.example.test CNAME www.gslb.example.test.
-#   127.0.53.1:53    gslbd node ns1, authoritative for gslb.example.test (examples/lab/zones)
-#   127.0.53.4:53    gslbd node ns2, the same zone; both probe from their own address
+#   127.0.53.1:53    gslbd node ns1, authoritative for gslb.example.test (examples/lab/zones,
+#                    signed with a key that `gslbd key generate` makes in $LAB_DIR/zones/keys)
+#   127.0.53.4:53    gslbd node ns2, the same zone and key; both probe from their own address
 #   127.0.53.5:2379  etcd, which the two nodes share overrides and observations through
-#   127.0.53.3:53    unbound, recursive, with a stub zone for example.test at NSD
+#   127.0.53.3:53    unbound, recursive and validating (example.test's DS is its trust anchor),
+#                    with a stub zone for example.test at NSD
 #   127.0.53.11-13   three HTTP servers (python3 -m http.server) on port 8080, checked by gslbd
 #
 # Usage: examples/lab/lab.sh [demo|up|down]     (default: demo = up, show, down)
-# Needs: nsd, unbound, python3, dig, etcd (Debian: apt-get install nsd unbound python3
-# bind9-dnsutils etcd-server)
+# Needs: nsd, unbound, python3, dig, delv, dnssec-signzone, etcd (Debian: apt-get install nsd
+# unbound python3 bind9-dnsutils bind9-utils etcd-server)
 # and root (or CAP_NET_BIND_SERVICE) for port 53: resolvers only speak to port 53.
 # Everything it starts is recorded in $LAB_DIR/pids and stopped by PID on `down` (and when
 # `demo` ends or fails). GSLBD=path/to/gslbd picks the binary (default: the release build,
@@ -35,9 +38,9 @@ say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
 die() { echo "lab: $*" >&2; exit 1; }
 
 need() {
-    for tool in nsd unbound python3 dig etcd; do
+    for tool in nsd unbound python3 dig delv dnssec-keygen dnssec-signzone dnssec-dsfromkey etcd; do
         command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
-            die "$tool is missing (Debian: apt-get install nsd unbound python3 bind9-dnsutils etcd-server)"
+            die "$tool is missing (Debian: apt-get install nsd unbound python3 bind9-dnsutils bind9-utils etcd-server)"
     done
     [ "$(id -u)" = 0 ] || die "port 53 needs root (resolvers only query port 53): run with sudo"
 }
@@ -116,8 +119,16 @@ up() {
     fi
     [ -x "$GSLBD" ] || die "GSLBD=$GSLBD is not an executable"
     [ ! -s "$LAB_DIR/pids" ] || die "already up (examples/lab/lab.sh down first)"
-    mkdir -p "$LAB_DIR/www" "$LAB_DIR/nsd" "$LAB_DIR/unbound"
+    rm -rf "$LAB_DIR/zones" "$LAB_DIR/nsd"
+    mkdir -p "$LAB_DIR/www" "$LAB_DIR/nsd" "$LAB_DIR/unbound" "$LAB_DIR/zones"
     : >"$LAB_DIR/pids"
+
+    say "signing gslb.example.test: a key from gslbd key generate, its DS for the parent"
+    cp "$ROOT/examples/lab/zones/gslb.example.test.yaml" "$LAB_DIR/zones/"
+    printf '\ndnssec: { keys: keys }\n' >>"$LAB_DIR/zones/gslb.example.test.yaml"
+    "$GSLBD" key generate --zone gslb.example.test --keys "$LAB_DIR/zones/keys" >/dev/null
+    local ds
+    ds=$("$GSLBD" ds --zone gslb.example.test --keys "$LAB_DIR/zones/keys")
 
     say "web servers on ${BACKENDS[*]} port 8080"
     echo ok >"$LAB_DIR/www/health"
@@ -138,7 +149,7 @@ up() {
         say "gslbd $name on $ip:53 (gslb.example.test), probing from $ip"
         cat >"$LAB_DIR/gslbd-$name.yaml" <<YAML
 listen: ["$ip:53"]
-zones_dir: $ROOT/examples/lab/zones
+zones_dir: $LAB_DIR/zones
 state_dir: $LAB_DIR/state-$name
 api: { listen: "$ip:8053" }
 cluster:
@@ -163,9 +174,22 @@ gslb    IN NS  ns1.gslb.example.test.
 gslb    IN NS  ns2.gslb.example.test.
 ns1.gslb IN A  $GSLBD_IP
 ns2.gslb IN A  $GSLBD2_IP
+; the subzone is signed: its DS, as gslbd ds prints it
+$ds
 ; the public name points into the subzone
 www     IN CNAME www.gslb.example.test.
 ZONE
+    # The parent is signed too (one combined key, NSEC), and its DS is the resolver's anchor.
+    local parent_key
+    parent_key=$(dnssec-keygen -q -a ECDSAP256SHA256 -f KSK -K "$LAB_DIR/nsd" example.test)
+    dnssec-signzone -q -z -S -K "$LAB_DIR/nsd" -d "$LAB_DIR/nsd" -o example.test \
+        -f "$LAB_DIR/nsd/example.test.zone.signed" "$LAB_DIR/nsd/example.test.zone" >/dev/null
+    local anchor
+    anchor=$(dnssec-dsfromkey -2 "$LAB_DIR/nsd/$parent_key.key")
+    # The same anchor for delv (BIND's validating lookup): `delv -a $LAB_DIR/anchor.conf`.
+    read -r _ _ _ tag alg dtype digest <<<"$anchor"
+    printf 'trust-anchors { example.test. static-ds %s %s %s "%s"; };\n' \
+        "$tag" "$alg" "$dtype" "$digest" >"$LAB_DIR/anchor.conf"
     cat >"$LAB_DIR/nsd/nsd.conf" <<CONF
 server:
     ip-address: $NSD_IP
@@ -184,11 +208,11 @@ remote-control:
     control-enable: no
 zone:
     name: example.test
-    zonefile: example.test.zone
+    zonefile: example.test.zone.signed
 CONF
     start nsd nsd -d -c "$LAB_DIR/nsd/nsd.conf"
 
-    say "unbound on $RESOLVER_IP:53 (recursive; example.test via NSD)"
+    say "unbound on $RESOLVER_IP:53 (recursive and validating; example.test via NSD)"
     cat >"$LAB_DIR/unbound/unbound.conf" <<CONF
 server:
     interface: $RESOLVER_IP
@@ -202,13 +226,15 @@ server:
     logfile: ""
     do-ip6: no
     do-not-query-localhost: no
-    module-config: "subnetcache iterator"
+    module-config: "subnetcache validator iterator"
+    # Validation: example.test's DS is the one trust anchor (no root anchor in a lab).
+    trust-anchor: "$anchor"
+    val-log-level: 2
     # EDNS Client Subnet towards gslbd (RFC 7871), with answers cached per the scope it returns.
     send-client-subnet: $GSLBD_IP
     send-client-subnet: $GSLBD2_IP
     max-client-subnet-ipv4: 24
     local-zone: "test." nodefault
-    domain-insecure: "test."
     verbosity: 1
 stub-zone:
     name: "example.test"
@@ -242,11 +268,19 @@ down() {
     done
     while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done <"$LAB_DIR/pids"
     rm -f "$LAB_DIR/pids"
+    # The keys and signed zones are made anew by the next `up`.
+    rm -rf "$LAB_DIR/zones" "$LAB_DIR/nsd"
 }
 
 show() {
     say "\$ dig @$RESOLVER_IP www.example.test A        # through the resolver and the delegation"
     dig @"$RESOLVER_IP" www.example.test A | sed -n '/HEADER/,/^;; Query time/p'
+    say "\$ dig +dnssec @$RESOLVER_IP www.example.test A   # validated: the ad flag, and the RRSIGs"
+    dig +dnssec @"$RESOLVER_IP" www.example.test A | grep -E 'flags:|^www' || true
+    say "\$ dig +dnssec @$RESOLVER_IP nope.gslb.example.test A   # a missing name, validated (compact denial: NOERROR, no answer)"
+    dig +dnssec @"$RESOLVER_IP" nope.gslb.example.test A | grep -E 'status|flags:|NSEC' || true
+    say "\$ delv @$RESOLVER_IP -a $LAB_DIR/anchor.conf +root=example.test www.gslb.example.test A"
+    delv @"$RESOLVER_IP" -a "$LAB_DIR/anchor.conf" +root=example.test www.gslb.example.test A 2>&1 | grep -Ev '^;; (resolution|validating)' | head -8 || true
     say "\$ dig +norec @$NSD_IP www.gslb.example.test A  # the parent refers to gslbd"
     dig +norec @"$NSD_IP" www.gslb.example.test A | sed -n '/HEADER/,/^;; Query time/p'
     say "\$ dig +norec @$GSLBD_IP www.gslb.example.test A # gslbd answers with authority (aa)"

@@ -224,8 +224,22 @@ impl Table {
     /// reload may bring them back); the API refuses new ones for unknown targets.
     pub fn set_override(&mut self, target: &OverrideTarget, o: Option<Override>) {
         self.health.overrides.set(target, o);
-        self.recompute_all();
-        self.live.publish(self.snapshot());
+        self.count_overrides();
+        // Only the pools the target is in are built again: in a signed zone that is signing,
+        // and 1,000 signed pools took 110 ms to re-publish where one takes well under 1.
+        let pools: Vec<PoolId> = (0..self.plan.pools.len() as PoolId)
+            .filter(|&id| {
+                let pool = self.pool(id);
+                match target {
+                    OverrideTarget::Member(a) => {
+                        pool.members.iter().any(|m| m.address == *a)
+                            || matches!(pool.when_all_down, WhenAllDown::Pool(_))
+                    }
+                    OverrideTarget::Site(_) => true,
+                }
+            })
+            .collect();
+        self.republish(&pools);
     }
 
     /// Drop overrides whose expiry has passed (`now_unix`, seconds since the epoch). Returns
@@ -462,6 +476,11 @@ impl Table {
         for id in 0..self.plan.pools.len() as PoolId {
             self.gauge_pool(id);
         }
+        self.count_overrides();
+    }
+
+    /// The `overrides` gauges: how many overrides of each kind are set.
+    fn count_overrides(&self) {
         let m = &self.metrics.overrides;
         m.clear();
         for (_, o) in self.health.overrides.iter() {
