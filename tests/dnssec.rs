@@ -483,3 +483,100 @@ fn the_example_zones_sign_and_validate() {
     assert!(cases.len() >= 10, "{}", cases.len());
     eprintln!("{} RRsets of the example zones validate", cases.len());
 }
+
+/// Without DO, a signed zone answers byte for byte as the same zone unsigned: static data,
+/// NODATA, missing names, referrals, DS at a cut, the apex, over UDP and TCP, with and without
+/// EDNS and ECS; pool answers (whose members are picked at random) have the same shape.
+#[test]
+fn without_do_a_signed_zone_answers_as_an_unsigned_one() {
+    use gslbd::dns::{MAX_RESPONSE, Transport, answer};
+    use gslbd::dnssec::{Algorithm, Key};
+    use hickory_proto::op::Message;
+
+    let text =
+        std::fs::read_to_string(common::root().join("tests/zones/signed/sig.test.yaml")).unwrap();
+    let build = |signed: bool| {
+        let d = tempfile::tempdir().unwrap();
+        if signed {
+            std::fs::write(d.path().join("sig.test.yaml"), &text).unwrap();
+            let keys = d.path().join("keys");
+            std::fs::create_dir(&keys).unwrap();
+            let (key, private) =
+                Key::generate(&"sig.test.".parse().unwrap(), Algorithm::EcdsaP256Sha256).unwrap();
+            key.write(&keys, &private, "20261202000000").unwrap();
+        } else {
+            let unsigned = text.replace("dnssec: { keys: keys }", "");
+            assert_ne!(unsigned, text);
+            std::fs::write(d.path().join("sig.test.yaml"), unsigned).unwrap();
+        }
+        let loaded = gslbd::config::load(&gslbd::config::Sources {
+            config: None,
+            zones_dir: Some(d.path().to_path_buf()),
+        })
+        .unwrap();
+        gslbd::snapshot::Snapshot::build(&loaded.config.zones, 1).unwrap()
+    };
+    let (signed, unsigned) = (build(true), build(false));
+    let peer = "10.1.0.7".parse().unwrap();
+    let (mut a, mut b) = (vec![0u8; MAX_RESPONSE], vec![0u8; MAX_RESPONSE]);
+    // With DO they differ: the signed zone's answer has its RRSIG.
+    let mut with_do = common::Ask::new("www.sig.test.", "A");
+    with_do.dnssec_ok = true;
+    let n = answer(&signed, &with_do.bytes(), Transport::Udp, peer, &mut a).unwrap();
+    let m = answer(&unsigned, &with_do.bytes(), Transport::Udp, peer, &mut b).unwrap();
+    assert_eq!(Message::from_vec(&a[..n]).unwrap().answers.len(), 3);
+    assert_eq!(Message::from_vec(&b[..m]).unwrap().answers.len(), 2);
+    let mut compared = 0;
+    for (name, rtype, pool) in [
+        ("www.sig.test.", "A", false),
+        ("www.sig.test.", "MX", false),
+        ("sig.test.", "SOA", false),
+        ("sig.test.", "NS", false),
+        ("sig.test.", "ANY", false),
+        ("ns1.sig.test.", "A", false),
+        ("deep.sig.test.", "TXT", false),
+        ("a.deep.sig.test.", "TXT", false),
+        ("nope.sig.test.", "A", false),
+        ("x.child.sig.test.", "A", false),
+        ("x.secure.sig.test.", "AAAA", false),
+        ("child.sig.test.", "DS", false),
+        ("secure.sig.test.", "DS", false),
+        ("gone.sig.test.", "AAAA", false),
+        ("web.sig.test.", "MX", false),
+        ("web.sig.test.", "A", true),
+        ("alias.sig.test.", "A", true),
+        ("gone.sig.test.", "A", true),
+    ] {
+        let asks = [
+            common::Ask::new(name, rtype),
+            common::Ask::new(name, rtype).no_edns(),
+            common::Ask::new(name, rtype).ecs("10.2.3.0", 24),
+        ];
+        for ask in asks {
+            for t in [Transport::Udp, Transport::Tcp] {
+                let q = ask.bytes();
+                let n = answer(&signed, &q, t, peer, &mut a).unwrap();
+                let m = answer(&unsigned, &q, t, peer, &mut b).unwrap();
+                if pool {
+                    // Which members is random (2 of 3): the same shape, addresses aside.
+                    let sorted = |buf: &[u8]| {
+                        let mut r: Vec<String> = common::render(&Message::from_vec(buf).unwrap())
+                            .into_iter()
+                            .map(|l| match l.rsplit_once(" A ") {
+                                Some((head, _)) => format!("{head} A ADDRESS"),
+                                None => l,
+                            })
+                            .collect();
+                        r.sort();
+                        r
+                    };
+                    assert_eq!(sorted(&a[..n]), sorted(&b[..m]), "{name} {rtype} {t:?}");
+                } else {
+                    assert_eq!(a[..n], b[..m], "{name} {rtype} {t:?} {ask:?}");
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 18 * 6);
+}
