@@ -222,6 +222,7 @@ fn cluster_observation(bencher: Bencher, n: usize) {
     let config = Config {
         server: Server::default(),
         zones: zones(&text),
+        geo: None,
     };
     let now = std::time::Instant::now();
     let mut table = Table::new(config, &|_| None, now, Default::default()).expect("table");

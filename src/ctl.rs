@@ -302,6 +302,8 @@ fn explain_text(v: &Explanation) -> String {
             Step::Topology {
                 client_site,
                 ecs_scope,
+                order,
+                client,
                 kept,
                 note,
             } => {
@@ -311,6 +313,12 @@ fn explain_text(v: &Explanation) -> String {
                 }
                 if let Some(scope) = ecs_scope {
                     line.push_str(&format!("; ECS scope /{scope}"));
+                }
+                if order.len() > 1 {
+                    line.push_str(&format!("; order {}", order.join(" > ")));
+                }
+                if let Some(c) = client {
+                    line.push_str(&format!("; client {}", geo_text(c)));
                 }
                 note
             }
@@ -474,6 +482,41 @@ fn cluster_line(c: &crate::api::ClusterStatus) -> String {
         c.quorum,
         c.nodes.join(" ")
     )
+}
+
+/// What the GeoIP databases say of a client, on one line.
+fn geo_text(c: &crate::geo::Described) -> String {
+    let mut parts = Vec::new();
+    let place: Vec<&str> = [&c.country, &c.subdivision, &c.continent]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if !place.is_empty() {
+        parts.push(place.join("/"));
+    }
+    if let Some((lat, lon)) = c.coordinates {
+        parts.push(format!("at {lat:.2},{lon:.2}"));
+    }
+    if let Some(a) = c.asn {
+        parts.push(format!("AS{a}"));
+    }
+    if !c.networks.is_empty() {
+        parts.push(format!("from {}", c.networks.join(", ")));
+    }
+    if !c.distances.is_empty() {
+        let d: Vec<String> = c
+            .distances
+            .iter()
+            .map(|(s, km)| format!("{s} {km:.0} km"))
+            .collect();
+        parts.push(format!("distances {}", d.join(", ")));
+    }
+    if parts.is_empty() {
+        "not in the GeoIP databases".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 #[cfg(test)]

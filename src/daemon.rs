@@ -147,6 +147,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         Config {
             server: cfg.server.clone(),
             zones,
+            geo: cfg.geo.clone(),
         },
         &|k: &ProbeKey| restored.get(k),
         now,

@@ -22,6 +22,7 @@ pub mod dns;
 pub mod dnssec;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod geo;
 pub mod health;
 pub mod metrics;
 pub mod model;

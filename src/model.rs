@@ -28,6 +28,7 @@ pub struct Server {
     pub user: Option<String>,
     /// Several name servers that share overrides and observations through etcd.
     pub cluster: Option<Cluster>,
+    pub geoip: Option<GeoIp>,
 }
 
 /// `cluster:` in gslbd.yaml: this node, the etcd that the nodes share, and how their
@@ -173,6 +174,7 @@ impl Default for Server {
             tcp: TcpLimits::default(),
             user: None,
             cluster: None,
+            geoip: None,
         }
     }
 }
@@ -182,6 +184,8 @@ impl Default for Server {
 pub struct Config {
     pub server: Server,
     pub zones: Vec<Zone>,
+    /// The GeoIP databases of `server.geoip`, read.
+    pub geo: Option<Arc<crate::geo::GeoDb>>,
 }
 
 /// The SOA fields (RFC 1035 §3.3.13).
@@ -480,6 +484,9 @@ pub struct Policy {
     pub failover: bool,
     /// Keep the members of the client's site, else of its fallback sites, else all.
     pub topology: bool,
+    /// Keep the members of the site nearest the client (by distance, after explicit matches)
+    /// that has any, else all.
+    pub nearest: bool,
     pub order: Order,
 }
 
@@ -487,6 +494,7 @@ impl Policy {
     pub const ROUND_ROBIN: Policy = Policy {
         failover: false,
         topology: false,
+        nearest: false,
         order: Order::RoundRobin,
     };
 }
@@ -511,13 +519,15 @@ pub enum Order {
 pub enum PolicyStep {
     Failover,
     Topology,
+    Nearest,
     Order(Order),
 }
 
 impl PolicyStep {
-    pub const ALL: [PolicyStep; 6] = [
+    pub const ALL: [PolicyStep; 7] = [
         PolicyStep::Failover,
         PolicyStep::Topology,
+        PolicyStep::Nearest,
         PolicyStep::Order(Order::RoundRobin),
         PolicyStep::Order(Order::Weighted),
         PolicyStep::Order(Order::Sticky),
@@ -528,6 +538,7 @@ impl PolicyStep {
         match self {
             PolicyStep::Failover => "failover",
             PolicyStep::Topology => "topology",
+            PolicyStep::Nearest => "nearest",
             PolicyStep::Order(o) => o.as_str(),
         }
     }
@@ -536,7 +547,7 @@ impl PolicyStep {
     pub const fn rank(self) -> u8 {
         match self {
             PolicyStep::Failover => 1,
-            PolicyStep::Topology => 2,
+            PolicyStep::Topology | PolicyStep::Nearest => 2,
             PolicyStep::Order(_) => 3,
         }
     }
@@ -557,7 +568,7 @@ impl std::str::FromStr for PolicyStep {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "{s:?} is not a policy step: use failover, topology, round-robin, weighted, sticky or least-loaded"
+                    "{s:?} is not a policy step: use failover, topology, nearest, round-robin, weighted, sticky or least-loaded"
                 )
             })
     }
@@ -598,15 +609,39 @@ pub enum LoadKind {
 }
 
 /// A site of the topology map.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Site {
     pub name: String,
     pub nets: Vec<ipnet::IpNet>,
     /// Where this site's clients go when it has no healthy member, in order.
     pub fallback: Vec<SiteRef>,
+    /// GeoIP matches: autonomous systems, subdivisions, countries, continents (uppercase).
+    pub asns: Vec<u32>,
+    pub subdivisions: Vec<([u8; 2], [u8; 3])>,
+    pub countries: Vec<[u8; 2]>,
+    pub continents: Vec<[u8; 2]>,
+    /// Latitude and longitude in degrees, for `nearest`.
+    pub coordinates: Option<(f32, f32)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Site {
+    /// Whether clients are placed here by GeoIP (not only by prefix).
+    pub fn by_geo(&self) -> bool {
+        !(self.asns.is_empty()
+            && self.subdivisions.is_empty()
+            && self.countries.is_empty()
+            && self.continents.is_empty())
+    }
+}
+
+/// `geoip:` in gslbd.yaml: a City or Country database, an ASN database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GeoIp {
+    pub database: Option<PathBuf>,
+    pub asn_database: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SiteRef {
     Site(usize),
     /// Every healthy member.

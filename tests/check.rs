@@ -305,7 +305,7 @@ pools:
         "sites.ber.nets[0]: 10.9.0.0/16 is already mapped to site \"fra\"",
         "sites.ber.fallback[0]: a site cannot fall back to itself",
         "sites.ber.fallback[1]: no site named \"nowhere\" (known: fra, ber, or any)",
-        "pools.a.policy: steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky",
+        "pools.a.policy: steps run in a fixed order: failover, topology or nearest, then one of round-robin, weighted, sticky",
         "pools.a.members[0].site: no site named \"muc\" in `sites:` (known: fra, ber)",
         "pools.b.load: least-loaded needs `load: { agent: { port: N } }` or `load: { http: { port: N, path: /load } }`",
     ] {

@@ -150,6 +150,14 @@ pub enum Step {
     Topology {
         client_site: Option<String>,
         ecs_scope: Option<u8>,
+        /// The sites in the order the client is served from (`topology`: its site and
+        /// fallbacks; `nearest`: its site, then by distance).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<String>,
+        /// What the GeoIP databases say of the client: country, continent, subdivision,
+        /// coordinates, ASN, the networks that decided, and the distance to each site.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<crate::geo::Described>,
         kept: Vec<IpAddr>,
         note: String,
     },

@@ -178,6 +178,15 @@ pub struct ServerFile {
     pub tcp: Option<TcpLimitsFile>,
     pub user: Option<Spanned<String>>,
     pub cluster: Option<Spanned<ClusterFile>>,
+    pub geoip: Option<Spanned<GeoIpFile>>,
+}
+
+/// `geoip:` in gslbd.yaml: the MaxMind DB files clients are located with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpFile {
+    pub database: Option<Spanned<String>>,
+    pub asn_database: Option<Spanned<String>>,
 }
 
 /// `cluster:` in gslbd.yaml.
@@ -321,6 +330,24 @@ pub struct SiteMapFile {
     #[serde(default)]
     pub nets: Vec<String>,
     pub fallback: Option<Vec<String>>,
+    #[serde(default)]
+    pub asns: Vec<AsnFile>,
+    #[serde(default)]
+    pub subdivisions: Vec<String>,
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
+    /// `[latitude, longitude]`.
+    pub coordinates: Option<Vec<f64>>,
+}
+
+/// An autonomous system: `4773` or `AS4773`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AsnFile {
+    Number(i64),
+    Text(String),
 }
 
 /// `policy: weighted` or `policy: [topology, weighted]`.

@@ -61,7 +61,9 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
         .map(|p| server::server_file(p, &mut diags));
     // Without readable settings, the defaults are not what the user meant: nothing to check.
     let settings_read = !matches!(settings, Some(None));
-    let (mut server, state_dir_loc) = settings.flatten().unwrap_or_default();
+    let (mut server, state_dir_loc, geo) = settings
+        .flatten()
+        .map_or_else(Default::default, |s| (s.server, s.state_dir_loc, s.geo));
     if let Some(dir) = &sources.zones_dir {
         server.zones_dir = dir.clone();
     }
@@ -117,7 +119,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
         return Err(diags);
     }
     Ok(Loaded {
-        config: model::Config { server, zones },
+        config: model::Config { server, zones, geo },
         warnings: diags,
     })
 }

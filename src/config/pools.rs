@@ -41,13 +41,14 @@ fn policy(p: Option<&Spanned<PolicyFile>>, base: &str, r: &mut Reporter) -> Poli
         };
         let r_step = step.rank();
         if r_step < rank || (r_step == 3 && ordered) || (r_step == rank && r_step < 3) {
-            r.error(loc(p), &path, "steps run in a fixed order: failover, topology, then one of round-robin, weighted, sticky, least-loaded; list each once, in that order");
+            r.error(loc(p), &path, "steps run in a fixed order: failover, topology or nearest, then one of round-robin, weighted, sticky, least-loaded; list each once, in that order");
             return policy;
         }
         rank = r_step;
         match step {
             PolicyStep::Failover => policy.failover = true,
             PolicyStep::Topology => policy.topology = true,
+            PolicyStep::Nearest => policy.nearest = true,
             PolicyStep::Order(o) => {
                 policy.order = o;
                 ordered = true;
@@ -271,12 +272,36 @@ fn pool(
                     site,
                 });
             }
-            if policy.topology && sites.is_empty() {
+            if (policy.topology || policy.nearest) && sites.is_empty() {
                 r.error(
                     loc(list),
                     format!("{base}.policy"),
-                    "topology needs a `sites:` map",
+                    format!(
+                        "{} needs a `sites:` map",
+                        if policy.nearest {
+                            "nearest"
+                        } else {
+                            "topology"
+                        }
+                    ),
                 );
+            }
+            if policy.nearest {
+                let mut used: Vec<usize> = members.iter().filter_map(|m| m.site).collect();
+                used.sort_unstable();
+                used.dedup();
+                for s in used {
+                    if sites[s].coordinates.is_none() {
+                        r.error(
+                            loc(list),
+                            format!("{base}.policy"),
+                            format!(
+                                "nearest orders sites by distance: site {} has members here but no `coordinates`",
+                                sites[s].name
+                            ),
+                        );
+                    }
+                }
             }
             if policy.order != Order::RoundRobin
                 && !members.is_empty()

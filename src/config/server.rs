@@ -10,12 +10,16 @@ use super::read;
 use super::values::{self, Zero};
 use crate::model;
 
+/// What `gslbd.yaml` gives: the settings, where `state_dir` is given (if it is), and the GeoIP
+/// databases of `geoip:`, read.
+pub(super) struct Settings {
+    pub server: model::Server,
+    pub state_dir_loc: Option<Loc>,
+    pub geo: Option<std::sync::Arc<crate::geo::GeoDb>>,
+}
+
 /// `gslbd.yaml` → server settings. Relative paths in it are relative to the file's directory.
-/// The settings, and where `state_dir` is given (if it is).
-pub(super) fn server_file(
-    path: &Path,
-    diags: &mut Diagnostics,
-) -> Option<(model::Server, Option<Loc>)> {
+pub(super) fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<Settings> {
     let text = read(path, diags)?;
     let mut r = Reporter::new(path, diags);
     let file: ServerFile = if text.trim().is_empty() {
@@ -136,7 +140,50 @@ pub(super) fn server_file(
     if let Some(c) = &file.cluster {
         server.cluster = cluster(c, base, &mut r);
     }
-    Some((server, state_dir_loc))
+    let geo = file.geoip.as_ref().and_then(|g| {
+        let (config, db) = geoip(g, base, &mut r)?;
+        server.geoip = Some(config);
+        db
+    });
+    Some(Settings {
+        server,
+        state_dir_loc,
+        geo,
+    })
+}
+
+/// `geoip:` → the database paths, and the databases read (an error names the file and why:
+/// missing, damaged, or not the kind of database the key wants).
+fn geoip(
+    g: &Spanned<super::format::GeoIpFile>,
+    base: &Path,
+    r: &mut Reporter,
+) -> Option<(model::GeoIp, Option<std::sync::Arc<crate::geo::GeoDb>>)> {
+    let path = |v: &Option<Spanned<String>>| v.as_ref().map(|s| base.join(s.value.trim()));
+    let config = model::GeoIp {
+        database: path(&g.value.database),
+        asn_database: path(&g.value.asn_database),
+    };
+    if config.database.is_none() && config.asn_database.is_none() {
+        r.error(
+            values::loc(g),
+            "geoip",
+            "give `database` (a City or Country database), `asn_database`, or both",
+        );
+        return None;
+    }
+    match crate::geo::GeoDb::open(config.database.as_deref(), config.asn_database.as_deref()) {
+        Ok(db) => Some((config, Some(db))),
+        Err(e) => {
+            let (field, at) = if Some(&e.path) == config.asn_database.as_ref() {
+                ("geoip.asn_database", g.value.asn_database.as_ref())
+            } else {
+                ("geoip.database", g.value.database.as_ref())
+            };
+            r.error(at.map_or(values::loc(g), values::loc), field, e.to_string());
+            None
+        }
+    }
 }
 
 /// The key prefix when none is given.
@@ -443,7 +490,7 @@ mod tests {
         let path = d.path().join("gslbd.yaml");
         std::fs::write(&path, text).unwrap();
         let mut diags = Diagnostics::default();
-        let server = server_file(&path, &mut diags).map(|(s, _)| s);
+        let server = server_file(&path, &mut diags).map(|s| s.server);
         let text = diags.to_string();
         (server.and_then(|s| s.cluster), text)
     }

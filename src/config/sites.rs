@@ -1,5 +1,7 @@
 //! `sites:` and `nets_file:` → the zone's topology map: prefixes checked for host bits and
-//! duplicates, fallbacks naming known sites or `any`.
+//! duplicates, fallbacks naming known sites or `any`; GeoIP matches (ASNs, subdivisions,
+//! countries, continents) checked for valid codes and for being in one site only; coordinates
+//! within range.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,16 +79,19 @@ pub fn sites(
     for (key, _) in &entries.0 {
         out.push(Site {
             name: key.value.clone(),
-            nets: Vec::new(),
-            fallback: Vec::new(),
+            ..Site::default()
         });
     }
+    let mut geo_seen: HashMap<String, String> = HashMap::new();
     for (i, (key, site)) in entries.0.iter().enumerate() {
         let base = format!("sites.{}", key.value);
         let at = loc(site);
         let (nets, fallback) = match &site.value {
             SiteFile::Nets(n) => (n.as_slice(), None),
-            SiteFile::Full(m) => (m.nets.as_slice(), m.fallback.as_deref()),
+            SiteFile::Full(m) => {
+                geo_matches(m, &base, at, names[i], &mut geo_seen, &mut out[i], r);
+                (m.nets.as_slice(), m.fallback.as_deref())
+            }
         };
         for (j, n) in nets.iter().enumerate() {
             add_net(n, i, at, &format!("{base}.nets[{j}]"), &mut out, r);
@@ -135,4 +140,119 @@ pub fn sites(
         }
     }
     out
+}
+
+/// A site's GeoIP matches and coordinates. `seen` holds every match so far (`country DE`) and
+/// its site: a match belongs to one site.
+fn geo_matches(
+    m: &super::format::SiteMapFile,
+    base: &str,
+    at: Loc,
+    name: &str,
+    seen: &mut HashMap<String, String>,
+    site: &mut Site,
+    r: &mut Reporter,
+) {
+    use crate::geo::codes;
+    let mut once = |what: String, path: &str, r: &mut Reporter| {
+        if let Some(other) = seen.get(&what) {
+            r.error(at, path, format!("{what} is already in site {other:?}"));
+            return false;
+        }
+        seen.insert(what, name.to_string());
+        true
+    };
+    for (j, a) in m.asns.iter().enumerate() {
+        let path = format!("{base}.asns[{j}]");
+        let n = match a {
+            super::format::AsnFile::Number(n) => u32::try_from(*n).ok(),
+            super::format::AsnFile::Text(t) => t
+                .trim()
+                .strip_prefix("AS")
+                .or(t.trim().strip_prefix("as"))
+                .unwrap_or(t.trim())
+                .parse()
+                .ok(),
+        };
+        match n {
+            Some(n) if n > 0 => {
+                if once(format!("AS{n}"), &path, r) {
+                    site.asns.push(n);
+                }
+            }
+            _ => r.error(
+                at,
+                path,
+                format!("{a:?} is not an AS number (e.g. 4773 or AS4773)"),
+            ),
+        }
+    }
+    let mut codes_of = |list: &[String],
+                        kind: &str,
+                        parse: fn(&str) -> Option<()>,
+                        example: &str,
+                        r: &mut Reporter| {
+        let mut ok = Vec::new();
+        for (j, c) in list.iter().enumerate() {
+            let path = format!("{base}.{kind}[{j}]");
+            if parse(c.trim()).is_none() {
+                r.error(at, path, format!("{c:?} is not {example}"));
+            } else if once(
+                format!("{kind} {}", c.trim().to_ascii_uppercase()),
+                &path,
+                r,
+            ) {
+                ok.push(c.trim().to_string());
+            }
+        }
+        ok
+    };
+    site.subdivisions = codes_of(
+        &m.subdivisions,
+        "subdivisions",
+        |s| codes::subdivision(s).map(|_| ()),
+        "an ISO 3166-2 subdivision (COUNTRY-CODE, e.g. US-CA or DE-BY)",
+        r,
+    )
+    .iter()
+    .filter_map(|s| codes::subdivision(s))
+    .collect();
+    site.countries = codes_of(
+        &m.countries,
+        "countries",
+        |s| codes::country(s).map(|_| ()),
+        "an ISO 3166-1 country code (two letters, e.g. DE, US, GB)",
+        r,
+    )
+    .iter()
+    .filter_map(|s| codes::country(s))
+    .collect();
+    site.continents = codes_of(
+        &m.continents,
+        "continents",
+        |s| codes::continent(s).map(|_| ()),
+        "a continent code: AF, AN, AS, EU, NA, OC or SA",
+        r,
+    )
+    .iter()
+    .filter_map(|s| codes::continent(s))
+    .collect();
+    if let Some(c) = &m.coordinates {
+        let path = format!("{base}.coordinates");
+        match c.as_slice() {
+            [lat, lon] if (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon) => {
+                site.coordinates = Some((*lat as f32, *lon as f32));
+            }
+            [lat, lon] => r.error(
+                at,
+                path,
+                format!("[{lat}, {lon}] is out of range: latitude -90..90, longitude -180..180"),
+            ),
+            _ => r.error(
+                at,
+                path,
+                "give [latitude, longitude] in degrees, e.g. [50.11, 8.68]",
+            ),
+        }
+    }
 }

@@ -384,15 +384,15 @@ fn answer_node<'z>(
                     // here the client's site only picks the view. The answer is the same for
                     // every client of the block the site map finds: that is the ECS scope
                     // (RFC 7871 §7.2.1).
-                    let site = match (&zone.topology, pool.topology()) {
+                    let placed = match (&zone.topology, pool.placed()) {
                         (Some(t), true) => {
-                            let (site, scope) = t.locate(client.addr, client.prefix);
-                            r.scope = r.scope.max(scope);
-                            site
+                            let p = t.place(client.addr, client.prefix);
+                            r.scope = r.scope.max(p.scope);
+                            Some(p)
                         }
                         _ => None,
                     };
-                    let fam = pool.view(site).family(qtype);
+                    let fam = pool.view(placed.as_ref()).family(qtype);
                     pool_records(fam, zone, client, node, qtype, owner_at, apex_at, w, r)
                 }
                 wire::TYPE_ANY => {

@@ -11,11 +11,12 @@
 
 pub mod order;
 pub mod pipeline;
+pub mod place;
 pub mod sites;
 
 use std::net::IpAddr;
 
-use crate::model::{Member, Site, SiteRef};
+use crate::model::{Member, SiteRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -61,41 +62,41 @@ pub enum Eligible {
     ServFail,
 }
 
-/// Step 4, topology: the members of `site`, else of its fallback sites in order (`any`: all),
-/// else all of them. `site` is `None` for clients no site covers.
-pub fn topology(members: &[Candidate], site: Option<usize>, sites: &[Site]) -> Vec<Candidate> {
-    let Some(site) = site else {
-        return members.to_vec();
-    };
-    let of = |s: usize| -> Vec<Candidate> {
-        members
+/// Step 4, topology or nearest: the first site of the client's `order` (its own site, then its
+/// fallbacks or the rest by distance; see [`place`]) that has members here; `None`: no site in
+/// the order has any, or the order says `any`, or the client has no order: every member.
+pub fn first_site(members: &[Candidate], order: &[SiteRef]) -> Option<usize> {
+    for r in order {
+        match r {
+            SiteRef::Any => return None,
+            SiteRef::Site(t) if members.iter().any(|m| m.site == Some(*t)) => return Some(*t),
+            SiteRef::Site(_) => {}
+        }
+    }
+    None
+}
+
+/// The members of `site` (`None`: all of them).
+pub fn of_site(members: &[Candidate], site: Option<usize>) -> Vec<Candidate> {
+    match site {
+        Some(s) => members
             .iter()
             .copied()
             .filter(|m| m.site == Some(s))
-            .collect()
-    };
-    let own = of(site);
-    if !own.is_empty() {
-        return own;
+            .collect(),
+        None => members.to_vec(),
     }
-    for f in sites.get(site).map_or(&[][..], |s| &s.fallback) {
-        match f {
-            SiteRef::Any => return members.to_vec(),
-            SiteRef::Site(t) => {
-                let v = of(*t);
-                if !v.is_empty() {
-                    return v;
-                }
-            }
-        }
-    }
-    members.to_vec()
+}
+
+/// Step 4 for a client whose sites come in `order`.
+pub fn topology(members: &[Candidate], order: &[SiteRef]) -> Vec<Candidate> {
+    of_site(members, first_site(members, order))
 }
 
 #[cfg(test)]
 mod topology_tests {
     use super::*;
-    use crate::model::{Site, SiteRef};
+    use crate::model::SiteRef;
 
     fn c(a: &str, site: Option<usize>) -> Candidate {
         Candidate {
@@ -107,42 +108,28 @@ mod topology_tests {
 
     #[test]
     fn own_site_then_fallbacks_in_order_then_all() {
-        let sites = vec![
-            Site {
-                name: "fra".into(),
-                nets: vec![],
-                fallback: vec![SiteRef::Site(1)],
-            },
-            Site {
-                name: "ber".into(),
-                nets: vec![],
-                fallback: vec![SiteRef::Site(2), SiteRef::Any],
-            },
-            Site {
-                name: "muc".into(),
-                nets: vec![],
-                fallback: vec![],
-            },
-        ];
+        // fra falls back to ber; ber to muc, then any; muc has no fallback
+        let fra = [SiteRef::Site(0), SiteRef::Site(1)];
+        let ber = [SiteRef::Site(1), SiteRef::Site(2), SiteRef::Any];
+        let muc = [SiteRef::Site(2)];
         let all = vec![
             c("10.0.0.1", Some(0)),
             c("10.0.0.2", Some(1)),
             c("10.0.0.3", None),
         ];
         let addrs = |v: Vec<Candidate>| v.iter().map(|c| c.address.to_string()).collect::<Vec<_>>();
-        assert_eq!(addrs(topology(&all, Some(0), &sites)), ["10.0.0.1"]);
-        assert_eq!(addrs(topology(&all, Some(1), &sites)), ["10.0.0.2"]);
+        assert_eq!(addrs(topology(&all, &fra)), ["10.0.0.1"]);
+        assert_eq!(addrs(topology(&all, &ber)), ["10.0.0.2"]);
         // fra down: its clients go to ber
         let no_fra = vec![all[1], all[2]];
-        assert_eq!(addrs(topology(&no_fra, Some(0), &sites)), ["10.0.0.2"]);
+        assert_eq!(addrs(topology(&no_fra, &fra)), ["10.0.0.2"]);
         // ber down: muc has nobody, then any
         let no_ber = vec![all[0], all[2]];
-        assert_eq!(
-            addrs(topology(&no_ber, Some(1), &sites)),
-            ["10.0.0.1", "10.0.0.3"]
-        );
+        assert_eq!(addrs(topology(&no_ber, &ber)), ["10.0.0.1", "10.0.0.3"]);
         // muc has no fallback: all; unknown clients: all
-        assert_eq!(topology(&all, Some(2), &sites).len(), 3);
-        assert_eq!(topology(&all, None, &sites).len(), 3);
+        assert_eq!(topology(&all, &muc).len(), 3);
+        assert_eq!(topology(&all, &[]).len(), 3);
+        assert_eq!(first_site(&no_fra, &fra), Some(1));
+        assert_eq!(first_site(&no_ber, &ber), None);
     }
 }

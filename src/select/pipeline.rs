@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use crate::health::Status;
-use crate::model::{Member, Order, Pool, Site, WhenAllDown};
+use crate::model::{Member, Order, Pool, SiteRef, WhenAllDown};
 
 use super::{Candidate, Eligible, Family};
 
@@ -48,9 +48,11 @@ pub enum Step<'a> {
         kept: &'a [Candidate],
         dropped: &'a [Candidate],
     },
-    /// 4: the members for the client's site (`None`: no site covers it).
+    /// 4: the members for the client's site (`None`: no site matched it) and order.
     Topology {
         site: Option<usize>,
+        /// The step is `nearest` (the order is by distance), not `topology`.
+        nearest: bool,
         kept: &'a [Candidate],
     },
 }
@@ -94,19 +96,24 @@ pub fn family(pool: &Pool, family: Family, judge: &impl Judge, trace: &mut impl 
     e
 }
 
-/// Step 4 for the clients of `site`: a topology pool keeps the members of the site, else of its
-/// fallback sites in order, else all; any other pool keeps `e` as it is.
-pub fn site<'e>(
+/// Step 4 for clients whose sites come in `order` (their own `site` first, if one matched): a
+/// topology or nearest pool keeps the members of the first site in the order that has any,
+/// else all; any other pool keeps `e` as it is.
+pub fn place<'e>(
     pool: &Pool,
     e: &'e Eligible,
+    order: &[SiteRef],
     site: Option<usize>,
-    sites: &[Site],
     trace: &mut impl Trace,
 ) -> Cow<'e, Eligible> {
     match e {
-        Eligible::Members { members, degraded } if pool.policy.topology => {
-            let kept = super::topology(members, site, sites);
-            trace.step(Step::Topology { site, kept: &kept });
+        Eligible::Members { members, degraded } if pool.policy.topology || pool.policy.nearest => {
+            let kept = super::topology(members, order);
+            trace.step(Step::Topology {
+                site,
+                nearest: pool.policy.nearest,
+                kept: &kept,
+            });
             Cow::Owned(Eligible::Members {
                 members: kept,
                 degraded: *degraded,
@@ -116,17 +123,29 @@ pub fn site<'e>(
     }
 }
 
-/// The whole publish-time pipeline for the clients of `site`.
+/// The members of one site (`None`: all) of `e`: what [`place`] keeps, given the site it
+/// found first ([`super::first_site`]). Publishing builds one view per such site.
+pub fn keep_site(e: &Eligible, site: Option<usize>) -> Cow<'_, Eligible> {
+    match (e, site) {
+        (Eligible::Members { members, degraded }, Some(_)) => Cow::Owned(Eligible::Members {
+            members: super::of_site(members, site),
+            degraded: *degraded,
+        }),
+        (other, _) => Cow::Borrowed(other),
+    }
+}
+
+/// The whole publish-time pipeline for clients whose sites come in `order`.
 pub fn run(
     pool: &Pool,
     f: Family,
+    order: &[SiteRef],
     client_site: Option<usize>,
-    sites: &[Site],
     judge: &impl Judge,
     trace: &mut impl Trace,
 ) -> Eligible {
     let e = family(pool, f, judge, trace);
-    site(pool, &e, client_site, sites, trace).into_owned()
+    place(pool, &e, order, client_site, trace).into_owned()
 }
 
 /// Steps 1–3 and `when_all_down`. The pool that `when_all_down: { pool }` names is asked once,
@@ -454,10 +473,10 @@ mod tests {
         let mut p = pool(policy, WhenAllDown::All, vec![member("10.0.0.1", 1)]);
         p.policy.failover = true;
         let mut t = Names::default();
-        run(&p, Family::V4, None, &[], &down_set(&[]), &mut t);
+        run(&p, Family::V4, &[], None, &down_set(&[]), &mut t);
         assert_eq!(t.0, ["family", "health", "failover", "weights", "topology"]);
         let mut t = Names::default();
-        run(&p, Family::V4, None, &[], &down_set(&["10.0.0.1"]), &mut t);
+        run(&p, Family::V4, &[], None, &down_set(&["10.0.0.1"]), &mut t);
         assert_eq!(
             t.0,
             ["family", "health", "when_all_down", "weights", "topology"]

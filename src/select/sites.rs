@@ -230,7 +230,7 @@ mod tests {
         Site {
             name: name.into(),
             nets: nets.iter().map(|n| n.parse().unwrap()).collect(),
-            fallback: vec![],
+            ..Site::default()
         }
     }
 
@@ -358,7 +358,7 @@ mod tests {
                         .map(net)
                         .filter(|n| seen.insert(*n))
                         .collect(),
-                    fallback: vec![],
+                    ..Site::default()
                 })
                 .collect()
         })

@@ -11,7 +11,7 @@ use super::{FamilyAnswer, Map, Node, NodeKind, RRset, Slot, Target, Zone};
 use crate::dns::wire::{self, CLASS_IN};
 use crate::metrics::{Counters, Hits};
 use crate::model::{self, Order};
-use crate::select::sites::SiteMap;
+use crate::select::place::Placer;
 use crate::select::{self, Eligible, Family, order};
 
 /// A config that cannot be turned into wire format (should not happen after validation).
@@ -28,13 +28,14 @@ pub struct BuildError {
 /// their answers come from [`Table`], which knows the health.
 pub(crate) fn zones(
     zones: &[model::Zone],
+    geo: Option<&Arc<crate::geo::GeoDb>>,
     counters: &Counters,
 ) -> Result<Map<Box<[u8]>, Zone>, BuildError> {
     let mut out = Map::with_capacity_and_hasher(zones.len(), Default::default());
     let mut first_pool = 0u32;
     for z in zones {
         let apex = lower_wire(&z.origin);
-        let mut zone = build_zone(z, first_pool)?;
+        let mut zone = build_zone(z, first_pool, geo)?;
         zone.stats = counters.zone(&z.origin.to_string());
         out.insert(apex.into_boxed_slice(), zone);
         first_pool += z.pools.len() as u32;
@@ -42,7 +43,11 @@ pub(crate) fn zones(
     Ok(out)
 }
 
-fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
+fn build_zone(
+    z: &model::Zone,
+    first_pool: u32,
+    geo: Option<&Arc<crate::geo::GeoDb>>,
+) -> Result<Zone, BuildError> {
     let err = |name: &Name, rtype: RecordType, reason: String| BuildError {
         zone: z.origin.to_string(),
         name: name.to_string(),
@@ -237,7 +242,7 @@ fn build_zone(z: &model::Zone, first_pool: u32) -> Result<Zone, BuildError> {
         negative_soa,
         any_hinfo,
         has_cuts: !cuts.is_empty(),
-        topology: SiteMap::build(&z.sites),
+        topology: Placer::build(&z.sites, geo),
         stats: Arc::default(),
         signer: signer.map(Arc::new),
     })

@@ -22,7 +22,7 @@ use crate::dns::wire;
 use crate::metrics::{Counters, Hits, ZoneStats};
 use crate::model::Order;
 use crate::select::order;
-use crate::select::sites::SiteMap;
+use crate::select::place::Placer;
 
 pub use build::{BuildError, lower_wire};
 
@@ -63,27 +63,46 @@ pub struct Snapshot {
 }
 
 /// What a pool answers right now, per address family; shared by the snapshots until the pool's
-/// health changes. Its views: `[0]` serves clients no site covers (and every client of a pool
-/// without the topology step); `[1 + s]` serves the clients of site `s`. All precomputed here,
-/// so a query only looks its site up.
+/// health changes. A pool without `topology` or `nearest` has one view. One with either has a
+/// view per site that clients may be sent to (and one for every member), and `by_order` says
+/// which serves the clients of each order of the zone's [`Placer`]. All precomputed here, so a
+/// query only places its client and looks two numbers up.
 #[derive(Clone)]
-pub struct PoolAnswer(pub(crate) Arc<[View]>);
+pub struct PoolAnswer {
+    pub(crate) views: Arc<[View]>,
+    pub(crate) by_order: Arc<[u16]>,
+    pub(crate) placing: Placing,
+}
+
+/// Which of a client's orders a pool goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placing {
+    None,
+    Topology,
+    Nearest,
+}
 
 impl PoolAnswer {
-    /// Whether the answer depends on the client's site: a topology pool has a view per site
-    /// (and topology needs at least one site), any other pool only `[0]`.
-    pub fn topology(&self) -> bool {
-        self.0.len() > 1
+    /// Whether the answer depends on where the client is.
+    pub fn placed(&self) -> bool {
+        self.placing != Placing::None && self.views.len() > 1
     }
 
-    pub fn view(&self, site: Option<usize>) -> &View {
-        site.and_then(|s| self.0.get(s + 1)).unwrap_or(&self.0[0])
+    /// The view for a client placed at `p` (`None`: not placed).
+    pub fn view(&self, p: Option<&crate::select::place::Placement>) -> &View {
+        let order = match (self.placing, p) {
+            (Placing::Topology, Some(p)) => p.topology,
+            (Placing::Nearest, Some(p)) => p.nearest,
+            _ => 0,
+        };
+        let i = self.by_order.get(usize::from(order)).copied().unwrap_or(0);
+        self.views.get(usize::from(i)).unwrap_or(&self.views[0])
     }
 
     /// The same answer (not recomputed since).
     #[cfg(test)]
     pub(crate) fn same(&self, other: &PoolAnswer) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.views, &other.views)
     }
 }
 
@@ -163,7 +182,7 @@ pub struct Zone {
     pub any_hinfo: RRset,
     pub has_cuts: bool,
     /// The site map, if the zone has one.
-    pub topology: Option<SiteMap>,
+    pub topology: Option<Placer>,
     /// Query counters (metrics).
     pub stats: Arc<ZoneStats>,
     /// In a signed zone: what proofs for names that do not exist are signed with, online.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod explain;
 mod judge;
+mod publish;
 mod status;
 mod vantages;
 
@@ -26,9 +27,7 @@ use crate::model::{self, Config, WhenAllDown};
 use crate::plan::{Plan, PoolId};
 use crate::probe::ProbeKey;
 use crate::probe::load::{AgentState, Load, LoadError, LoadKey};
-use crate::select::pipeline::{self, NoTrace};
-use crate::select::{Eligible, Family};
-use crate::snapshot::{self, BuildError, Live, Map, PoolAnswer, Snapshot, View, Zone};
+use crate::snapshot::{self, BuildError, Live, Map, PoolAnswer, Snapshot, Zone};
 
 /// The writer's side of the live table. Every change publishes a new [`Snapshot`].
 pub struct Table {
@@ -70,7 +69,11 @@ impl Table {
         now: Instant,
         metrics: Arc<Metrics>,
     ) -> Result<Table, BuildError> {
-        let zones = Arc::new(snapshot::build::zones(&config.zones, &metrics.counters)?);
+        let zones = Arc::new(snapshot::build::zones(
+            &config.zones,
+            config.geo.as_ref(),
+            &metrics.counters,
+        )?);
         let config = kept(config);
         let plan = Plan::compile(&config);
         let probes = plan
@@ -342,6 +345,7 @@ impl Table {
     pub fn reload(&mut self, config: Config, now: Instant) -> Result<ProbeChanges, BuildError> {
         let zones = Arc::new(snapshot::build::zones(
             &config.zones,
+            config.geo.as_ref(),
             &self.metrics.counters,
         )?);
         self.now = now;
@@ -517,48 +521,6 @@ impl Table {
         let probes = self.plan.pools[id as usize].probes_of(mi);
         health::combine(probes.iter().map(|&pid| self.health.status(pid)))
     }
-
-    /// Run the publish-time steps of the pipeline for one pool and encode the result: health,
-    /// failover and `when_all_down` once per family, then topology once per site.
-    fn answer_of(&self, id: PoolId) -> PoolAnswer {
-        let (zone, pool) = self.zone_and_pool(id);
-        let judge = self.judge(id);
-        let v4 = pipeline::family(pool, Family::V4, &judge, &mut NoTrace);
-        let v6 = pipeline::family(pool, Family::V6, &judge, &mut NoTrace);
-        let sites: Vec<Option<usize>> = if pool.policy.topology {
-            std::iter::once(None)
-                .chain((0..zone.sites.len()).map(Some))
-                .collect()
-        } else {
-            vec![None]
-        };
-        let cells = &self.pool_cells[id as usize];
-        // Every address a pool answers with has a cell (fallbacks too); a detached one would
-        // only go uncounted.
-        let hits = |address: IpAddr| cell_of(cells, address).cloned().unwrap_or_default();
-        let signer = self
-            .zones
-            .get(snapshot::lower_wire(&zone.origin).as_slice())
-            .and_then(|z| z.signer.clone());
-        let names = self.pool_names.get(id as usize);
-        let encode = |e: &Eligible, site, f| {
-            let e = pipeline::site(pool, e, site, &zone.sites, &mut NoTrace);
-            let mut fam = snapshot::build::family(pool, &e, f, &hits);
-            if let (Some(s), Some(names)) = (&signer, names) {
-                snapshot::build::sign_family(&mut fam, s, names);
-            }
-            fam
-        };
-        PoolAnswer(
-            sites
-                .into_iter()
-                .map(|site| View {
-                    v4: encode(&v4, site, Family::V4),
-                    v6: encode(&v6, site, Family::V6),
-                })
-                .collect(),
-        )
-    }
 }
 
 impl Snapshot {
@@ -568,6 +530,7 @@ impl Snapshot {
         let config = Config {
             server: model::Server::default(),
             zones: zones.to_vec(),
+            geo: None,
         };
         let table = Table::new(config, &|_| None, Instant::now(), Arc::new(Metrics::new()))?;
         let mut snap = Snapshot::clone_of(&table.live.load());

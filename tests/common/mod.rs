@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod etcd;
+pub mod geo;
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -188,26 +188,45 @@ impl Table {
         // the ECS prefix.
         let pool = self.pool(id);
         let (addr, prefix) = sites::client(client, ecs_len);
-        let located = self
+        let placer = self
             .zones
             .get(crate::snapshot::lower_wire(&zone.origin).as_slice())
             .and_then(|z| z.topology.as_ref())
-            .filter(|_| pool.policy.topology)
-            .map(|t| t.locate(addr, prefix));
+            .filter(|_| pool.policy.topology || pool.policy.nearest);
+        let placed = placer.map(|t| t.place(addr, prefix));
+        let order: &[model::SiteRef] = match (placer, placed) {
+            (Some(t), Some(p)) => {
+                let n = if pool.policy.nearest {
+                    p.nearest
+                } else {
+                    p.topology
+                };
+                t.orders().get(usize::from(n)).map_or(&[], |o| o)
+            }
+            _ => &[],
+        };
         let mut rec = Recorder {
             table: self,
             zone,
             id,
             family,
             // Only an ECS client gets a scope back.
-            ecs_scope: located
+            ecs_scope: placed
                 .filter(|_| ecs_len.is_some_and(|l| l > 0))
-                .map(|(_, scope)| scope),
+                .map(|p| p.scope),
+            order: order
+                .iter()
+                .map(|r| match r {
+                    model::SiteRef::Site(s) => zone.sites[*s].name.clone(),
+                    model::SiteRef::Any => "any".to_string(),
+                })
+                .collect(),
+            geo: placer.and_then(|t| t.describe(addr, &zone.sites)),
             steps: Vec::new(),
         };
-        let site = located.and_then(|(s, _)| s);
+        let site = placed.and_then(|p| p.site);
         let judge = self.judge(id);
-        let e = pipeline::run(pool, family, site, &zone.sites, &judge, &mut rec);
+        let e = pipeline::run(pool, family, order, site, &judge, &mut rec);
         let mut steps = rec.steps;
         let (members, degraded) = match e {
             Eligible::Members { members, degraded } => (members, degraded),
@@ -377,6 +396,10 @@ struct Recorder<'a> {
     family: Family,
     /// The ECS scope of a topology answer, as the query path computes it.
     ecs_scope: Option<u8>,
+    /// The client's order of sites, by name.
+    order: Vec<String>,
+    /// What the GeoIP databases say of the client.
+    geo: Option<crate::geo::Described>,
     steps: Vec<api::Step>,
 }
 
@@ -426,16 +449,26 @@ impl Trace for Recorder<'_> {
                 note: "drained members get no new answers while another member can take them"
                     .into(),
             },
-            Step::Topology { site, kept } => api::Step::Topology {
+            Step::Topology {
+                site,
+                nearest,
+                kept,
+            } => api::Step::Topology {
                 client_site: site
                     .and_then(|s| self.zone.sites.get(s))
                     .map(|s| s.name.clone()),
                 ecs_scope: self.ecs_scope,
+                order: self.order.clone(),
+                client: self.geo.clone(),
                 kept: list(kept),
-                note: if site.is_some() {
-                    "the members of the client's site, else of its fallback sites in order"
-                } else {
-                    "no site covers the client: every member"
+                note: match (nearest, site.is_some(), self.order.is_empty()) {
+                    (true, _, false) => {
+                        "nearest: the members of the first site in the client's order (its matched site, then by distance) that has any"
+                    }
+                    (false, true, _) => {
+                        "the members of the client's site, else of its fallback sites in order"
+                    }
+                    _ => "no site covers the client and its location is unknown: every member",
                 }
                 .into(),
             },
