@@ -73,6 +73,29 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// Sites of the test's GeoIP databases (tests/common/geo.rs): matched by country, continent and
+/// ASN, with coordinates for `nearest`.
+const GEO_ZONE: &str = "zone: geo.test.
+soa: { mname: ns1.geo.test., rname: hostmaster.geo.test. }
+ns: [ns1.geo.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+sites:
+  fra: { countries: [DE], coordinates: [50.11, 8.68] }
+  iad: { continents: [NA], coordinates: [38.95, -77.45] }
+  sin: { asns: [4773], coordinates: [1.35, 103.82] }
+pools:
+  near:
+    policy: [nearest, round-robin]
+    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }, { address: 192.0.2.3, site: sin }]
+  topo:
+    policy: [topology, weighted]
+    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }]
+names:
+  near: { pool: near }
+  topo: { pool: topo }
+";
+
 #[test]
 fn answering_allocates_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -102,12 +125,16 @@ fn answering_allocates_nothing() {
         d.path().join("sig.test.yaml"),
     )
     .unwrap();
+    // And a zone placed by GeoIP: nearest and topology pools over the test's databases.
+    let g = tempfile::tempdir().unwrap();
+    let (server, _, _) = common::geo::world_config(g.path());
+    std::fs::write(d.path().join("geo.test.yaml"), GEO_ZONE).unwrap();
     let loaded = config::load(&Sources {
-        config: None,
+        config: Some(server),
         zones_dir: Some(d.path().to_path_buf()),
     })
     .expect("zones load");
-    let snap = Snapshot::build(&loaded.config.zones, 1).unwrap();
+    let snap = Snapshot::of_config(&loaded.config, 1).unwrap();
 
     let mut queries: Vec<(Vec<u8>, Transport)> = Vec::new();
     for (name, rtype) in [
@@ -152,6 +179,8 @@ fn answering_allocates_nothing() {
         ("x.secure.sig.test.", "A"),
         ("secure.sig.test.", "DS"),
         ("child.sig.test.", "DS"),
+        ("near.geo.test.", "A"),
+        ("topo.geo.test.", "A"),
     ] {
         for transport in [Transport::Udp, Transport::Tcp] {
             queries.push((Ask::new(name, rtype).bytes(), transport));
@@ -160,6 +189,19 @@ fn answering_allocates_nothing() {
             queries.push((signed.bytes(), transport));
             queries.push((signed.clone().ecs("10.2.3.0", 24).bytes(), transport));
             queries.push((signed.bufsize(512).bytes(), transport));
+            for subnet in [
+                "5.1.2.0",
+                "12.34.56.0",
+                "177.1.0.0",
+                "41.1.1.0",
+                "192.168.0.0",
+            ] {
+                queries.push((Ask::new(name, rtype).ecs(subnet, 24).bytes(), transport));
+            }
+            queries.push((
+                Ask::new(name, rtype).ecs("2001:db8:de::", 56).bytes(),
+                transport,
+            ));
             queries.push((Ask::new(name, rtype).no_edns().bytes(), transport));
             queries.push((Ask::new(name, rtype).ecs("10.2.3.0", 24).bytes(), transport));
             queries.push((
@@ -214,4 +256,10 @@ fn answering_allocates_nothing() {
     let n = answer(&snap, &nope.bytes(), Transport::Udp, peers[0], &mut out).unwrap();
     let m = hickory_proto::op::Message::from_vec(&out[..n]).unwrap();
     assert_eq!(m.authorities.len(), 6, "{m:?}");
+    // The GeoIP zone placed its clients: a German /24 gets Frankfurt's member, scope /8.
+    let q = Ask::new("near.geo.test.", "A").ecs("5.1.2.0", 24).bytes();
+    let n = answer(&snap, &q, Transport::Udp, peers[0], &mut out).unwrap();
+    let m = hickory_proto::op::Message::from_vec(&out[..n]).unwrap();
+    assert_eq!(common::addresses(&m), ["192.0.2.1"]);
+    assert_eq!(common::ecs_of(&m).map(|e| e.2), Some(8));
 }

@@ -605,3 +605,75 @@ fn dnssec_keys_and_timing_are_validated() {
         assert!(stderr(&o).contains(want), "{dnssec}: {}", stderr(&o));
     }
 }
+
+/// GeoIP sites: codes and coordinates are checked where they are written; matching by
+/// location or ASN needs the databases of `geoip:`; a site no record reaches is a warning.
+#[test]
+fn geoip_sites_are_validated_against_the_codes_and_the_databases() {
+    let bad = format!(
+        "{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.53] }}\nsites:\n  fra: {{ countries: [DE, UK], continents: [EU], coordinates: [50.1, 8.7] }}\n  ber: {{ countries: [de], subdivisions: [DE-BE, XX-1], asns: [AS3320, -4], coordinates: [95, 13] }}\n  iad: {{ continents: [AM], coordinates: [38.9] }}\npools:\n  p:\n    policy: [nearest, topology]\n    members: [{{ address: 192.0.2.1, site: fra }}]\n  q:\n    policy: nearest\n    members: [{{ address: 192.0.2.1, site: iad }}]\n"
+    );
+    let d = zones(&[("t.yaml", &bad)]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    for want in [
+        "sites.fra.countries[1]: \"UK\" is not an ISO 3166-1 country code",
+        "sites.ber.countries[0]: countries DE is already in site \"fra\"",
+        "sites.ber.subdivisions[1]: \"XX-1\" is not an ISO 3166-2 subdivision",
+        "sites.ber.asns[1]: Number(-4) is not an AS number",
+        "sites.ber.coordinates: [95, 13] is out of range",
+        "sites.iad.continents[0]: \"AM\" is not a continent code",
+        "sites.iad.coordinates: give [latitude, longitude]",
+        "pools.p.policy: steps run in a fixed order",
+        "pools.q.policy: nearest orders sites by distance: site iad has members here but no `coordinates`",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+
+    // valid sites, but no databases to match them with
+    let good = format!(
+        "{GOOD_HEAD}records:\n  ns1: {{ A: [192.0.2.53] }}\nsites:\n  fra: {{ countries: [DE], coordinates: [50.1, 8.7] }}\n  sin: {{ asns: [4773], coordinates: [1.35, 103.8] }}\n  jp: {{ countries: [JP] }}\npools:\n  p:\n    policy: [nearest, round-robin]\n    members: [{{ address: 192.0.2.1, site: fra }}, {{ address: 192.0.2.2, site: sin }}]\n"
+    );
+    let d = zones(&[("t.yaml", &good)]);
+    let o = check(d.path(), &["--zones", "zones"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for want in [
+        "zones/t.yaml: sites.fra: countries, continents and subdivisions need `geoip: { database: ... }`",
+        "zones/t.yaml: sites.sin: asns need `geoip: { asn_database: ... }`",
+        "zones/t.yaml: pools.p.policy: nearest needs the clients' coordinates",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+
+    // with the databases: fine, but nothing in them is in Japan
+    let (city, asn) = common::geo::world_files(d.path());
+    std::fs::write(
+        d.path().join("gslbd.yaml"),
+        format!(
+            "geoip: {{ database: {}, asn_database: {} }}\n",
+            city.file_name().unwrap().to_string_lossy(),
+            asn.file_name().unwrap().to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: sites.jp: no network of the GeoIP databases is placed in this site"),
+        "{err}"
+    );
+    // a damaged database: the error names gslbd.yaml's key and the file
+    std::fs::write(&city, b"\x00\x01 not a database").unwrap();
+    let o = check(d.path(), &["--zones", "zones"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("gslbd.yaml:1:")
+            && err.contains("geoip.database: ")
+            && err.contains("city.mmdb: not a MaxMind DB file"),
+        "{err}"
+    );
+}

@@ -178,81 +178,12 @@ fn bad_databases_are_refused_with_the_reason() {
     );
 }
 
-/// A world in small: a database with German, English, US, Brazilian and Singaporean networks
-/// (one US network in AS 4773), and sites matched by country, subdivision, continent, ASN and
-/// prefix, with coordinates.
-fn world(d: &std::path::Path) -> (std::sync::Arc<GeoDb>, Vec<gslbd::model::Site>) {
-    use gslbd::model::{Site, SiteRef};
-    let (c, a) = (d.join("city.mmdb"), d.join("asn.mmdb"));
-    write(
-        &c,
-        "GeoIP2-City",
-        &[
-            (
-                "81.2.69.0/24",
-                city("EU", "GB", Some("ENG"), Some((51.5, -0.12))),
-            ),
-            ("5.0.0.0/8", city("EU", "DE", Some("HE"), Some((50.1, 8.7)))),
-            (
-                "2001:db8:de::/48",
-                city("EU", "DE", None, Some((52.5, 13.4))),
-            ),
-            (
-                "12.0.0.0/8",
-                city("NA", "US", Some("CA"), Some((37.7, -122.4))),
-            ),
-            (
-                "12.34.0.0/16",
-                city("NA", "US", Some("NY"), Some((40.7, -74.0))),
-            ),
-            ("177.0.0.0/8", city("SA", "BR", None, Some((-23.5, -46.6)))),
-            ("202.0.0.0/8", city("AS", "SG", None, Some((1.35, 103.8)))),
-            ("41.0.0.0/8", city("AF", "ZA", None, None)),
-        ],
-    );
-    write(
-        &a,
-        "GeoLite2-ASN",
-        &[("12.34.56.0/24", asn(4773)), ("5.0.0.0/8", asn(3320))],
-    );
-    let db = GeoDb::open(Some(&c), Some(&a)).unwrap();
-    let site = |name: &str, f: &dyn Fn(&mut Site)| {
-        let mut s = Site {
-            name: name.into(),
-            ..Site::default()
-        };
-        f(&mut s);
-        s
-    };
-    let sites = vec![
-        site("fra", &|s| {
-            s.countries = vec![*b"DE"];
-            s.coordinates = Some((50.11, 8.68));
-        }),
-        site("iad", &|s| {
-            s.continents = vec![*b"NA"];
-            s.coordinates = Some((38.95, -77.45));
-            s.fallback = vec![SiteRef::Site(0)];
-        }),
-        site("sin", &|s| {
-            s.asns = vec![4773];
-            s.coordinates = Some((1.35, 103.82));
-        }),
-        site("lon", &|s| {
-            s.subdivisions = vec![(*b"GB", *b"ENG")];
-            s.coordinates = Some((51.5, -0.13));
-        }),
-        site("lab", &|s| s.nets = vec!["12.34.0.0/16".parse().unwrap()]),
-    ];
-    (db, sites)
-}
-
 #[test]
 fn clients_are_placed_by_prefix_asn_subdivision_country_continent_then_distance() {
     use gslbd::model::SiteRef;
     use gslbd::select::place::Placer;
     let d = tempfile::tempdir().unwrap();
-    let (db, sites) = world(d.path());
+    let (db, sites) = common::geo::world(d.path());
     let p = Placer::build(&sites, Some(&db)).unwrap();
     let names = |order: u16| -> Vec<&str> {
         p.orders()[usize::from(order)]
@@ -306,7 +237,7 @@ fn an_asn_beats_the_location() {
     use gslbd::model::Site;
     use gslbd::select::place::Placer;
     let d = tempfile::tempdir().unwrap();
-    let (db, mut sites) = world(d.path());
+    let (db, mut sites) = common::geo::world(d.path());
     // without the lab's prefix, AS 4773's /24 goes to sin, the rest of 12.34/16 to iad
     sites.pop();
     sites.push(Site {
@@ -337,7 +268,7 @@ proptest::proptest! {
         static WORLD: std::sync::OnceLock<(tempfile::TempDir, Placer)> = std::sync::OnceLock::new();
         let (_, p) = WORLD.get_or_init(|| {
             let d = tempfile::tempdir().unwrap();
-            let (db, sites) = world(d.path());
+            let (db, sites) = common::geo::world(d.path());
             let p = Placer::build(&sites, Some(&db)).unwrap();
             (d, p)
         });

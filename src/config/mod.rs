@@ -111,6 +111,8 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
         zones.extend(loaded.zone);
     }
 
+    geo_checks(&zones, geo.as_ref(), &mut diags);
+
     // Report in file order, then by position, as a compiler would.
     diags.items.sort_by(|a, b| {
         (&a.file, a.loc.line, a.loc.column).cmp(&(&b.file, b.loc.line, b.loc.column))
@@ -122,6 +124,56 @@ pub fn load(sources: &Sources) -> Result<Loaded, Diagnostics> {
         config: model::Config { server, zones, geo },
         warnings: diags,
     })
+}
+
+/// Sites that match by GeoIP need the databases of `geoip:`; a site that no record of them
+/// reaches is a warning (a typo'd country, or a Country database where subdivisions are used).
+fn geo_checks(
+    zones: &[model::Zone],
+    geo: Option<&std::sync::Arc<crate::geo::GeoDb>>,
+    diags: &mut Diagnostics,
+) {
+    for z in zones {
+        let mut r = Reporter::new(&z.source, diags);
+        for s in &z.sites {
+            let base = format!("sites.{}", s.name);
+            let by_location =
+                !(s.countries.is_empty() && s.continents.is_empty() && s.subdivisions.is_empty());
+            if by_location && geo.is_none_or(|g| g.locations().is_empty()) {
+                r.error(
+                    Loc::FILE,
+                    &base,
+                    "countries, continents and subdivisions need `geoip: { database: ... }` in gslbd.yaml",
+                );
+            }
+            if !s.asns.is_empty() && !geo.is_some_and(|g| g.has_asn()) {
+                r.error(
+                    Loc::FILE,
+                    &base,
+                    "asns need `geoip: { asn_database: ... }` in gslbd.yaml",
+                );
+            }
+        }
+        if let Some(p) = z.pools.iter().find(|p| p.policy.nearest)
+            && geo.is_none_or(|g| g.locations().is_empty())
+        {
+            r.error(
+                Loc::FILE,
+                format!("pools.{}.policy", p.name),
+                "nearest needs the clients' coordinates: `geoip: { database: ... }` in gslbd.yaml (a City database)",
+            );
+        }
+        let Some(g) = geo else { continue };
+        if let Some(placer) = crate::select::place::Placer::build(&z.sites, Some(g)) {
+            for s in placer.unreachable(&z.sites) {
+                r.warning(
+                    Loc::FILE,
+                    format!("sites.{}", z.sites[s].name),
+                    "no network of the GeoIP databases is placed in this site: check its asns, subdivisions, countries and continents",
+                );
+            }
+        }
+    }
 }
 
 /// Read a config file as UTF-8 text, refusing huge files.

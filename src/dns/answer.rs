@@ -254,7 +254,12 @@ fn respond(
         w.opt(
             0,
             e.dnssec_ok,
-            e.ecs.as_ref().map(|ecs| (ecs, r.scope.min(ecs.source))),
+            // RFC 7871 §7.2.1: a scope longer than the source says the source was not
+            // specific enough (a GeoIP network inside it decided); a source of 0 asks for no
+            // tailoring and gets scope 0.
+            e.ecs
+                .as_ref()
+                .map(|ecs| (ecs, if ecs.source == 0 { 0 } else { r.scope })),
             nsid,
         );
     }

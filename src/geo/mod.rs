@@ -129,9 +129,9 @@ impl Stamp {
         })
     }
 
-    /// Whether the file is no longer what was read (changed, replaced or gone).
-    pub fn changed(&self) -> bool {
-        Stamp::of(&self.path).map_or(true, |now| now != *self)
+    /// The file as it is now (`None`: it cannot be read).
+    pub fn now(&self) -> Option<Stamp> {
+        Stamp::of(&self.path).ok()
     }
 }
 

@@ -39,6 +39,9 @@ pub enum Command {
 /// Probe reports queued for the writer at most; a prober waits when the writer is behind.
 const REPORT_QUEUE: usize = 1024;
 
+/// How often the GeoIP database files are looked at for a new release.
+pub const GEO_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The one writer: owns the table, runs the probers, turns their reports into health, applies
 /// overrides and reloads, and saves state (health at most once a second; overrides before the
 /// API answers).
@@ -372,6 +375,10 @@ pub async fn run_with(
     // Slow-start ramps, stale load reports and expiring overrides change answers over time.
     let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut resign_after = 0u64;
+    // GeoIP databases are read again when their files change (a new monthly release put in
+    // place); a file that fails to load is not tried again until it changes once more.
+    let mut geo_poll = tokio::time::interval(GEO_POLL);
+    let mut geo_failed: Option<Vec<Option<crate::geo::Stamp>>> = None;
     loop {
         tokio::select! {
             Some(r) = reports.recv() => {
@@ -409,6 +416,19 @@ pub async fn run_with(
                         let path = state::overrides_path(&w.state_dir);
                         tracing::warn!("cannot save overrides to {}: {e}", path.display());
                     }
+                }
+            }
+            _ = geo_poll.tick() => {
+                let Some(g) = w.table.config().geo.clone() else { continue };
+                let now: Vec<Option<crate::geo::Stamp>> = g.stamps().iter().map(|s| s.now()).collect();
+                let changed = g.stamps().iter().zip(&now).any(|(was, is)| is.as_ref() != Some(was));
+                if changed && geo_failed.as_ref() != Some(&now) {
+                    let files: Vec<String> = g.stamps().iter().map(|s| s.path.display().to_string()).collect();
+                    tracing::info!("geoip: {} changed: reloading", files.join(", "));
+                    let r = w.reload().await;
+                    geo_failed = r.is_err().then_some(now);
+                    dirty |= r.is_ok();
+                    log_reload(&w.table, &r);
                 }
             }
             Some(Command::Reload) = commands.recv() => {

@@ -527,11 +527,19 @@ impl Snapshot {
     /// A snapshot of a config with every member counted as up (no health known): for tests
     /// and tools that need the answers of a config without running probes.
     pub fn build(zones: &[model::Zone], generation: u64) -> Result<Snapshot, BuildError> {
-        let config = Config {
-            server: model::Server::default(),
-            zones: zones.to_vec(),
-            geo: None,
-        };
+        Snapshot::of_config(
+            &Config {
+                server: model::Server::default(),
+                zones: zones.to_vec(),
+                geo: None,
+            },
+            generation,
+        )
+    }
+
+    /// [`Snapshot::build`] of a whole config: its zones and GeoIP databases.
+    pub fn of_config(config: &Config, generation: u64) -> Result<Snapshot, BuildError> {
+        let config = config.clone();
         let table = Table::new(config, &|_| None, Instant::now(), Arc::new(Metrics::new()))?;
         let mut snap = Snapshot::clone_of(&table.live.load());
         snap.generation = generation;

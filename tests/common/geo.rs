@@ -79,3 +79,94 @@ pub fn write<T: Serialize + Clone>(path: &Path, kind: &str, entries: &[(&str, T)
     db.write_to(std::io::BufWriter::new(file))
         .expect("write the database");
 }
+
+/// A world in small: a database with German, English, US, Brazilian and Singaporean networks
+/// (one US network in AS 4773), and sites matched by country, subdivision, continent, ASN and
+/// prefix, with coordinates.
+pub fn world(d: &std::path::Path) -> (std::sync::Arc<gslbd::geo::GeoDb>, Vec<gslbd::model::Site>) {
+    use gslbd::model::{Site, SiteRef};
+    let (c, a) = world_files(d);
+    let db = gslbd::geo::GeoDb::open(Some(&c), Some(&a)).unwrap();
+    let site = |name: &str, f: &dyn Fn(&mut Site)| {
+        let mut s = Site {
+            name: name.into(),
+            ..Site::default()
+        };
+        f(&mut s);
+        s
+    };
+    let sites = vec![
+        site("fra", &|s| {
+            s.countries = vec![*b"DE"];
+            s.coordinates = Some((50.11, 8.68));
+        }),
+        site("iad", &|s| {
+            s.continents = vec![*b"NA"];
+            s.coordinates = Some((38.95, -77.45));
+            s.fallback = vec![SiteRef::Site(0)];
+        }),
+        site("sin", &|s| {
+            s.asns = vec![4773];
+            s.coordinates = Some((1.35, 103.82));
+        }),
+        site("lon", &|s| {
+            s.subdivisions = vec![(*b"GB", *b"ENG")];
+            s.coordinates = Some((51.5, -0.13));
+        }),
+        site("lab", &|s| s.nets = vec!["12.34.0.0/16".parse().unwrap()]),
+    ];
+    (db, sites)
+}
+
+/// The world's databases, written into `d`: `city.mmdb` and `asn.mmdb`.
+pub fn world_files(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (c, a) = (d.join("city.mmdb"), d.join("asn.mmdb"));
+    write(
+        &c,
+        "GeoIP2-City",
+        &[
+            (
+                "81.2.69.0/24",
+                city("EU", "GB", Some("ENG"), Some((51.5, -0.12))),
+            ),
+            ("5.0.0.0/8", city("EU", "DE", Some("HE"), Some((50.1, 8.7)))),
+            (
+                "2001:db8:de::/48",
+                city("EU", "DE", None, Some((52.5, 13.4))),
+            ),
+            (
+                "12.0.0.0/8",
+                city("NA", "US", Some("CA"), Some((37.7, -122.4))),
+            ),
+            (
+                "12.34.0.0/16",
+                city("NA", "US", Some("NY"), Some((40.7, -74.0))),
+            ),
+            ("177.0.0.0/8", city("SA", "BR", None, Some((-23.5, -46.6)))),
+            ("202.0.0.0/8", city("AS", "SG", None, Some((1.35, 103.8)))),
+            ("41.0.0.0/8", city("AF", "ZA", None, None)),
+        ],
+    );
+    write(
+        &a,
+        "GeoLite2-ASN",
+        &[("12.34.56.0/24", asn(4773)), ("5.0.0.0/8", asn(3320))],
+    );
+    (c, a)
+}
+
+/// The world's databases written into `d`, and `d/gslbd.yaml` naming them under `geoip:`.
+pub fn world_config(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (city, asn) = world_files(d);
+    let config = d.join("gslbd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "geoip: {{ database: {}, asn_database: {} }}\n",
+            city.display(),
+            asn.display()
+        ),
+    )
+    .expect("write gslbd.yaml");
+    (config, city, asn)
+}
