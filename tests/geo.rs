@@ -292,3 +292,34 @@ proptest::proptest! {
         }
     }
 }
+
+/// The real, full-size database (`contrib/geoip-db.sh`, GeoLite2-City from PyPI), when
+/// GSLBD_GEOIP_DB names it (.ci/run does): it loads, its records are resolved, and well-known
+/// addresses are where the world knows them to be.
+#[test]
+fn the_full_city_database_loads_and_locates() {
+    let Some(path) = std::env::var_os("GSLBD_GEOIP_DB") else {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "GSLBD_GEOIP_DB is not set (contrib/geoip-db.sh prints it)"
+        );
+        eprintln!("SKIPPED: GSLBD_GEOIP_DB is not set (contrib/geoip-db.sh)");
+        return;
+    };
+    let t = std::time::Instant::now();
+    let db = GeoDb::open(Some(std::path::Path::new(&path)), None).unwrap();
+    eprintln!(
+        "{} distinct locations in {:?}",
+        db.locations().len(),
+        t.elapsed()
+    );
+    assert!(db.locations().len() > 50_000);
+    let country = |a: &str| db.describe(ip(a)).country;
+    assert_eq!(country("8.8.8.8").as_deref(), Some("US"));
+    assert_eq!(country("81.2.69.142").as_deref(), Some("GB"));
+    assert_eq!(country("2a00:1450:4001::1").as_deref(), Some("DE"));
+    let d = db.describe(ip("81.2.69.142"));
+    assert_eq!(d.continent.as_deref(), Some("EU"));
+    assert!(d.coordinates.is_some());
+    assert_eq!(db.describe(ip("10.1.2.3")).country, None);
+}

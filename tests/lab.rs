@@ -77,8 +77,11 @@ impl Lab {
                 std::os::unix::fs::symlink(profile_dir.join(shared), debug.join(shared)).unwrap();
             }
         }
-        Command::new(common::root().join("examples/lab/lab.sh"))
-            .arg(action)
+        let mut cmd = Command::new(common::root().join("examples/lab/lab.sh"));
+        if let Some(db) = std::env::var_os("GSLBD_GEOIP_DB") {
+            cmd.env("GEOIP_DB", db);
+        }
+        cmd.arg(action)
             .env_remove("GSLBD")
             .env("CARGO_TARGET_DIR", &target)
             .env("LAB_PROFILE", "dev")
@@ -224,6 +227,50 @@ fn assert_validated(lab: &Lab, members: &BTreeSet<String>, when: &str) {
     }
 }
 
+/// `near.gslb.example.test` through unbound with ECS for clients the real database places: the
+/// first German and the first US /24 among well-known networks, and one it does not know.
+fn nearest_through_the_resolver(lab: &Lab, db: &std::path::Path) {
+    let geo = gslbd::geo::GeoDb::open(Some(db), None).expect("the GeoIP database");
+    let country = |a: &str| geo.describe(a.parse().unwrap()).country;
+    let german = ["80.128.0.1", "217.0.0.1", "91.0.0.1", "62.224.0.1"]
+        .into_iter()
+        .find(|a| country(a).as_deref() == Some("DE"))
+        .expect("a German network among the candidates");
+    let american = ["8.8.8.8", "4.2.2.2", "12.0.0.1"]
+        .into_iter()
+        .find(|a| country(a).as_deref() == Some("US"))
+        .expect("a US network among the candidates");
+    let near = "near.gslb.example.test.";
+    for (client, want) in [
+        (german, set(&["192.0.2.11"])),
+        (american, set(&["192.0.2.12"])),
+        (
+            "192.0.2.1",
+            set(&["192.0.2.11", "192.0.2.12", "192.0.2.13"]),
+        ),
+    ] {
+        let subnet = format!("{}.0", client.rsplit_once('.').unwrap().0);
+        let r = ask_from(RESOLVER, near, Some((&subnet, 24))).expect("no answer from unbound");
+        assert_eq!(
+            addresses(&r),
+            want,
+            "client {subnet}/24 ({:?}): {r:?}\ngslbd:\n{}",
+            geo.describe(client.parse().unwrap()),
+            lab.log("gslbd-ns1.log")
+        );
+        // gslbd's own answer has the scope of the database network that decided.
+        let direct = ask_from(GSLBD, near, Some((&subnet, 24))).expect("no answer from gslbd");
+        assert_eq!(addresses(&direct), want);
+        let (_, prefix) = geo.city(subnet.parse().unwrap()).unwrap();
+        let scope = common::ecs_of(&direct).map(|e| e.2).unwrap();
+        assert!(
+            scope >= prefix.min(24),
+            "scope /{scope} for {subnet}/24 in a /{prefix}"
+        );
+    }
+    eprintln!("nearest through unbound: {german} -> fra, {american} -> iad");
+}
+
 /// The inception of the RRSIG over `name` A that `server` gives.
 fn inception(server: &str, name: &str) -> Option<u32> {
     let r = ask_dnssec(server, name, RecordType::A)?;
@@ -332,6 +379,18 @@ fn a_delegated_name_resolves_through_the_resolver_to_gslbds_healthy_members() {
     ] {
         let r = ask_from(RESOLVER, geo, Some((client, 24))).expect("no answer from unbound");
         assert_eq!(addresses(&r), set(&[want]), "client {client}/24: {r:?}");
+    }
+
+    // Closest by geography, with the full GeoLite2-City database (GSLBD_GEOIP_DB, as .ci/run
+    // gives it): through unbound's ECS cache a German client gets Frankfurt's member, an
+    // American one Virginia's, one the database does not know every member; validated.
+    if let Some(db) = std::env::var_os("GSLBD_GEOIP_DB") {
+        nearest_through_the_resolver(&lab, std::path::Path::new(&db));
+    } else {
+        assert!(
+            std::env::var_os("GSLBD_LAB_REQUIRED").is_none(),
+            "GSLBD_GEOIP_DB is not set (contrib/geoip-db.sh prints it)"
+        );
     }
 
     // A backend goes down: gslbd drops it, and once the resolver's cache has run out (TTL ≤ 10 s)

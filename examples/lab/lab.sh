@@ -24,7 +24,9 @@
 # built by cargo, wherever CARGO_TARGET_DIR puts it; LAB_PROFILE=dev for a debug build). LAB_DIR
 # defaults to target/lab.
 # unbound runs its ECS cache (subnetcache) and sends EDNS Client Subnet to gslbd, so the lab
-# also shows topology answers cached per client subnet (geo.gslb.example.test).
+# also shows topology answers cached per client subnet (geo.gslb.example.test). With
+# GEOIP_DB=path/to/GeoLite2-City.mmdb (GEOIP_DB=$(contrib/geoip-db.sh)) the nodes read it and
+# near.gslb.example.test answers from the site nearest the client.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -126,6 +128,19 @@ up() {
     say "signing gslb.example.test: a key from gslbd key generate, its DS for the parent"
     cp "$ROOT/examples/lab/zones/gslb.example.test.yaml" "$LAB_DIR/zones/"
     printf '\ndnssec: { keys: keys }\n' >>"$LAB_DIR/zones/gslb.example.test.yaml"
+    local geoip=""
+    if [ -n "${GEOIP_DB:-}" ]; then
+        # Closest by geography: near.gslb.example.test answers from the site nearest the
+        # client (Germany: fra by country; the Americas: iad by continent; else by distance).
+        [ -s "$GEOIP_DB" ] || die "GEOIP_DB=$GEOIP_DB is not a database (contrib/geoip-db.sh makes one)"
+        say "GeoIP: $GEOIP_DB; near.gslb.example.test is a nearest pool"
+        geoip="geoip: { database: $GEOIP_DB }"
+        sed -i \
+            -e '/^sites:/a\  fra: { countries: [DE], coordinates: [50.11, 8.68] }\n  iad: { continents: [NA, SA], coordinates: [38.95, -77.45] }\n  sin: { coordinates: [1.35, 103.82] }' \
+            -e '/^pools:/a\  near:\n    policy: [nearest, round-robin]\n    ttl: 30\n    max_answers: 3\n    members:\n      - { address: 192.0.2.11, site: fra }\n      - { address: 192.0.2.12, site: iad }\n      - { address: 192.0.2.13, site: sin }' \
+            -e '/^names:/a\  near: { pool: near }' \
+            "$LAB_DIR/zones/gslb.example.test.yaml"
+    fi
     "$GSLBD" key generate --zone gslb.example.test --keys "$LAB_DIR/zones/keys" >/dev/null
     local ds
     ds=$("$GSLBD" ds --zone gslb.example.test --keys "$LAB_DIR/zones/keys")
@@ -158,6 +173,7 @@ cluster:
   prefix: /lab/
   probe_source: $ip
   quorum: majority
+$geoip
 YAML
         start "gslbd-$name" "$GSLBD" serve --config "$LAB_DIR/gslbd-$name.yaml"
     done
