@@ -39,11 +39,17 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CPU_QPS=${CPU_QPS:-80000}
 LAT_QPS=${LAT_QPS:-20000}
-WORKLOADS=${WORKLOADS:-w1 w2 w3 w4}
+WORKLOADS=${WORKLOADS:-w1 w2 w3 w4 w5}
 W1_SERVERS=${W1_SERVERS:-gslbd gdnsd knot nsd}
 W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
 W3_SERVERS=${W3_SERVERS:-gslbd gdnsd}
 W4_SERVERS=${W4_SERVERS:-gslbd_signed knot_signed}
+W5_SERVERS=${W5_SERVERS:-gslbd_geo gdnsd_geo}
+# W5's clients: ECS /24s in Germany, the US, Singapore and Brazil (by the 2018 GeoLite2-City),
+# answered from the nearest of fra, iad and sin by both servers.
+W5_SUBNETS=(80.128.0.0/24 8.8.8.0/24 202.56.128.0/24 177.0.0.0/24)
+W5_EXPECT=(127.0.3.1 127.0.3.2 127.0.3.3 127.0.3.2)
+ECS_W5=(8:00011800508000 8:00011800080808 8:00011800ca3880 8:00011800b10000)
 DNSPERF_HALF_ARGS=(-T 1 -c 2 -q 100 -t 2)
 ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
 ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
@@ -150,6 +156,75 @@ start_gslbd_cluster() {
     fi
     CLUSTER=1 start_gslbd "$@"
 }
+# W5: the full GeoLite2-City database (contrib/geoip-db.sh) and three sites with coordinates,
+# fra, iad and sin: gslbd's `nearest` pool, and gdnsd's geoip plugin with auto_dc_coords
+# (distance only, as gdnsd does it).
+w5_db() {
+    [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
+    echo "$GEOIP_DB"
+}
+start_gslbd_geo() { # MODE KIND HC DIR PORT
+    local mode=$1 dir=$4 port=$5
+    mkdir -p "$dir/zones"
+    cat >"$dir/zones/$ZONE.yaml" <<YAML
+zone: $ZONE.
+soa: { mname: ns1.$ZONE., rname: hostmaster.$ZONE., serial: 1, minimum: 30 }
+ns: [ns1.$ZONE.]
+records:
+  ns1: { A: [127.0.0.1] }
+  www: { A: [127.0.1.1, 127.0.1.2], ttl: 30 }
+sites:
+  fra: { coordinates: [50.11, 8.68] }
+  iad: { coordinates: [38.95, -77.45] }
+  sin: { coordinates: [1.35, 103.82] }
+pools:
+  near:
+    policy: [nearest, round-robin]
+    ttl: 30
+    members: [{ address: 127.0.3.1, site: fra }, { address: 127.0.3.2, site: iad }, { address: 127.0.3.3, site: sin }]
+names:
+  near: { pool: near }
+YAML
+    echo "geoip: { database: $(w5_db) }" >"$dir/gslbd.yaml"
+    GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve --config "$dir/gslbd.yaml" --zones "$dir/zones" \
+        --listen "$ADDR:$port" --udp-threads "$(workers "$mode")" >"$dir/server.log" 2>&1 &
+    SPID=$!
+}
+start_gdnsd_geo() { # MODE KIND HC DIR PORT
+    local mode=$1 dir=$4 port=$5
+    mkdir -p "$dir/etc/zones" "$dir/etc/geoip" "$dir/run" "$dir/state"
+    write_static_zone "$dir/etc/zones/$ZONE"
+    echo "near 30 DYNA geoip!near" >>"$dir/etc/zones/$ZONE"
+    ln -sf "$(w5_db)" "$dir/etc/geoip/GeoLite2-City.mmdb"
+    cat >"$dir/etc/config" <<EOF
+options => {
+    listen => { $ADDR:$port => { udp_threads => $(workers "$mode"), tcp_threads => 1 } }
+    run_dir => $dir/run
+    state_dir => $dir/state
+}
+plugins => {
+    geoip => {
+        maps => {
+            world => {
+                geoip2_db => GeoLite2-City.mmdb
+                datacenters => [ fra, iad, sin ]
+                auto_dc_coords => { fra => [ 50.11, 8.68 ], iad => [ 38.95, -77.45 ], sin => [ 1.35, 103.82 ] }
+            }
+        }
+        resources => {
+            near => {
+                map => world
+                service_types => up
+                dcmap => { fra => 127.0.3.1, iad => 127.0.3.2, sin => 127.0.3.3 }
+            }
+        }
+    }
+}
+EOF
+    $(pin_prefix "$mode") gdnsd -c "$dir/etc" start >"$dir/server.log" 2>&1 &
+    SPID=$!
+}
+
 # W4: gslbd with the zone signed (a key made by `gslbd key generate`).
 start_gslbd_signed() { SIGNED=1 start_gslbd "$@"; }
 
@@ -196,6 +271,8 @@ server_port() {
         gslbd_cluster) echo 25311 ;;
         gslbd_signed) echo 25312 ;;
         knot_signed) echo 25313 ;;
+        gslbd_geo) echo 25314 ;;
+        gdnsd_geo) echo 25315 ;;
         *) shared_server_port "$1" ;;
     esac
 }
@@ -228,6 +305,7 @@ echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,u
 echo "www.$ZONE A" >"$WORK/q-w1.txt"
 echo "pool.$ZONE A" >"$WORK/q-w2.txt"
 echo "geo.$ZONE A" >"$WORK/q-w3.txt"
+echo "near.$ZONE A" >"$WORK/q-w5.txt"
 echo "pool.$ZONE A" >"$WORK/q-w4-gslbd_signed.txt"
 echo "www.$ZONE A" >"$WORK/q-w4-knot_signed.txt"
 measure() { # WORKLOAD SERVER REP
@@ -257,18 +335,34 @@ measure() { # WORKLOAD SERVER REP
         done
         dig +dnssec +norec -p "$SPORT" @"$ADDR" "$qname" A | grep -q RRSIG || check=unsigned
     fi
-    if [ "$wl" = w3 ]; then
-        # two clients, one per subnet, each with half the load
-        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$ECS_A" >/dev/null 2>&1 &
-        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$ECS_B" >/dev/null 2>&1 || true
-        wait $! || true
+    if [ "$wl" = w5 ]; then
+        # each subnet answered from its nearest site; gslbd and gdnsd must agree (W5_EXPECT)
+        local i=0 e got
+        for e in "${ECS_W5[@]}"; do
+            got=$(answer_addrs "$SPORT" "near.$ZONE" "+subnet=${W5_SUBNETS[$i]}")
+            [ "$got" = "${W5_EXPECT[$i]}" ] || check="near ${W5_SUBNETS[$i]}=$got"
+            i=$((i + 1))
+        done
+    fi
+    if [ "$wl" = w3 ] || [ "$wl" = w5 ]; then
+        # one client per subnet, sharing the load
+        local ecs_list=("$ECS_A" "$ECS_B") pids=() e i files=()
+        [ "$wl" = w5 ] && ecs_list=("${ECS_W5[@]}")
+        for e in "${ecs_list[@]}"; do
+            taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$e" >/dev/null 2>&1 &
+            pids+=($!)
+        done
+        wait "${pids[@]}" || true  # only the dnsperf jobs: a bare wait would wait for the server too
         read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
-        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -E "$ECS_A" >"$dir/perf-a.txt" 2>&1 &
-        taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -E "$ECS_B" >"$dir/perf-b.txt" 2>&1 || true
-        wait $! || true  # only the dnsperf job: a bare wait would wait for the server too
+        pids=(); i=0
+        for e in "${ecs_list[@]}"; do
+            taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$DURATION" -E "$e" >"$dir/perf-$i.txt" 2>&1 &
+            pids+=($!); files+=("$dir/perf-$i.txt"); i=$((i + 1))
+        done
+        wait "${pids[@]}" || true
         read -r -a s1 < <(cpu_split "$SPID"); t1=$(date +%s.%N)
-        qps=$(awk '/Queries per second/ { s += $4 } END { printf "%.0f", s }' "$dir/perf-a.txt" "$dir/perf-b.txt")
-        lost=$(awk '/Queries lost:/ { s += $3 } END { print s }' "$dir/perf-a.txt" "$dir/perf-b.txt")
+        qps=$(awk '/Queries per second/ { s += $4 } END { printf "%.0f", s }' "${files[@]}")
+        lost=$(awk '/Queries lost:/ { s += $3 } END { print s }' "${files[@]}")
     else
         taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" >/dev/null 2>&1 || true
         read -r -a s0 < <(cpu_split "$SPID"); t0=$(date +%s.%N)
@@ -282,6 +376,7 @@ measure() { # WORKLOAD SERVER REP
     # fixed offered rate: CPU time per answered query (one tick = 10 ms)
     local ecs=()
     [ "$wl" = w3 ] && ecs=(-E "$ECS_A")
+    [ "$wl" = w5 ] && ecs=(-E "${ECS_W5[0]}")
     read -r -a s0 < <(cpu_split "$SPID")
     taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" "${ecs[@]}" -l "$DURATION" -Q "$CPU_QPS" >"$dir/fixed.txt" 2>&1 || true
     read -r -a s1 < <(cpu_split "$SPID")
@@ -308,7 +403,7 @@ for rep in $(seq 1 "$REPS"); do
     for wl in $WORKLOADS; do
         case $wl in
             w1) servers=$W1_SERVERS ;; w2) servers=$W2_SERVERS ;; w3) servers=$W3_SERVERS ;;
-            *) servers=$W4_SERVERS ;;
+            w4) servers=$W4_SERVERS ;; *) servers=$W5_SERVERS ;;
         esac
         for server in $servers; do measure "$wl" "$server" "$rep"; done
     done
@@ -325,6 +420,7 @@ awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]
         printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for (i = 1; i <= nk; i++) {
             k = keys[i]; split(k, a, " "); g = a[1] " gslbd"; if (!(g in n)) g = a[1] " gslbd_signed"
+            if (!(g in n)) g = a[1] " gslbd_geo"
             peer = (g in n && k != g)
             printf "| %s | %s%s | %.0f | %.0f | %.0f | %.2f (%.2f + %.2f) | %.0f / %.0f | %.1f | %s | %s | %s |\n", a[1], a[2], (k in bad) ? " (CHECK FAILED: " bad[k] ")" : "", q[k]/n[k], c[k]/n[k], p[k]/n[k], u[k]/n[k], uu[k]/n[k], us[k]/n[k], mean(p50, nl, k), mean(p99, nl, k), mean(rss, nr, k) / 1024,
                 peer ? ratio(p[g]/n[g], p[k]/n[k]) : "—", peer ? ratio(mean(p99, nl, g), mean(p99, nl, k)) : "—", peer ? ratio(mean(rss, nr, g), mean(rss, nr, k)) : "—"
@@ -332,5 +428,8 @@ awk -F, 'NR > 1 && $4 != "" { k = $1 " " $2; if (!(k in n)) keys[++nk] = k; n[k]
         sk = "w4 gslbd_signed"; uk = "w2 gslbd"
         if ((sk in n) && (uk in n))
             printf "\ngslbd signed (W4, DO=1) ÷ unsigned (W2) capacity per server core: %s\n", ratio(p[sk]/n[sk], p[uk]/n[uk])
+        gk = "w5 gslbd_geo"; tk = "w3 gslbd"
+        if ((gk in n) && (tk in n))
+            printf "\ngslbd nearest on GeoLite2-City (W5) ÷ CIDR topology (W3) capacity per server core: %s\n", ratio(p[gk]/n[gk], p[tk]/n[tk])
     }' cq="$CPU_QPS" lq="$LAT_QPS" "$OUT/raw.csv" | tee "$OUT/summary.md"
 log "raw: $OUT/raw.csv; summary: $OUT/summary.md"

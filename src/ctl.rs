@@ -229,11 +229,12 @@ fn explain_text(v: &Explanation) -> String {
     }
     if let (Some(pool), Some(p)) = (&v.pool, &v.policy) {
         out.push(format!(
-            "zone {}, pool {pool}: {}{}{}, at most {} answer(s), ttl {}",
+            "zone {}, pool {pool}: {}{}{}{}, at most {} answer(s), ttl {}",
             v.zone.as_deref().unwrap_or("?"),
             p.order,
             if p.failover { " + failover" } else { "" },
             if p.topology { " + topology" } else { "" },
+            if p.nearest { " + nearest" } else { "" },
             p.max_answers,
             p.ttl
         ));

@@ -82,6 +82,8 @@ pub struct Policy {
     pub order: Order,
     pub failover: bool,
     pub topology: bool,
+    #[serde(default)]
+    pub nearest: bool,
     pub max_answers: u8,
     pub ttl: u32,
 }

@@ -122,6 +122,7 @@ impl Table {
             order: pool.policy.order,
             failover: pool.policy.failover,
             topology: pool.policy.topology,
+            nearest: pool.policy.nearest,
             max_answers: pool.max_answers,
             ttl: pool.ttl,
         });
