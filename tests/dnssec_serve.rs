@@ -115,6 +115,8 @@ dnssec: {{ keys: keys }}
         ("www.s.test", "MX"),
         ("nope.s.test", "A"),
         ("deep.nope.s.test", "AAAA"),
+        // a wildcard-looking name: the RRSIG's Labels field must not count the `*`
+        ("*.nope.s.test", "A"),
         ("web.s.test", "AAAA"),
     ];
     let check_all = |s: &Server, round: &str| {

@@ -168,6 +168,7 @@ fn every_answer_validates_with_dnspython_over_udp_and_tcp() {
         ("child.s.test", "DS", "nodata"),
         ("nope.s.test", "A", "nxname"),
         ("x.nope.s.test", "AAAA", "nxname"),
+        ("*.nope.s.test", "A", "nxname"),
         ("x.child.s.test", "A", "referral-insecure"),
         ("child.s.test", "NS", "referral-insecure"),
         ("x.secure.s.test", "A", "referral-secure"),
@@ -211,6 +212,25 @@ fn every_answer_validates_with_dnspython_over_udp_and_tcp() {
         .collect();
     covered.sort();
     assert_eq!(covered, ["A", "NSEC", "TXT"], "{m:?}");
+
+    // The proof for `*.nope` is signed with Labels 3: a leading `*` is not counted
+    // (RFC 4034 §3.1.3), which validators use to tell a wildcard expansion.
+    let mut q = Ask::new("*.nope.s.test", "A");
+    q.dnssec_ok = true;
+    let m = a.udp(&q);
+    let labels: Vec<u8> = m
+        .authorities
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::Unknown { code, rdata }
+                if *code == hickory_proto::rr::RecordType::RRSIG =>
+            {
+                Some(rdata.anything[3])
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(labels, [2, 3], "SOA's RRSIG (s.test) and the NSEC's: {m:?}");
 
     // Malformed OPT records with DO set: FORMERR or silence, and the server goes on.
     let mut q = Ask::new("nope.s.test", "A");

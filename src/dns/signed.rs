@@ -90,7 +90,9 @@ pub(super) fn nxname_proof(zone: &Zone, q: &Query, w: &mut Writer) -> Result<u16
     };
     record(w, wire::TYPE_NSEC, nsec)?;
     let mut n = 1;
-    let labels = q.label_count() as u8;
+    // RFC 4034 §3.1.3: the Labels field does not count a leading `*`.
+    let wildcard = q.name().starts_with(b"\x01*");
+    let labels = (q.label_count() - usize::from(wildcard)) as u8;
     let mut sig = [0u8; sign::RRSIG_MAX];
     for key in &s.keys {
         let Ok(len) = sign::rrsig_one_into(
