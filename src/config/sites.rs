@@ -142,6 +142,36 @@ pub fn sites(
     out
 }
 
+/// One list of codes of a site (`kind`: countries, ...), each parsed, and kept if no other
+/// site has it (`once`).
+fn codes<T>(
+    list: &[String],
+    kind: &str,
+    parse: fn(&str) -> Option<T>,
+    example: &str,
+    (base, at): (&str, Loc),
+    once: &mut dyn FnMut(String, &str, &mut Reporter) -> bool,
+    r: &mut Reporter,
+) -> Vec<T> {
+    let mut ok = Vec::new();
+    for (j, c) in list.iter().enumerate() {
+        let path = format!("{base}.{kind}[{j}]");
+        match parse(c.trim()) {
+            None => r.error(at, path, format!("{c:?} is not {example}")),
+            Some(v) => {
+                if once(
+                    format!("{kind} {}", c.trim().to_ascii_uppercase()),
+                    &path,
+                    r,
+                ) {
+                    ok.push(v);
+                }
+            }
+        }
+    }
+    ok
+}
+
 /// A site's GeoIP matches and coordinates. `seen` holds every match so far (`country DE`) and
 /// its site: a match belongs to one site.
 fn geo_matches(
@@ -187,56 +217,33 @@ fn geo_matches(
             ),
         }
     }
-    let mut codes_of = |list: &[String],
-                        kind: &str,
-                        parse: fn(&str) -> Option<()>,
-                        example: &str,
-                        r: &mut Reporter| {
-        let mut ok = Vec::new();
-        for (j, c) in list.iter().enumerate() {
-            let path = format!("{base}.{kind}[{j}]");
-            if parse(c.trim()).is_none() {
-                r.error(at, path, format!("{c:?} is not {example}"));
-            } else if once(
-                format!("{kind} {}", c.trim().to_ascii_uppercase()),
-                &path,
-                r,
-            ) {
-                ok.push(c.trim().to_string());
-            }
-        }
-        ok
-    };
-    site.subdivisions = codes_of(
+    site.subdivisions = codes(
         &m.subdivisions,
         "subdivisions",
-        |s| codes::subdivision(s).map(|_| ()),
+        codes::subdivision,
         "an ISO 3166-2 subdivision (COUNTRY-CODE, e.g. US-CA or DE-BY)",
+        (base, at),
+        &mut once,
         r,
-    )
-    .iter()
-    .filter_map(|s| codes::subdivision(s))
-    .collect();
-    site.countries = codes_of(
+    );
+    site.countries = codes(
         &m.countries,
         "countries",
-        |s| codes::country(s).map(|_| ()),
+        codes::country,
         "an ISO 3166-1 country code (two letters, e.g. DE, US, GB)",
+        (base, at),
+        &mut once,
         r,
-    )
-    .iter()
-    .filter_map(|s| codes::country(s))
-    .collect();
-    site.continents = codes_of(
+    );
+    site.continents = codes(
         &m.continents,
         "continents",
-        |s| codes::continent(s).map(|_| ()),
+        codes::continent,
         "a continent code: AF, AN, AS, EU, NA, OC or SA",
+        (base, at),
+        &mut once,
         r,
-    )
-    .iter()
-    .filter_map(|s| codes::continent(s))
-    .collect();
+    );
     if let Some(c) = &m.coordinates {
         let path = format!("{base}.coordinates");
         match c.as_slice() {
