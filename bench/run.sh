@@ -15,7 +15,10 @@
 # 10.2/16 -> 127.0.2.2. W4: DNSSEC, queries with DO=1: gslbd_signed answers the W2 pool name
 # from a signed zone (3 addresses and the RRSIG of the set, signed when published); knot_signed
 # answers W1's static name from the same static zone signed by Knot itself (a combined
-# ECDSA P-256 key, as gslbd's), so the pre-signed static answer is the bar to beat.
+# ECDSA P-256 key, as gslbd's), so the pre-signed static answer is the bar to beat. W5:
+# closest by geography on the full GeoLite2-City database (contrib/geoip-db.sh): gslbd's
+# `nearest` pool beside gdnsd's geoip plugin with auto_dc_coords, each query with EDNS Client
+# Subnet from another of W5_CLIENTS /24s (4,096), so the database lookups are not all cached.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
 # (QPS ÷ CPU share: dnsperf saturates before a fast server does), at a fixed offered rate
@@ -45,11 +48,13 @@ W2_SERVERS=${W2_SERVERS:-gslbd gdnsd}
 W3_SERVERS=${W3_SERVERS:-gslbd gdnsd}
 W4_SERVERS=${W4_SERVERS:-gslbd_signed knot_signed}
 W5_SERVERS=${W5_SERVERS:-gslbd_geo gdnsd_geo}
-# W5's clients: ECS /24s in Germany, the US, Singapore and Brazil (by the 2018 GeoLite2-City),
-# answered from the nearest of fra, iad and sin by both servers.
+# W5's clients: W5_CLIENTS distinct ECS /24s spread over the public IPv4 space, one per query
+# in turn (bench/ecs-queries.py, dnsperf -B). Checked before each round: /24s in Germany, the
+# US, Singapore and Brazil (by the 2018 GeoLite2-City) answered from the nearest of fra, iad
+# and sin by both servers.
+W5_CLIENTS=${W5_CLIENTS:-4096}
 W5_SUBNETS=(80.128.0.0/24 8.8.8.0/24 202.56.128.0/24 177.0.0.0/24)
 W5_EXPECT=(127.0.3.1 127.0.3.2 127.0.3.3 127.0.3.2)
-ECS_W5=(8:00011800508000 8:00011800080808 8:00011800ca3880 8:00011800b10000)
 DNSPERF_HALF_ARGS=(-T 1 -c 2 -q 100 -t 2)
 ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
 ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
@@ -305,7 +310,7 @@ echo "workload,server,rep,qps,cpu_pct,qps_per_core,lost,fixed_qps,us_per_query,u
 echo "www.$ZONE A" >"$WORK/q-w1.txt"
 echo "pool.$ZONE A" >"$WORK/q-w2.txt"
 echo "geo.$ZONE A" >"$WORK/q-w3.txt"
-echo "near.$ZONE A" >"$WORK/q-w5.txt"
+"$HERE/ecs-queries.py" "near.$ZONE" "$W5_CLIENTS" "$WORK/q-w5.bin"
 echo "pool.$ZONE A" >"$WORK/q-w4-gslbd_signed.txt"
 echo "www.$ZONE A" >"$WORK/q-w4-knot_signed.txt"
 measure() { # WORKLOAD SERVER REP
@@ -324,6 +329,7 @@ measure() { # WORKLOAD SERVER REP
         [ "$a" = 127.0.2.1 ] && [ "$b" = 127.0.2.2 ] || check="geo10.1=$a;geo10.2=$b"
     fi
     local lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-$wl.txt")
+    [ "$wl" = w5 ] && lo=(-s "$ADDR" -p "$SPORT" -B -d "$WORK/q-w5.bin")
     if [ "$wl" = w4 ]; then
         # DO=1, and the answer must carry an RRSIG (Knot signs in the background after loading)
         lo=(-s "$ADDR" -p "$SPORT" -d "$WORK/q-w4-$server.txt" -D)
@@ -337,17 +343,15 @@ measure() { # WORKLOAD SERVER REP
     fi
     if [ "$wl" = w5 ]; then
         # each subnet answered from its nearest site; gslbd and gdnsd must agree (W5_EXPECT)
-        local i=0 e got
-        for e in "${ECS_W5[@]}"; do
+        local i got
+        for i in "${!W5_SUBNETS[@]}"; do
             got=$(answer_addrs "$SPORT" "near.$ZONE" "+subnet=${W5_SUBNETS[$i]}")
             [ "$got" = "${W5_EXPECT[$i]}" ] || check="near ${W5_SUBNETS[$i]}=$got"
-            i=$((i + 1))
         done
     fi
-    if [ "$wl" = w3 ] || [ "$wl" = w5 ]; then
+    if [ "$wl" = w3 ]; then
         # one client per subnet, sharing the load
         local ecs_list=("$ECS_A" "$ECS_B") pids=() e i files=()
-        [ "$wl" = w5 ] && ecs_list=("${ECS_W5[@]}")
         for e in "${ecs_list[@]}"; do
             taskset -c 1 dnsperf "${DNSPERF_HALF_ARGS[@]}" "${lo[@]}" -l "$WARMUP" -E "$e" >/dev/null 2>&1 &
             pids+=($!)
@@ -376,7 +380,6 @@ measure() { # WORKLOAD SERVER REP
     # fixed offered rate: CPU time per answered query (one tick = 10 ms)
     local ecs=()
     [ "$wl" = w3 ] && ecs=(-E "$ECS_A")
-    [ "$wl" = w5 ] && ecs=(-E "${ECS_W5[0]}")
     read -r -a s0 < <(cpu_split "$SPID")
     taskset -c 1 dnsperf "${DNSPERF_ARGS[@]}" "${lo[@]}" "${ecs[@]}" -l "$DURATION" -Q "$CPU_QPS" >"$dir/fixed.txt" 2>&1 || true
     read -r -a s1 < <(cpu_split "$SPID")

@@ -265,7 +265,8 @@ proptest::proptest! {
         others in proptest::collection::vec(0u32..(1 << 24), 16),
     ) {
         use gslbd::select::place::Placer;
-        static WORLD: std::sync::OnceLock<(tempfile::TempDir, Placer)> = std::sync::OnceLock::new();
+        static WORLD: std::sync::OnceLock<(tempfile::TempDir, std::sync::Arc<Placer>)> =
+            std::sync::OnceLock::new();
         let (_, p) = WORLD.get_or_init(|| {
             let d = tempfile::tempdir().unwrap();
             let (db, sites) = common::geo::world(d.path());
@@ -322,4 +323,130 @@ fn the_full_city_database_loads_and_locates() {
     assert_eq!(d.continent.as_deref(), Some("EU"));
     assert!(d.coordinates.is_some());
     assert_eq!(db.describe(ip("10.1.2.3")).country, None);
+    eprintln!(
+        "{} octets held for lookups; the file has {}",
+        db.bytes(),
+        std::fs::metadata(&path).unwrap().len()
+    );
+    same_as_the_reader(&db, std::path::Path::new(&path), 50_000);
+    same_inside_the_scope(&db);
+}
+
+/// On the full database (whose ranges are many enough to be indexed), every /24 inside an
+/// answer's scope is placed the same, for /24s spread over the IPv4 space and IPv6 /56s in
+/// 2a00::/12.
+fn same_inside_the_scope(db: &std::sync::Arc<GeoDb>) {
+    use gslbd::model::Site;
+    let site = |name: &str, countries: &[&[u8; 2]], at: (f32, f32)| Site {
+        name: name.into(),
+        countries: countries.iter().map(|c| **c).collect(),
+        coordinates: Some(at),
+        ..Site::default()
+    };
+    let sites = [
+        site("fra", &[b"DE"], (50.11, 8.68)),
+        site("iad", &[b"US"], (38.95, -77.45)),
+        site("sin", &[], (1.35, 103.82)),
+    ];
+    let p = gslbd::select::place::Placer::build(&sites, Some(db)).unwrap();
+    let mut next = xorshift(0x0123_4567_89ab_cdef);
+    let (mut wide, mut placed) = (0, 0);
+    for _ in 0..3_000 {
+        let v4 = next() as u32 & 0xffff_ff00;
+        let a = p.place(IpAddr::V4(v4.into()), 24);
+        placed += usize::from(a.site.is_some() || a.nearest != 0);
+        wide += usize::from(a.scope <= 16);
+        let mask = u32::MAX.checked_shl(32 - u32::from(a.scope)).unwrap_or(0);
+        for _ in 0..4 {
+            let other = (v4 & mask) | (next() as u32 & !mask & 0xffff_ff00);
+            let b = p.place(IpAddr::V4(other.into()), 24);
+            assert_eq!(
+                (b.topology, b.nearest, b.site),
+                (a.topology, a.nearest, a.site),
+                "{} and {} in /{}",
+                std::net::Ipv4Addr::from(v4),
+                std::net::Ipv4Addr::from(other),
+                a.scope
+            );
+        }
+        let v6 = (0x2a00u128 << 112)
+            | (u128::from(next() as u32 & 0xfff0_0000) << 80)
+            | (u128::from(next() as u16 & 0xff00) << 64);
+        let a = p.place(IpAddr::V6(v6.into()), 56);
+        let mask = u128::MAX.checked_shl(128 - u32::from(a.scope)).unwrap_or(0);
+        let other = (v6 & mask) | ((u128::from(next()) << 72) & !mask & (u128::MAX << 72));
+        let b = p.place(IpAddr::V6(other.into()), 56);
+        assert_eq!(
+            (b.topology, b.nearest),
+            (a.topology, a.nearest),
+            "{v6:x} /{}",
+            a.scope
+        );
+    }
+    assert!(placed > 2_000, "{placed} of 3,000 placed");
+    assert!(wide > 500, "{wide} of 3,000 with a scope of /16 or wider");
+}
+
+/// For `n` addresses spread over both families (IPv4-mapped and 6to4 ones too), gslbd's
+/// ranges give the record that MaxMind's own reader finds, and a network that holds the
+/// reader's.
+fn same_as_the_reader(db: &GeoDb, path: &std::path::Path, n: u32) {
+    let reader = maxminddb::Reader::open_readfile(path).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Country<'a> {
+        #[serde(borrow)]
+        iso_code: Option<&'a str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        #[serde(borrow)]
+        country: Option<Country<'a>>,
+    }
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let (mut found, mut checked) = (0, 0);
+    for i in 0..n {
+        let r = next();
+        let a: IpAddr = match i % 4 {
+            0 | 1 => std::net::Ipv4Addr::from(r as u32).into(),
+            2 => std::net::Ipv6Addr::from((0x2a00u128 << 112) | (u128::from(r) << 48)).into(),
+            _ if i % 8 == 3 => std::net::Ipv4Addr::from(r as u32).to_ipv6_mapped().into(),
+            _ => {
+                std::net::Ipv6Addr::from((0x2002u128 << 112) | (u128::from(r as u32) << 80)).into()
+            }
+        };
+        let hit = reader.lookup(a).unwrap();
+        let theirs: Option<Record> = hit.decode().unwrap();
+        let theirs = theirs.and_then(|r| r.country?.iso_code.map(str::to_string));
+        let ours = db.describe(a);
+        assert_eq!(ours.country, theirs, "{a}");
+        let their_net = hit.network().unwrap();
+        let (_, our_prefix) = db.city(a).unwrap();
+        checked += 1;
+        if theirs.is_some() {
+            found += 1;
+            // an IPv4 network of the reader is within the mapped/6to4 address's IPv4 part
+            let their_prefix = match (a, their_net.ip()) {
+                (IpAddr::V6(v6), IpAddr::V4(_)) if v6.to_ipv4_mapped().is_some() => {
+                    96 + their_net.prefix()
+                }
+                (IpAddr::V6(_), IpAddr::V4(_)) => 16 + their_net.prefix(),
+                _ => their_net.prefix(),
+            };
+            assert!(
+                our_prefix <= their_prefix,
+                "{a}: /{our_prefix} inside {their_net}"
+            );
+        }
+    }
+    assert!(found > checked / 4, "{found} of {checked} addresses found");
+}
+
+/// Pseudo-random numbers from a fixed seed, so a failure can be run again.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
 }

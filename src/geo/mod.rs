@@ -3,14 +3,18 @@
 //!
 //! ```text
 //!  file ──verify, walk every network──▶ each distinct record decoded once ──▶ Location table
-//!  query: search tree walk (no decoding, no allocation) ──▶ data offset ──▶ location id, prefix
+//!                                  └──▶ sorted address ranges ──▶ location id (ranges.rs)
+//!  zone build: location id ──▶ the zone's site order; neighbouring ranges with the same
+//!              order merged ──▶ the zone's own ranges (select/place.rs)
+//!  query: a binary search of the zone's ranges (no tree walk, no decoding, no allocation)
 //! ```
 //! A lookup gives the id of the client's location (country, continent, subdivision,
-//! coordinates) or ASN, and the prefix length of the database network that decided: every
-//! address in it has the same record, which is what the ECS scope is built from. Zones turn
-//! location ids into their sites when they are built.
+//! coordinates) or ASN, and the shortest prefix around the address where that record holds:
+//! every address in it has the same record, which is what the ECS scope is built from. The
+//! file itself is not kept once read.
 
 pub mod codes;
+pub mod ranges;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use codes::Code;
+use ranges::{Builder, Families};
 
 /// Where a client is, as far as the database knows.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -52,9 +57,6 @@ type LocationKey = (
     Option<(u32, u32)>,
 );
 
-/// A database file opened, and each distinct record's data offset with what was decoded of it.
-type Walked<T> = (maxminddb::Reader<Vec<u8>>, Vec<(u32, T)>);
-
 /// A database that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {reason}", path.display())]
@@ -63,29 +65,30 @@ pub struct GeoError {
     pub reason: String,
 }
 
-/// One database file, its records resolved to small ids.
+/// "No record here" in a table's ranges.
+pub const NO_RECORD: u32 = u32::MAX;
+
+/// One database file, read: its networks as ranges of record ids, and the records.
 struct Table<T> {
     path: PathBuf,
-    reader: maxminddb::Reader<Vec<u8>>,
-    /// Data offsets of the records, sorted, with the id of each.
-    ids: Box<[(u32, u32)]>,
+    /// The id of each address's record, or [`NO_RECORD`].
+    ranges: Families<u32>,
+    /// Whether IPv6 addresses can be looked up (an IPv6 database).
+    v6: bool,
     values: Box<[T]>,
 }
 
 impl<T> Table<T> {
-    /// The id of `addr`'s record (`None`: the database has none there) and the prefix length
-    /// of the network where that holds, in the address's family; `None` if the database
-    /// cannot look the address up (IPv6 in an IPv4 database). Allocation-free: the tree walk
-    /// and a binary search.
+    /// The id of `addr`'s record (`None`: the database has none there) and the shortest
+    /// prefix around it where that holds; `None` if the database cannot look the address up
+    /// (IPv6 in an IPv4 database). Allocation-free: a binary search.
+    #[inline]
     fn find(&self, addr: IpAddr) -> Option<(Option<u32>, u8)> {
-        let r = self.reader.lookup(addr).ok()?;
-        let prefix = r.network().ok()?.prefix();
-        let id = r
-            .offset()
-            .and_then(|o| u32::try_from(o).ok())
-            .and_then(|o| self.ids.binary_search_by_key(&o, |(k, _)| *k).ok())
-            .map(|i| self.ids[i].1);
-        Some((id, prefix))
+        if addr.is_ipv6() && !self.v6 {
+            return None;
+        }
+        let (id, prefix) = self.ranges.find(addr);
+        Some(((id != NO_RECORD).then_some(id), prefix))
     }
 }
 
@@ -104,16 +107,20 @@ impl std::fmt::Debug for GeoDb {
             .field("files", &self.stamps)
             .field("locations", &self.locations().len())
             .field("asns", &self.asns().len())
+            .field("bytes", &self.bytes())
             .finish()
     }
 }
 
-/// A file as it was when read.
+/// A file as it was when read: a new file renamed over it, or one rewritten in place, differs
+/// in its inode or its change time even when size and modification time were kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
     pub path: PathBuf,
     len: u64,
     modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+    changed: (i64, i64),
 }
 
 impl Stamp {
@@ -122,10 +129,13 @@ impl Stamp {
             path: path.to_path_buf(),
             reason: format!("cannot read it: {e}"),
         })?;
+        use std::os::unix::fs::MetadataExt;
         Ok(Stamp {
             path: path.to_path_buf(),
             len: meta.len(),
             modified: meta.modified().ok(),
+            inode: (meta.dev(), meta.ino()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
         })
     }
 
@@ -209,6 +219,28 @@ impl GeoDb {
         self.asn.is_some()
     }
 
+    /// Every address's location id (or [`NO_RECORD`]); `None` without a location database.
+    pub fn city_ranges(&self) -> Option<&Families<u32>> {
+        self.city.as_ref().map(|t| &t.ranges)
+    }
+
+    /// Every address's ASN id (or [`NO_RECORD`]); `None` without an ASN database.
+    pub fn asn_ranges(&self) -> Option<&Families<u32>> {
+        self.asn.as_ref().map(|t| &t.ranges)
+    }
+
+    /// Octets held for lookups (ranges and records), for the memory report.
+    pub fn bytes(&self) -> usize {
+        let city = self.city.as_ref().map_or(0, |t| {
+            t.ranges.bytes() + t.values.len() * std::mem::size_of::<Location>()
+        });
+        let asn = self
+            .asn
+            .as_ref()
+            .map_or(0, |t| t.ranges.bytes() + t.values.len() * 4);
+        city + asn
+    }
+
     /// The files read, for noticing when they change.
     pub fn stamps(&self) -> &[Stamp] {
         &self.stamps
@@ -238,103 +270,115 @@ fn network(addr: IpAddr, prefix: u8) -> String {
     ipnet::IpNet::new(addr, prefix).map_or_else(|_| addr.to_string(), |n| n.trunc().to_string())
 }
 
-/// Open, verify and walk a database: each distinct record's data offset and what `decode`
-/// makes of it (`None`: nothing useful in it).
-fn walk<T: Copy>(
+/// Open, verify and read a database: every network, and each distinct record decoded once
+/// by `decode` (`None`: nothing useful in it), equal ones (by `key`) sharing an id. The file's
+/// bytes are not kept: queries need only the ranges.
+fn load<T: Copy, K: std::hash::Hash + Eq>(
     path: &Path,
     decode: impl Fn(&maxminddb::LookupResult<'_, Vec<u8>>) -> Result<Option<T>, String>,
-) -> Result<Walked<T>, GeoError> {
+    key: impl Fn(&T) -> K,
+) -> Result<Table<T>, GeoError> {
     let err = |reason: String| GeoError {
         path: path.to_path_buf(),
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-    let bytes_len = bytes.len();
     let reader = maxminddb::Reader::from_source(bytes)
         .map_err(|e| err(format!("not a MaxMind DB file: {e}")))?;
     reader
         .verify()
         .map_err(|e| err(format!("the database is damaged: {e}")))?;
-    // Offsets already decoded: a bit per octet of the file (offsets are within it), which is
-    // cheaper than hashing 3.4 million networks' offsets.
-    let mut seen = vec![0u64; reader.metadata().node_count as usize / 8 + bytes_len / 64 + 1];
-    let mut out = Vec::new();
+    type Fast = foldhash::fast::RandomState;
+    // Record ids by data offset, and by value: a City database has 3.4 million networks and
+    // some 100,000 distinct records, and neighbouring networks often share one.
+    let mut by_offset: HashMap<usize, u32, Fast> = HashMap::default();
+    let mut by_key: HashMap<K, u32, Fast> = HashMap::default();
+    let mut values = Vec::new();
+    let mut last = (usize::MAX, NO_RECORD);
+    let (mut v4, mut v6) = (Builder::default(), Builder::default());
     let networks = reader
         .networks(Default::default())
         .map_err(|e| err(format!("cannot walk its networks: {e}")))?;
     for n in networks {
         let n = n.map_err(|e| err(format!("the database is damaged: {e}")))?;
-        let Some(offset) = n.offset().and_then(|o| u32::try_from(o).ok()) else {
+        let Some(offset) = n.offset() else {
             continue;
         };
-        let (word, bit) = (offset as usize / 64, 1u64 << (offset % 64));
-        match seen.get_mut(word) {
-            Some(w) if *w & bit != 0 => continue,
-            Some(w) => *w |= bit,
-            None => return Err(err(format!("a record offset {offset} past the end"))),
-        }
-        if let Some(v) = decode(&n).map_err(&err)? {
-            out.push((offset, v));
+        let id = if offset == last.0 {
+            last.1
+        } else if let Some(&id) = by_offset.get(&offset) {
+            id
+        } else {
+            let id = match decode(&n).map_err(&err)? {
+                Some(v) => *by_key.entry(key(&v)).or_insert_with(|| {
+                    values.push(v);
+                    (values.len() - 1) as u32
+                }),
+                None => NO_RECORD,
+            };
+            by_offset.insert(offset, id);
+            id
+        };
+        last = (offset, id);
+        let net = n
+            .network()
+            .map_err(|e| err(format!("the database is damaged: {e}")))?;
+        let in_order = match net.ip() {
+            IpAddr::V4(a) => v4.network(u32::from(a), net.prefix(), id, NO_RECORD),
+            IpAddr::V6(a) => v6.network(u128::from(a), net.prefix(), id, NO_RECORD),
+        };
+        if !in_order {
+            return Err(err(format!(
+                "the database is damaged: network {net} overlaps another"
+            )));
         }
     }
-    Ok((reader, out))
-}
-
-/// Intern `found` into a table: equal values share an id.
-fn table<T: Copy, K: std::hash::Hash + Eq>(
-    path: &Path,
-    reader: maxminddb::Reader<Vec<u8>>,
-    found: Vec<(u32, T)>,
-    key: impl Fn(&T) -> K,
-) -> Table<T> {
-    let mut by_key: HashMap<K, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut values = Vec::new();
-    let mut ids: Vec<(u32, u32)> = found
-        .into_iter()
-        .map(|(offset, v)| {
-            let id = *by_key.entry(key(&v)).or_insert_with(|| {
-                values.push(v);
-                (values.len() - 1) as u32
-            });
-            (offset, id)
-        })
-        .collect();
-    ids.sort_unstable();
-    Table {
+    Ok(Table {
         path: path.to_path_buf(),
-        reader,
-        ids: ids.into_boxed_slice(),
-        values: values.into_boxed_slice(),
-    }
+        ranges: Families {
+            v4: v4.finish(NO_RECORD),
+            v6: v6.finish(NO_RECORD),
+        },
+        v6: reader.metadata().ip_version == 6,
+        values: values.into(),
+    })
 }
 
 fn load_city(path: &Path) -> Result<Table<Location>, GeoError> {
-    let (reader, found) = walk(path, |n| {
-        let r: Option<CityRecord> = n.decode().map_err(|e| format!("a bad record: {e}"))?;
-        Ok(r.map(|r| r.location())
-            .filter(|l| *l != Location::default()))
-    })?;
-    if found.is_empty() {
+    let t = load(
+        path,
+        |n| {
+            let r: Option<CityRecord> = n.decode().map_err(|e| format!("a bad record: {e}"))?;
+            Ok(r.map(|r| r.location())
+                .filter(|l| *l != Location::default()))
+        },
+        Location::key,
+    )?;
+    if t.values.is_empty() {
         return Err(GeoError {
             path: path.to_path_buf(),
             reason: "no record has a country, continent or coordinates: is it a City or Country database?".into(),
         });
     }
-    Ok(table(path, reader, found, Location::key))
+    Ok(t)
 }
 
 fn load_asn(path: &Path) -> Result<Table<u32>, GeoError> {
-    let (reader, found) = walk(path, |n| {
-        let r: Option<AsnRecord> = n.decode().map_err(|e| format!("a bad record: {e}"))?;
-        Ok(r.and_then(|r| r.number()))
-    })?;
-    if found.is_empty() {
+    let t = load(
+        path,
+        |n| {
+            let r: Option<AsnRecord> = n.decode().map_err(|e| format!("a bad record: {e}"))?;
+            Ok(r.and_then(|r| r.number()))
+        },
+        |a| *a,
+    )?;
+    if t.values.is_empty() {
         return Err(GeoError {
             path: path.to_path_buf(),
             reason: "no record has an autonomous system number: is it an ASN database?".into(),
         });
     }
-    Ok(table(path, reader, found, |a| *a))
+    Ok(t)
 }
 
 /// The fields of a location record that sites are matched by, in GeoIP2's layout (nested

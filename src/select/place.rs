@@ -11,17 +11,20 @@
 //!                 topology: every member                nearest: the sites by distance from
 //!                                                       the client's coordinates, if known
 //! ```
-//! The ECS scope is the longest of the prefixes that decided: the nets block (the widest
-//! prefix with one site, [`SiteMap`]), the ASN database's network and the location
-//! database's network. Inside it every client is placed the same, so a resolver may cache the
+//! The databases' part is compiled when the zone is built: every address range of the
+//! databases gets its placement, and neighbouring ranges placed alike are merged, so a query
+//! is one binary search and never decodes a record. The ECS scope is the longer of the nets
+//! block (the widest prefix with one site, [`SiteMap`]) and the widest block inside the
+//! client's merged range. Inside it every client is placed the same, so a resolver may cache the
 //! answer for all of it (RFC 7871 §7.3.1).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use super::sites::{ECS_MAX_V4, ECS_MAX_V6, SiteMap};
-use crate::geo::{GeoDb, Location, distance_km};
+use crate::geo::ranges::Families;
+use crate::geo::{GeoDb, Location, NO_RECORD, distance_km};
 use crate::model::{Site, SiteRef};
 
 /// "No site" in the tables below.
@@ -51,16 +54,26 @@ pub struct Placer {
     geo: Option<GeoPlacer>,
 }
 
-/// The GeoIP part: the databases, and what each of their records means for this zone.
+/// The GeoIP part: every address's placement for this zone, as ranges compiled from the
+/// databases when the zone is built.
 struct GeoPlacer {
+    /// For `describe`.
     db: Arc<GeoDb>,
-    /// By ASN id: the site that lists it, or [`NONE`].
-    asn_site: Box<[u16]>,
-    /// By location id: the `topology` and `nearest` orders of its clients, and the site that
-    /// matched (or [`NONE`]).
-    loc_topology: Box<[u16]>,
-    loc_nearest: Box<[u16]>,
-    loc_site: Box<[u16]>,
+    /// Each address's index into `placed`; neighbouring ranges placed alike are merged, so
+    /// a range is the whole stretch where clients get the same answer.
+    ranges: Families<u32>,
+    placed: Box<[Placed]>,
+    /// By site: whether some address is placed in it through the databases.
+    reached: Box<[bool]>,
+}
+
+/// A [`Placement`] without its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Placed {
+    topology: u16,
+    nearest: u16,
+    /// The site that matched, or [`NONE`].
+    site: u16,
 }
 
 /// Orders, each stored once.
@@ -91,8 +104,33 @@ impl Interner {
 }
 
 impl Placer {
-    /// `None` for a zone without sites.
-    pub fn build(sites: &[Site], geo: Option<&Arc<GeoDb>>) -> Option<Placer> {
+    /// `None` for a zone without sites. Compiling a full City database's ranges for a zone
+    /// takes some 50 ms, so zones with the same sites on the same database share one placer
+    /// (and a reload that changes neither reuses it).
+    pub fn build(sites: &[Site], geo: Option<&Arc<GeoDb>>) -> Option<Arc<Placer>> {
+        // A zone whose sites neither list places nor have coordinates needs no database.
+        let Some(db) = geo.filter(|_| sites.iter().any(|s| s.by_geo() || s.coordinates.is_some()))
+        else {
+            return Placer::compile(sites, None).map(Arc::new);
+        };
+        static BUILT: Mutex<Vec<(Vec<Site>, Weak<Placer>)>> = Mutex::new(Vec::new());
+        let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+        built.retain(|(_, p)| p.strong_count() > 0);
+        // A live placer holds its database, so the pointer cannot be a new one's.
+        let same = |p: &Arc<Placer>| p.geo.as_ref().is_some_and(|g| Arc::ptr_eq(&g.db, db));
+        if let Some(p) = built
+            .iter()
+            .filter(|(s, _)| s == sites)
+            .find_map(|(_, p)| p.upgrade().filter(same))
+        {
+            return Some(p);
+        }
+        let p = Arc::new(Placer::compile(sites, Some(db))?);
+        built.push((sites.to_vec(), Arc::downgrade(&p)));
+        Some(p)
+    }
+
+    fn compile(sites: &[Site], geo: Option<&Arc<GeoDb>>) -> Option<Placer> {
         let nets = SiteMap::build(sites)?;
         let mut orders = Interner::default();
         orders.id(Vec::new());
@@ -126,38 +164,75 @@ impl Placer {
             .map(|s| orders.id(by_distance(Some(s), sites[s].coordinates)))
             .collect();
         let geo = geo.map(|db| {
-            let asn_site: Box<[u16]> = db
-                .asns()
+            let mut placed: Vec<Placed> = Vec::new();
+            let mut ids: HashMap<Placed, u32> = HashMap::new();
+            let mut intern = |p: Placed| {
+                *ids.entry(p).or_insert_with(|| {
+                    placed.push(p);
+                    (placed.len() - 1) as u32
+                })
+            };
+            let nowhere = intern(Placed {
+                topology: 0,
+                nearest: 0,
+                site: NONE,
+            });
+            let of_site = |s: usize| Placed {
+                topology: 1 + s as u16,
+                nearest: site_near[s],
+                site: s as u16,
+            };
+            let mut reached = vec![false; sites.len()];
+            let by_location: Vec<u32> = db
+                .locations()
                 .iter()
-                .map(|n| {
-                    sites
-                        .iter()
-                        .position(|s| s.asns.contains(n))
-                        .map_or(NONE, |s| s as u16)
+                .map(|l| {
+                    let site = matching(sites, l);
+                    if let Some(s) = site {
+                        reached[s] = true;
+                    }
+                    intern(Placed {
+                        topology: site.map_or(0, |s| 1 + s as u16),
+                        nearest: match (site, l.coords) {
+                            (Some(s), None) => site_near[s],
+                            (site, Some(at)) => orders.id(by_distance(site, Some(at))),
+                            (None, None) => 0,
+                        },
+                        site: site.map_or(NONE, |s| s as u16),
+                    })
                 })
                 .collect();
-            let n = db.locations().len();
-            let (mut loc_topology, mut loc_nearest, mut loc_site) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for l in db.locations() {
-                let site = matching(sites, l);
-                loc_site.push(site.map_or(NONE, |s| s as u16));
-                loc_topology.push(site.map_or(0, |s| 1 + s as u16));
-                loc_nearest.push(match (site, l.coords) {
-                    (Some(s), None) => site_near[s],
-                    (site, Some(at)) => orders.id(by_distance(site, Some(at))),
-                    (None, None) => 0,
-                });
-            }
+            let of = |table: &[u32], id: u32| table.get(id as usize).copied();
+            let by_city = match db.city_ranges() {
+                Some(r) => r.map(|id| of(&by_location, id).unwrap_or(nowhere)),
+                None => Families::all(nowhere),
+            };
+            // The ASN comes first (nets are looked up apart, before both).
+            let ranges = match db.asn_ranges() {
+                Some(r) if sites.iter().any(|s| !s.asns.is_empty()) => {
+                    let by_asn: Vec<u32> = db
+                        .asns()
+                        .iter()
+                        .map(|n| match sites.iter().position(|s| s.asns.contains(n)) {
+                            Some(s) => {
+                                reached[s] = true;
+                                intern(of_site(s))
+                            }
+                            None => NO_RECORD,
+                        })
+                        .collect();
+                    r.overlay(&by_city, |asn, city| match of(&by_asn, asn) {
+                        Some(p) if p != NO_RECORD => p,
+                        _ => city,
+                    })
+                }
+                _ => by_city,
+            };
             GeoPlacer {
                 db: db.clone(),
-                asn_site,
-                loc_topology: loc_topology.into(),
-                loc_nearest: loc_nearest.into(),
-                loc_site: loc_site.into(),
+                ranges,
+                placed: placed.into(),
+                reached: reached.into(),
             }
         });
         Some(Placer {
@@ -174,7 +249,8 @@ impl Placer {
     }
 
     /// Place the client `addr/prefix` (an ECS prefix, cut to /24 or /56, or a resolver's own
-    /// full address). Allocation-free: lookups in tables built with the zone.
+    /// full address). Allocation-free: the nets' trie, then a binary search of the ranges
+    /// built with the zone.
     pub fn place(&self, addr: IpAddr, prefix: u8) -> Placement {
         let (site, mut scope) = self.nets.locate(addr, prefix);
         if let Some(s) = site {
@@ -193,40 +269,22 @@ impl Placer {
         } else {
             ECS_MAX_V6
         };
-        // Only an ECS client (at most /24 or /56) has a scope; a database network longer than
-        // that is still one answer for every client of the /24 (/56), which is all we see.
-        let mut widen = |p: u8| {
-            if prefix <= cut {
-                scope = scope.max(p.min(cut));
-            }
-        };
-        if let Some((id, p)) = g.db.asn(addr) {
-            widen(p);
-            if let Some(&s) = id.and_then(|i| g.asn_site.get(i as usize))
-                && s != NONE
-            {
-                return self.of_site(usize::from(s), scope);
-            }
+        let (i, p) = g.ranges.find(addr);
+        // Only an ECS client (at most /24 or /56) has a scope; a range narrower than that is
+        // still one answer for every client of the /24 (/56), which is all we see.
+        if prefix <= cut {
+            scope = scope.max(p.min(cut));
         }
-        if let Some((id, p)) = g.db.city(addr) {
-            widen(p);
-            if let Some(i) = id.map(|i| i as usize)
-                && i < g.loc_topology.len()
-            {
-                let s = g.loc_site[i];
-                return Placement {
-                    topology: g.loc_topology[i],
-                    nearest: g.loc_nearest[i],
-                    scope,
-                    site: (s != NONE).then_some(usize::from(s)),
-                };
-            }
-        }
-        Placement {
+        let placed = g.placed.get(i as usize).copied().unwrap_or(Placed {
             topology: 0,
             nearest: 0,
+            site: NONE,
+        });
+        Placement {
+            topology: placed.topology,
+            nearest: placed.nearest,
             scope,
-            site: None,
+            site: (placed.site != NONE).then_some(usize::from(placed.site)),
         }
     }
 
@@ -259,11 +317,7 @@ impl Placer {
             return Vec::new();
         };
         (0..sites.len())
-            .filter(|&s| sites[s].by_geo())
-            .filter(|&s| {
-                let s = s as u16;
-                !g.asn_site.contains(&s) && !g.loc_site.contains(&s)
-            })
+            .filter(|&s| sites[s].by_geo() && !g.reached.get(s).copied().unwrap_or(false))
             .collect()
     }
 }

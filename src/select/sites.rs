@@ -103,6 +103,14 @@ impl SiteMap {
     /// in the blocks; a longer one is a resolver's own address, matched against the sites'
     /// prefixes (its scope is the prefix, and no ECS option carries it).
     pub fn locate(&self, addr: IpAddr, prefix: u8) -> (Option<usize>, u8) {
+        // No prefix in the family (sites placed by GeoIP only): no site, for the whole space.
+        let (empty, cut) = match addr {
+            IpAddr::V4(_) => (self.v4.is_empty(), ECS_MAX_V4),
+            IpAddr::V6(_) => (self.v6.is_empty(), ECS_MAX_V6),
+        };
+        if empty {
+            return (None, if prefix <= cut { 0 } else { prefix });
+        }
         match addr {
             IpAddr::V4(a) => match Ipv4Net::new(a, prefix.min(32)) {
                 Ok(net) => find(&self.v4, &self.v4_blocks, net.trunc(), ECS_MAX_V4),
@@ -275,6 +283,10 @@ mod tests {
         let m6 = SiteMap::build(&[site("a", &["2001:db8:1::/48"])]).unwrap();
         assert_eq!(at(&m6, "2001:db8:2::/56"), (None, 47));
         assert_eq!(at(&m6, "2001:db8:1:ff00::/56"), (Some(0), 48));
+        // no IPv4 prefix at all: no site, for all of the IPv4 space
+        assert_eq!(at(&m6, "192.0.2.0/24"), (None, 0));
+        assert_eq!(at(&m6, "192.0.2.1/32"), (None, 32));
+        assert_eq!(at(&m, "2001:db8::/56"), (None, 0));
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub struct Zone {
     pub any_hinfo: RRset,
     pub has_cuts: bool,
     /// The site map, if the zone has one.
-    pub topology: Option<Placer>,
+    pub topology: Option<std::sync::Arc<Placer>>,
     /// Query counters (metrics).
     pub stats: Arc<ZoneStats>,
     /// In a signed zone: what proofs for names that do not exist are signed with, online.
