@@ -178,6 +178,47 @@ fn bad_databases_are_refused_with_the_reason() {
     );
 }
 
+/// A release moved into place with the same size and modification time as the file it
+/// replaces (as `rsync -t` or an unpacked archive can leave it) is still read again: the
+/// inode and change time differ.
+#[test]
+fn a_replaced_file_with_the_same_size_and_time_is_read_again() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("city.mmdb");
+    let next = d.path().join("city.mmdb.new");
+    write(
+        &path,
+        "GeoIP2-City",
+        &[("10.0.0.0/8", city("NA", "US", None, None))],
+    );
+    write(
+        &next,
+        "GeoIP2-City",
+        &[("10.0.0.0/8", city("EU", "DE", None, None))],
+    );
+    let (old, new) = (
+        std::fs::metadata(&path).unwrap(),
+        std::fs::metadata(&next).unwrap(),
+    );
+    assert_eq!(
+        old.len(),
+        new.len(),
+        "the two releases should be the same size"
+    );
+    let country = |db: &GeoDb| db.describe(ip("10.1.2.3")).country;
+    let db = GeoDb::open(Some(&path), None).unwrap();
+    assert_eq!(country(&db).as_deref(), Some("US"));
+    std::fs::File::options()
+        .write(true)
+        .open(&next)
+        .unwrap()
+        .set_modified(old.modified().unwrap())
+        .unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    let db = GeoDb::open(Some(&path), None).unwrap();
+    assert_eq!(country(&db).as_deref(), Some("DE"));
+}
+
 #[test]
 fn clients_are_placed_by_prefix_asn_subdivision_country_continent_then_distance() {
     use gslbd::model::SiteRef;
