@@ -72,7 +72,7 @@ pub const NO_RECORD: u32 = u32::MAX;
 struct Table<T> {
     path: PathBuf,
     /// The id of each address's record, or [`NO_RECORD`].
-    ranges: Families<u32>,
+    ranges: Families,
     /// Whether IPv6 addresses can be looked up (an IPv6 database).
     v6: bool,
     values: Box<[T]>,
@@ -220,12 +220,12 @@ impl GeoDb {
     }
 
     /// Every address's location id (or [`NO_RECORD`]); `None` without a location database.
-    pub fn city_ranges(&self) -> Option<&Families<u32>> {
+    pub fn city_ranges(&self) -> Option<&Families> {
         self.city.as_ref().map(|t| &t.ranges)
     }
 
     /// Every address's ASN id (or [`NO_RECORD`]); `None` without an ASN database.
-    pub fn asn_ranges(&self) -> Option<&Families<u32>> {
+    pub fn asn_ranges(&self) -> Option<&Families> {
         self.asn.as_ref().map(|t| &t.ranges)
     }
 

@@ -89,53 +89,20 @@ const INDEXED: usize = 4096;
 const UNIFORM: u32 = 1 << 31;
 const VALUE_BITS: u32 = 26;
 
-/// A value that ranges hold: small, so that the index can hold it too.
-pub trait Value: Copy + PartialEq {
-    fn to_bits(self) -> u32;
-    fn from_bits(bits: u32) -> Self;
-}
-
-impl Value for u32 {
-    fn to_bits(self) -> u32 {
-        self
-    }
-    fn from_bits(bits: u32) -> u32 {
-        bits
-    }
-}
-
-impl Value for u8 {
-    fn to_bits(self) -> u32 {
-        u32::from(self)
-    }
-    fn from_bits(bits: u32) -> u8 {
-        bits as u8
-    }
-}
-
-impl Value for bool {
-    fn to_bits(self) -> u32 {
-        u32::from(self)
-    }
-    fn from_bits(bits: u32) -> bool {
-        bits != 0
-    }
-}
-
 /// Ranges over one family: each is its first address and value, side by side (one cache line
 /// for both); the first starts at the family's first address, and each runs up to the next.
 #[derive(Debug, Clone)]
-pub struct Ranges<A, V> {
-    entries: Box<[(A, V)]>,
+pub struct Ranges<A> {
+    entries: Box<[(A, u32)]>,
     /// Empty, or a word for each value of the first 16 bits.
     index: Box<[u32]>,
     /// The ranges that start inside an index word's block: `first..end` in `entries`.
     mixed: Box<[(u32, u32)]>,
 }
 
-impl<A: Addr, V: Value> Ranges<A, V> {
+impl<A: Addr> Ranges<A> {
     /// Every address has `v`.
-    pub fn all(v: V) -> Self {
+    pub fn all(v: u32) -> Self {
         Ranges {
             entries: [(A::ZERO, v)].into(),
             index: Box::default(),
@@ -145,13 +112,13 @@ impl<A: Addr, V: Value> Ranges<A, V> {
 
     /// The value at `a`, and the shortest prefix whose block around `a` lies in `a`'s range.
     #[inline]
-    pub fn find(&self, a: A) -> (V, u8) {
+    pub fn find(&self, a: A) -> (u32, u8) {
         // The first start is zero, so at least one start is <= a: the slice searched holds it, or
         // begins past it (lo >= 1).
         let (lo, hi) = match self.index.get(a.top16()) {
             Some(&w) if w & UNIFORM != 0 => {
                 let scope = (w >> VALUE_BITS) & 31;
-                return (V::from_bits(w & ((1 << VALUE_BITS) - 1)), scope as u8);
+                return (w & ((1 << VALUE_BITS) - 1), scope as u8);
             }
             Some(&w) => match self.mixed.get(w as usize) {
                 Some(&(first, end)) => (first as usize, end as usize),
@@ -163,7 +130,7 @@ impl<A: Addr, V: Value> Ranges<A, V> {
     }
 
     /// [`Ranges::find`] among the ranges `lo..hi` (and the one before `lo`).
-    fn search(&self, a: A, lo: usize, hi: usize) -> (V, u8) {
+    fn search(&self, a: A, lo: usize, hi: usize) -> (u32, u8) {
         let in_slice = self
             .entries
             .get(lo..hi)
@@ -185,7 +152,7 @@ impl<A: Addr, V: Value> Ranges<A, V> {
     }
 
     /// The ranges, as their first address and value.
-    pub fn iter(&self) -> impl Iterator<Item = (A, V)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (A, u32)> + '_ {
         self.entries.iter().copied()
     }
 
@@ -198,7 +165,7 @@ impl<A: Addr, V: Value> Ranges<A, V> {
     }
 
     /// The same ranges with values mapped, neighbours that come out equal merged.
-    pub fn map<W: Value>(&self, mut f: impl FnMut(V) -> W) -> Ranges<A, W> {
+    pub fn map(&self, mut f: impl FnMut(u32) -> u32) -> Ranges<A> {
         let mut b = Builder::default();
         for (s, v) in self.iter() {
             b.extend(s, f(v));
@@ -208,11 +175,7 @@ impl<A: Addr, V: Value> Ranges<A, V> {
 
     /// Two range sets over the same family laid over each other: each address gets `f` of
     /// its two values.
-    pub fn overlay<W: Value, X: Value>(
-        &self,
-        other: &Ranges<A, W>,
-        mut f: impl FnMut(V, W) -> X,
-    ) -> Ranges<A, X> {
+    pub fn overlay(&self, other: &Ranges<A>, mut f: impl FnMut(u32, u32) -> u32) -> Ranges<A> {
         let mut b = Builder::default();
         let (mut i, mut j) = (0, 0);
         loop {
@@ -240,7 +203,7 @@ impl<A: Addr, V: Value> Ranges<A, V> {
 
     /// Bytes held, for the memory report.
     pub fn bytes(&self) -> usize {
-        self.entries.len() * std::mem::size_of::<(A, V)>()
+        self.entries.len() * std::mem::size_of::<(A, u32)>()
             + self.index.len() * 4
             + self.mixed.len() * 8
     }
@@ -248,13 +211,13 @@ impl<A: Addr, V: Value> Ranges<A, V> {
 
 /// Builds [`Ranges`] from networks in ascending order; what no network covers gets the
 /// builder's `gap` value.
-pub struct Builder<A, V> {
-    entries: Vec<(A, V)>,
+pub struct Builder<A> {
+    entries: Vec<(A, u32)>,
     /// The first address after the last network (`None`: the family is covered to its end).
     next: Option<A>,
 }
 
-impl<A: Addr, V> Default for Builder<A, V> {
+impl<A: Addr> Default for Builder<A> {
     fn default() -> Self {
         Builder {
             entries: Vec::new(),
@@ -263,10 +226,10 @@ impl<A: Addr, V> Default for Builder<A, V> {
     }
 }
 
-impl<A: Addr, V: Value> Builder<A, V> {
+impl<A: Addr> Builder<A> {
     /// Add the network `start/prefix` with value `v`, the stretch before it (if any) with
     /// `gap`. Networks that overlap or go backwards are refused (`false`).
-    pub fn network(&mut self, start: A, prefix: u8, v: V, gap: V) -> bool {
+    pub fn network(&mut self, start: A, prefix: u8, v: u32, gap: u32) -> bool {
         match self.next {
             Some(n) if start >= n => {
                 if start > n {
@@ -281,21 +244,21 @@ impl<A: Addr, V: Value> Builder<A, V> {
     }
 
     /// A range starting at `start` (after the last one) with value `v`.
-    fn extend(&mut self, start: A, v: V) {
+    fn extend(&mut self, start: A, v: u32) {
         if self.entries.last().is_none_or(|e| e.1 != v) {
             self.entries.push((start, v));
         }
     }
 
     /// The ranges, the rest of the family after the last network with `gap`.
-    pub fn finish(mut self, gap: V) -> Ranges<A, V> {
+    pub fn finish(mut self, gap: u32) -> Ranges<A> {
         if let Some(n) = self.next {
             self.extend(n, gap);
         }
         self.done()
     }
 
-    fn done(self) -> Ranges<A, V> {
+    fn done(self) -> Ranges<A> {
         let mut r = Ranges {
             entries: self.entries.into(),
             index: Box::default(),
@@ -317,9 +280,8 @@ impl<A: Addr, V: Value> Builder<A, V> {
                 // scope (the range's ends differ from it within the first 16 bits).
                 let at_start = r.entries.get(below).is_some_and(|e| e.0 == A::first16(h));
                 let (value, scope) = r.search(A::first16(h), below, end);
-                let bits = value.to_bits();
-                if (end == below || end == below + 1 && at_start) && bits < 1 << VALUE_BITS {
-                    index.push(UNIFORM | u32::from(scope) << VALUE_BITS | bits);
+                if (end == below || end == below + 1 && at_start) && value < 1 << VALUE_BITS {
+                    index.push(UNIFORM | u32::from(scope) << VALUE_BITS | value);
                 } else {
                     index.push(mixed.len() as u32);
                     mixed.push((below as u32, end as u32));
@@ -332,15 +294,15 @@ impl<A: Addr, V: Value> Builder<A, V> {
     }
 }
 
-/// IPv4 and IPv6 ranges with values of one kind.
+/// IPv4 and IPv6 ranges.
 #[derive(Debug, Clone)]
-pub struct Families<V> {
-    pub v4: Ranges<u32, V>,
-    pub v6: Ranges<u128, V>,
+pub struct Families {
+    pub v4: Ranges<u32>,
+    pub v6: Ranges<u128>,
 }
 
-impl<V: Value> Families<V> {
-    pub fn all(v: V) -> Self {
+impl Families {
+    pub fn all(v: u32) -> Self {
         Families {
             v4: Ranges::all(v),
             v6: Ranges::all(v),
@@ -352,7 +314,7 @@ impl<V: Value> Families<V> {
     /// is looked up at the IPv4 address it carries, where MaxMind's databases keep (or alias)
     /// it.
     #[inline]
-    pub fn find(&self, addr: IpAddr) -> (V, u8) {
+    pub fn find(&self, addr: IpAddr) -> (u32, u8) {
         match addr {
             IpAddr::V4(a) => self.v4.find(u32::from(a)),
             IpAddr::V6(a) => match carried_v4(a) {
@@ -365,18 +327,14 @@ impl<V: Value> Families<V> {
         }
     }
 
-    pub fn map<W: Value>(&self, mut f: impl FnMut(V) -> W) -> Families<W> {
+    pub fn map(&self, mut f: impl FnMut(u32) -> u32) -> Families {
         Families {
             v4: self.v4.map(&mut f),
             v6: self.v6.map(&mut f),
         }
     }
 
-    pub fn overlay<W: Value, X: Value>(
-        &self,
-        other: &Families<W>,
-        mut f: impl FnMut(V, W) -> X,
-    ) -> Families<X> {
+    pub fn overlay(&self, other: &Families, mut f: impl FnMut(u32, u32) -> u32) -> Families {
         Families {
             v4: self.v4.overlay(&other.v4, &mut f),
             v6: self.v6.overlay(&other.v6, &mut f),
@@ -422,7 +380,7 @@ mod tests {
         u32::from(s.parse::<Ipv4Addr>().unwrap())
     }
 
-    fn sample() -> Ranges<u32, u8> {
+    fn sample() -> Ranges<u32> {
         let mut b = Builder::default();
         assert!(b.network(v4("10.0.0.0"), 16, 1, 0));
         assert!(b.network(v4("10.1.0.0"), 16, 2, 0));
@@ -450,17 +408,17 @@ mod tests {
         assert_eq!(r.find(v4("10.8.0.0")), (0, 13));
         assert_eq!(r.find(v4("192.0.2.200")), (1, 24));
         assert_eq!(r.find(v4("255.255.255.255")), (0, 3), "224.0.0.0/3");
-        assert_eq!(Ranges::<u32, u8>::all(7).find(v4("1.2.3.4")), (7, 0));
+        assert_eq!(Ranges::<u32>::all(7).find(v4("1.2.3.4")), (7, 0));
     }
 
     #[test]
     fn overlay_and_map_merge_neighbours() {
         let r = sample();
         let mut b = Builder::default();
-        assert!(b.network(v4("10.1.0.0"), 16, true, false));
-        let other = b.finish(false);
+        assert!(b.network(v4("10.1.0.0"), 16, 1, 0));
+        let other = b.finish(0);
         // 2 only where both agree; elsewhere 1 or 0
-        let o = r.overlay(&other, |a, b| if b { a * 10 } else { a });
+        let o = r.overlay(&other, |a, b| if b == 1 { a * 10 } else { a });
         assert_eq!(o.find(v4("10.1.2.3")), (20, 16));
         assert_eq!(o.find(v4("10.0.2.3")), (1, 16));
         let m = r.map(|v| v.min(1));
@@ -500,7 +458,7 @@ mod tests {
         starts.dedup();
         let mut b = Builder::default();
         for (k, &s) in starts.iter().enumerate() {
-            assert!(b.network(s, 24, (k % 5) as u8, 9));
+            assert!(b.network(s, 24, (k % 5) as u32, 9));
         }
         let r = b.finish(9);
         assert!(r.len() > INDEXED && r.index.len() == 1 << 16);
@@ -530,7 +488,7 @@ mod tests {
         /// the next shorter prefix's block does not.
         #[test]
         fn the_scope_is_the_widest_block_with_one_value(
-            nets in proptest::collection::btree_map(any::<u32>().prop_map(|a| a & 0xffff_ff00), (8u8..=32, 0u8..3), 0..30),
+            nets in proptest::collection::btree_map(any::<u32>().prop_map(|a| a & 0xffff_ff00), (8u8..=32, 0u32..3), 0..30),
             probes in proptest::collection::vec(any::<u32>(), 1..20),
         ) {
             let mut b = Builder::default();

@@ -61,7 +61,7 @@ struct GeoPlacer {
     db: Arc<GeoDb>,
     /// Each address's index into `placed`; neighbouring ranges placed alike are merged, so
     /// a range is the whole stretch where clients get the same answer.
-    ranges: Families<u32>,
+    ranges: Families,
     placed: Box<[Placed]>,
     /// By site: whether some address is placed in it through the databases.
     reached: Box<[bool]>,
@@ -74,6 +74,33 @@ struct Placed {
     nearest: u16,
     /// The site that matched, or [`NONE`].
     site: u16,
+}
+
+impl Placed {
+    /// No site: every member.
+    const NOWHERE: Placed = Placed {
+        topology: 0,
+        nearest: 0,
+        site: NONE,
+    };
+
+    /// In site `s`: its topology order, and its `nearest` order from `site_near`.
+    fn site(s: usize, site_near: &[u16]) -> Placed {
+        Placed {
+            topology: 1 + s as u16,
+            nearest: site_near.get(s).copied().unwrap_or(0),
+            site: s as u16,
+        }
+    }
+
+    fn with_scope(self, scope: u8) -> Placement {
+        Placement {
+            topology: self.topology,
+            nearest: self.nearest,
+            scope,
+            site: (self.site != NONE).then_some(usize::from(self.site)),
+        }
+    }
 }
 
 /// Orders, each stored once.
@@ -172,16 +199,7 @@ impl Placer {
                     (placed.len() - 1) as u32
                 })
             };
-            let nowhere = intern(Placed {
-                topology: 0,
-                nearest: 0,
-                site: NONE,
-            });
-            let of_site = |s: usize| Placed {
-                topology: 1 + s as u16,
-                nearest: site_near[s],
-                site: s as u16,
-            };
+            let nowhere = intern(Placed::NOWHERE);
             let mut reached = vec![false; sites.len()];
             let by_location: Vec<u32> = db
                 .locations()
@@ -216,7 +234,7 @@ impl Placer {
                         .map(|n| match sites.iter().position(|s| s.asns.contains(n)) {
                             Some(s) => {
                                 reached[s] = true;
-                                intern(of_site(s))
+                                intern(Placed::site(s, &site_near))
                             }
                             None => NO_RECORD,
                         })
@@ -254,15 +272,10 @@ impl Placer {
     pub fn place(&self, addr: IpAddr, prefix: u8) -> Placement {
         let (site, mut scope) = self.nets.locate(addr, prefix);
         if let Some(s) = site {
-            return self.of_site(s, scope);
+            return Placed::site(s, &self.site_near).with_scope(scope);
         }
         let Some(g) = &self.geo else {
-            return Placement {
-                topology: 0,
-                nearest: 0,
-                scope,
-                site: None,
-            };
+            return Placed::NOWHERE.with_scope(scope);
         };
         let cut = if addr.is_ipv4() {
             ECS_MAX_V4
@@ -275,26 +288,8 @@ impl Placer {
         if prefix <= cut {
             scope = scope.max(p.min(cut));
         }
-        let placed = g.placed.get(i as usize).copied().unwrap_or(Placed {
-            topology: 0,
-            nearest: 0,
-            site: NONE,
-        });
-        Placement {
-            topology: placed.topology,
-            nearest: placed.nearest,
-            scope,
-            site: (placed.site != NONE).then_some(usize::from(placed.site)),
-        }
-    }
-
-    fn of_site(&self, s: usize, scope: u8) -> Placement {
-        Placement {
-            topology: 1 + s as u16,
-            nearest: self.site_near.get(s).copied().unwrap_or(0),
-            scope,
-            site: Some(s),
-        }
+        let placed = g.placed.get(i as usize).copied();
+        placed.unwrap_or(Placed::NOWHERE).with_scope(scope)
     }
 
     /// What the databases say of `addr`, and how far each site is (for explain).
