@@ -4,10 +4,13 @@
 //!  GET  /livez                      200 while the process runs
 //!  GET  /readyz                     503 until the first probe round has finished
 //!  GET  /metrics                    Prometheus (OpenMetrics text)
+//!  GET  /                          the console: a live status page (`console`)
 //!  GET  /v1/status                  every zone, pool and member: health per check, override, load
+//!  GET  /v1/history?limit=&member=  the latest health transitions and operator actions
+//!  GET  /v1/rates                   answers per member per second, the last five minutes
 //!  POST /v1/members/{addr}/{action} drain | undrain | force-up | force-down | clear
 //!  POST /v1/sites/{site}/{action}   the same for every member placed in that site
-//!                                   body (optional): {"reason": "...", "expires": "2h"}
+//!                                   body (optional): {"reason": "...", "expires": "2h", "by": "..."}
 //!  GET  /v1/explain?name=&client=IP[/LEN]&type=A|AAAA
 //!                                   the answer a client would get now, and every step of why
 //!  POST /v1/reload                  like SIGHUP; answers when the new config is live, or with
@@ -40,8 +43,17 @@ pub enum Request {
     Override {
         target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<Duration>)>,
+        /// Who asks, for the history.
+        by: Option<String>,
         reply: oneshot::Sender<Result<(), OverrideError>>,
     },
+    /// The latest events, of one member if given.
+    History {
+        limit: usize,
+        member: Option<IpAddr>,
+        reply: oneshot::Sender<api::HistoryReport>,
+    },
+    Rates(oneshot::Sender<api::RatesReport>),
     Reload(oneshot::Sender<Result<String, ReloadError>>),
     Explain(
         crate::api::explain::Question,
@@ -108,6 +120,12 @@ pub async fn serve(
         .route("/v1/sites/{site}/{action}", post(site))
         .route("/v1/reload", post(reload))
         .route("/v1/explain", get(explain))
+        .route("/v1/history", get(history))
+        .route("/v1/rates", get(rates))
+        .merge(crate::console::routes())
+        .layer(axum::middleware::map_response(
+            crate::console::security_headers,
+        ))
         .with_state(api);
     let shutdown = async move {
         let _ = stop.changed().await;
@@ -173,13 +191,7 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 
 async fn status(State(api): State<Api>) -> Response {
     let (tx, rx) = oneshot::channel();
-    if api.writer.send(Request::Status(tx)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    }
-    match rx.await {
-        Ok(v) => Json(v).into_response(),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    }
+    ask(&api, Request::Status(tx), rx).await
 }
 
 async fn member(
@@ -240,6 +252,15 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         },
     };
     let reason = change.reason.unwrap_or_default();
+    if let Err(e) = check_text("reason", &reason, MAX_REASON) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let by = change.by.filter(|b| !b.trim().is_empty());
+    if let Some(b) = &by
+        && let Err(e) = check_text("by", b, MAX_BY)
+    {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     let change = match action.parse::<Action>() {
         Ok(Action::Clear) => None,
         Ok(Action::Set(kind)) => Some((kind, reason, expires)),
@@ -251,6 +272,7 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         .send(Request::Override {
             target: target.clone(),
             change,
+            by,
             reply: tx,
         })
         .await
@@ -282,6 +304,71 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
     }
 }
 
+/// The longest reason and name an override request may carry (they are saved, logged and shown).
+const MAX_REASON: usize = 500;
+const MAX_BY: usize = 64;
+
+/// Free text from a request: bounded, and no control characters (they would forge log lines).
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!("{field}: longer than {max} bytes"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{field}: control characters are not allowed"));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    member: Option<IpAddr>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    query: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match parameters(query, "?limit=N&member=IP (both optional)") {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let (tx, rx) = oneshot::channel();
+    let req = Request::History {
+        limit: q.limit.unwrap_or(100),
+        member: q.member,
+        reply: tx,
+    };
+    ask(&api, req, rx).await
+}
+
+async fn rates(State(api): State<Api>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    ask(&api, Request::Rates(tx), rx).await
+}
+
+/// A request's query parameters, or why not, saying what was `expected` (for a 400).
+fn parameters<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    expected: &str,
+) -> Result<T, String> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| format!("expected {expected}: {e}"))
+}
+
+/// Send a read request to the writer and answer with its reply as JSON.
+async fn ask<T: serde::Serialize>(api: &Api, req: Request, rx: oneshot::Receiver<T>) -> Response {
+    if api.writer.send(req).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    match rx.await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}
+
 async fn explain(
     State(api): State<Api>,
     query: Result<
@@ -289,14 +376,9 @@ async fn explain(
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Response {
-    let q = match query {
-        Ok(axum::extract::Query(q)) => q,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected ?name=NAME&client=IP[/LEN][&type=A|AAAA]: {e}"),
-            );
-        }
+    let q = match parameters(query, "?name=NAME&client=IP[/LEN][&type=A|AAAA]") {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let (tx, rx) = oneshot::channel();
     if api.writer.send(Request::Explain(q, tx)).await.is_err() {

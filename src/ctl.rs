@@ -110,6 +110,7 @@ pub fn run(api: &str, token_file: Option<&Path>, action: Action) -> Result<Strin
                 let body = OverrideRequest {
                     reason: reason.clone(),
                     expires: expires.clone(),
+                    by: login_name(),
                 };
                 let path = match target {
                     OverrideTarget::Member(a) => format!("members/{a}"),
@@ -347,6 +348,14 @@ fn explain_text(v: &Explanation) -> String {
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.
+/// Who runs `ctl`, for the server's history: the user behind `sudo`, else the login name.
+fn login_name() -> Option<String> {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|n| !n.is_empty() && n.len() <= 64 && !n.chars().any(char::is_control))
+}
+
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;

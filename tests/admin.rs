@@ -550,3 +550,115 @@ names:
     assert!(sample(&text, q) >= 5.0, "{text}");
     drop(up);
 }
+
+/// The raw response (status line, headers, body) to a GET of `path`.
+fn raw_get(s: &Server, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = s.api().trim_start_matches("http://").to_string();
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_console_is_served_with_a_strict_policy_and_history_says_who_and_why() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), true);
+    let s = Server::start(d.path(), &[]);
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console.js", "text/javascript"),
+        ("/console.css", "text/css"),
+    ] {
+        let r = raw_get(&s, path).to_ascii_lowercase();
+        let r = r.split("\r\n\r\n").next().unwrap();
+        assert!(r.starts_with("http/1.1 200"), "{path}: {r}");
+        assert!(r.contains(&format!("content-type: {kind}")), "{path}");
+        assert!(r.contains("x-content-type-options: nosniff"), "{path}");
+        assert!(r.contains("content-security-policy: default-src 'none'; script-src 'self';"));
+        assert!(!r.contains("unsafe-inline"), "{path}");
+    }
+    let page = raw_get(&s, "/");
+    assert!(
+        page.contains("<script src=\"/console.js\""),
+        "the page loads its script"
+    );
+    assert!(!page.contains("<script>"), "no inline script");
+    // The API's answers carry the headers too.
+    assert!(
+        raw_get(&s, "/v1/status")
+            .to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff")
+    );
+
+    // Free text is bounded and has no control characters (they would forge log lines).
+    let body = r#"{"reason": "x", "by": "mallory\nINFO fake line"}"#;
+    let (code, err) = s.http("POST", "/v1/members/192.0.2.1/drain", body, Some("s3cret"));
+    assert_eq!(code, 400, "{err}");
+    assert!(err.contains("by: control characters"), "{err}");
+    let long = format!(r#"{{"reason": "{}"}}"#, "r".repeat(501));
+    let (code, err) = s.http("POST", "/v1/members/192.0.2.1/drain", &long, Some("s3cret"));
+    assert_eq!(code, 400, "{err}");
+    assert!(err.contains("reason: longer than 500"), "{err}");
+    // Refused without the token, and not in the history.
+    let body = r#"{"reason": "patching", "by": "alice", "expires": "1h"}"#;
+    assert_eq!(
+        s.http("POST", "/v1/members/192.0.2.1/drain", body, None).0,
+        401
+    );
+    let (_, h) = s.http("GET", "/v1/history", "", None);
+    assert_eq!(h, r#"{"events":[]}"#);
+
+    let (code, out) = s.http("POST", "/v1/members/192.0.2.1/drain", body, Some("s3cret"));
+    assert_eq!(code, 200, "{out}");
+    let (code, out) = s.http("POST", "/v1/members/192.0.2.1/clear", "", Some("s3cret"));
+    assert_eq!(code, 200, "{out}");
+    let (code, h) = s.http("GET", "/v1/history?limit=10&member=192.0.2.1", "", None);
+    assert_eq!(code, 200, "{h}");
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    let events = h["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{h}");
+    // Newest first: the clear, then the drain with who and why.
+    assert_eq!(
+        (events[0]["from"].as_str(), events[0]["to"].as_str()),
+        (Some("drain"), Some("cleared"))
+    );
+    assert_eq!(events[1]["kind"], "override");
+    assert_eq!(
+        (events[1]["from"].as_str(), events[1]["to"].as_str()),
+        (Some("none"), Some("drain"))
+    );
+    assert_eq!(events[1]["reason"], "patching");
+    assert_eq!(events[1]["by"], "alice");
+    let (code, err) = s.http("GET", "/v1/history?member=nope", "", None);
+    assert_eq!(code, 400, "{err}");
+
+    // Status: the pool's state and TTL, each member's answers and last change.
+    for _ in 0..5 {
+        seen(&s);
+    }
+    let (_, st) = s.http("GET", "/v1/status", "", None);
+    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let pool = &st["zones"][0]["pools"][0];
+    assert_eq!(pool["state"], "healthy", "{pool}");
+    assert_eq!(pool["all_down_answer"], "every member (fail open)");
+    let m = &pool["members"][0];
+    assert_eq!(m["address"], "192.0.2.1");
+    assert_eq!(m["last_change"]["to"], "cleared");
+    assert!(m["answers"].as_u64().unwrap() >= 5, "{m}");
+    // Rates: sampled once a second, the first sample only sets the base.
+    eventually(Duration::from_secs(5), "a rate sample", || {
+        let (_, r) = s.http("GET", "/v1/rates", "", None);
+        let r: serde_json::Value = serde_json::from_str(&r).ok()?;
+        (r["members"].as_array()?.len() == 3
+            && !r["members"][0]["per_second"].as_array()?.is_empty())
+        .then_some(())
+    });
+}

@@ -41,6 +41,9 @@ pub struct OverrideRequest {
     /// A duration (`30m`, `2h`) after which the override ends by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// Who asks (an operator's name), for the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// The answer to a done override request: the target and the action as asked.
@@ -118,7 +121,26 @@ pub struct ZoneStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub pool: String,
+    /// `healthy`, `degraded` (a member is down: the TTL is halved) or `all-down`. (Defaults
+    /// keep `ctl` reading the status of a server from before the console.)
+    #[serde(default)]
+    pub state: PoolState,
+    /// The TTL answered with now.
+    #[serde(default)]
+    pub ttl: u32,
+    /// What the pool answers when every member is down (`when_all_down`).
+    #[serde(default)]
+    pub all_down_answer: String,
     pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolState {
+    #[default]
+    Healthy,
+    Degraded,
+    AllDown,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,7 +158,62 @@ pub struct MemberStatus {
     pub site_override: Option<Override>,
     /// Smoothed spare capacity from load reports (least-loaded), 0..=1.
     pub spare_capacity: Option<f64>,
+    /// Address records of this member handed out in answers of this pool (a counter).
+    #[serde(default)]
+    pub answers: u64,
+    /// The member's latest event in the history: the last change and why.
+    #[serde(default)]
+    pub last_change: Option<Event>,
     pub checks: Vec<CheckStatus>,
+}
+
+/// `GET /v1/history`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryReport {
+    pub events: Vec<Event>,
+}
+
+/// A health transition of a member's check, or an operator's action on a member or a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Orders the events of one server.
+    pub seq: u64,
+    pub unix: u64,
+    pub member: Option<IpAddr>,
+    pub site: Option<String>,
+    pub kind: EventKind,
+    /// The check that changed (health events).
+    pub check: Option<String>,
+    /// Health: `up`, `down`, `unknown`; overrides: `none`, `drain`, `force-up`, `force-down`,
+    /// `cleared`, `expired`.
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// Who acted (overrides): the name given with the request, or the cluster node.
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    Health,
+    Override,
+}
+
+/// `GET /v1/rates`: answers per member per second, sampled by the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RatesReport {
+    pub interval_seconds: u32,
+    pub members: Vec<MemberRate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRate {
+    pub zone: String,
+    pub pool: String,
+    pub address: IpAddr,
+    /// Oldest first, one per interval.
+    pub per_second: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,8 +266,11 @@ mod tests {
                 set_unix: 1,
                 expires_unix: None,
                 node: None,
+                by: None,
             }),
             spare_capacity: None,
+            answers: 0,
+            last_change: None,
             checks: vec![CheckStatus {
                 check: "web".into(),
                 status: Status::Down,

@@ -128,6 +128,9 @@ pub struct Override {
     /// The cluster node that took it (none without a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Who set it: the name given with the request (`gslbd ctl` sends the user's login name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Override {
@@ -171,6 +174,7 @@ mod tests {
             set_unix: 1000,
             expires_unix: Some(1600),
             node: None,
+            by: None,
         };
         assert_eq!(o.describe(1000), "drain (patching), expires in 10m");
         let o = Override {
@@ -179,6 +183,7 @@ mod tests {
             set_unix: 1000,
             expires_unix: None,
             node: None,
+            by: None,
         };
         assert_eq!(o.describe(1000), "force-down");
     }

@@ -232,13 +232,30 @@ impl HealthStore {
     }
 
     /// Drop overrides whose expiry has passed (`now_unix`, seconds since the epoch). Returns
-    /// whether any was dropped.
-    pub fn expire_overrides(&mut self, now_unix: u64) -> bool {
-        let before = self.overrides.len();
-        let live = |o: &super::overrides::Override| o.expires_unix.is_none_or(|t| t > now_unix);
-        self.overrides.members.retain(|_, o| live(o));
-        self.overrides.sites.retain(|_, o| live(o));
-        self.overrides.len() != before
+    /// those dropped.
+    pub fn expire_overrides(
+        &mut self,
+        now_unix: u64,
+    ) -> Vec<(super::overrides::OverrideTarget, super::overrides::Override)> {
+        use super::overrides::OverrideTarget;
+        let ended = |o: &super::overrides::Override| o.expires_unix.is_some_and(|t| t <= now_unix);
+        let mut gone = Vec::new();
+        let o = &mut self.overrides;
+        o.members.retain(|a, v| {
+            let keep = !ended(v);
+            if !keep {
+                gone.push((OverrideTarget::Member(*a), v.clone()));
+            }
+            keep
+        });
+        o.sites.retain(|s, v| {
+            let keep = !ended(v);
+            if !keep {
+                gone.push((OverrideTarget::Site(s.clone()), v.clone()));
+            }
+            keep
+        });
+        gone
     }
 }
 
@@ -327,6 +344,7 @@ mod tests {
             set_unix: 100,
             expires_unix: expires,
             node: None,
+            by: None,
         };
         s.overrides
             .set(&OverrideTarget::Site("fra".into()), Some(o(Some(160))));
@@ -334,8 +352,8 @@ mod tests {
             &OverrideTarget::Member("192.0.2.1".parse().unwrap()),
             Some(o(None)),
         );
-        assert!(!s.expire_overrides(159));
-        assert!(s.expire_overrides(160));
+        assert!(s.expire_overrides(159).is_empty());
+        assert_eq!(s.expire_overrides(160).len(), 1);
         assert_eq!(s.overrides.len(), 1, "the one without expiry stays");
     }
 }

@@ -342,6 +342,15 @@ impl Writer {
                         tracing::info!(target = %target, "override cleared in the cluster: {target}")
                     }
                 }
+                let previous = self.table.overrides().get(&target).cloned();
+                let to = value.as_ref().map_or("cleared", |o| o.kind.as_str());
+                let reason = value.as_ref().map(|o| o.reason.clone());
+                // Who: the operator's name if one was given, else the node that took it.
+                let by = value
+                    .as_ref()
+                    .and_then(|o| o.by.clone().or_else(|| o.node.clone()))
+                    .or_else(|| Some("the cluster".to_string()));
+                self.override_event(&target, previous.as_ref(), to, reason, by);
                 self.table.set_override(&target, value);
                 self.save_overrides();
             }
@@ -394,18 +403,20 @@ impl Writer {
     }
 
     /// A change of a probe's status that the quorum made (not this node's own probe).
-    pub(super) fn log_quorum(&self, key: &ProbeKey, tr: &Transition) {
+    pub(super) fn log_quorum(&mut self, key: &ProbeKey, tr: &Transition) {
+        let (check, votes) = (self.table.check_names(key), self.table.votes_text(key));
         tracing::info!(
             member = %key.address,
             from = %tr.from,
             to = %tr.to,
-            "health: {} check {}: {} -> {} by the cluster's votes ({})",
+            "health: {} check {}: {} -> {} by the cluster's votes ({votes})",
             key.address,
-            self.table.check_names(key),
+            check,
             tr.from,
             tr.to,
-            self.table.votes_text(key)
         );
+        let reason = format!("the cluster's votes: {votes}");
+        self.health_event(key.address, check, tr, reason);
     }
 
     pub(super) fn save_overrides(&self) {

@@ -26,6 +26,8 @@ use crate::probe::load::LoadKey;
 use crate::state;
 
 mod cluster;
+mod history;
+mod rates;
 mod table;
 
 pub use cluster::lease_ttl;
@@ -56,6 +58,10 @@ struct Writer {
     clock: Clock,
     /// With `cluster:`: this node's membership.
     cluster: Option<cluster::Member>,
+    /// Recent health transitions and operator actions, for the console.
+    history: history::History,
+    /// Answers per member per second, sampled once a second.
+    rates: rates::Rates,
 }
 
 /// How the writer runs.
@@ -171,6 +177,9 @@ impl Writer {
         self.state_dir = state_dir;
         self.unpublish(&changes.removed);
         self.reapply_cluster();
+        let (members, sites) = self.table.members_and_sites();
+        self.history
+            .retain(|a| members.contains(&a), |s| sites.contains(s));
         crate::sys::release_freed_memory();
         Ok(format!(
             "generation {}: {} probe(s) added, {} removed",
@@ -185,6 +194,7 @@ impl Writer {
         &mut self,
         target: OverrideTarget,
         change: Option<(OverrideKind, String, Option<std::time::Duration>)>,
+        by: Option<String>,
     ) -> Result<Option<Override>, admin::OverrideError> {
         use admin::OverrideError::{NotFound, NotSaved};
         if change.is_some() {
@@ -209,6 +219,7 @@ impl Writer {
             set_unix: now,
             expires_unix: expires.map(|d| now + d.as_secs().max(1)),
             node: self.cluster.as_ref().map(|m| m.settings.node.clone()),
+            by: by.clone(),
         });
         self.table.set_override(&target, ov.clone());
         if let Err(e) = state::save_overrides(&self.state_dir, self.table.overrides()) {
@@ -221,13 +232,68 @@ impl Writer {
             tracing::error!(target = %target, "override of {target} refused: {msg}");
             return Err(NotSaved(msg));
         }
+        let who = by
+            .as_deref()
+            .map_or_else(String::new, |b| format!(" by {b}"));
         match &ov {
             Some(o) => {
-                tracing::info!(target = %target, "override: {target} {}", o.describe(now))
+                tracing::info!(target = %target, "override: {target} {}{who}", o.describe(now))
             }
-            None => tracing::info!(target = %target, "override: {target} cleared"),
+            None => tracing::info!(target = %target, "override: {target} cleared{who}"),
         }
+        let to = ov.as_ref().map_or("cleared", |o| o.kind.as_str());
+        let reason = ov.as_ref().map(|o| o.reason.clone());
+        self.override_event(&target, previous.as_ref(), to, reason, by);
         Ok(ov)
+    }
+
+    /// Put a health transition of a member's check in the history.
+    fn health_event(
+        &mut self,
+        member: std::net::IpAddr,
+        check: String,
+        tr: &crate::health::Transition,
+        reason: String,
+    ) {
+        self.history.push(crate::api::Event {
+            seq: 0,
+            unix: self.clock.unix(),
+            member: Some(member),
+            site: None,
+            kind: crate::api::EventKind::Health,
+            check: Some(check),
+            from: tr.from.to_string(),
+            to: tr.to.to_string(),
+            reason,
+            by: None,
+        });
+    }
+
+    /// Put an operator's action (or an override's expiry) in the history.
+    fn override_event(
+        &mut self,
+        target: &OverrideTarget,
+        previous: Option<&Override>,
+        to: &str,
+        reason: Option<String>,
+        by: Option<String>,
+    ) {
+        let (member, site) = match target {
+            OverrideTarget::Member(a) => (Some(*a), None),
+            OverrideTarget::Site(s) => (None, Some(s.clone())),
+        };
+        self.history.push(crate::api::Event {
+            seq: 0,
+            unix: self.clock.unix(),
+            member,
+            site,
+            kind: crate::api::EventKind::Override,
+            check: None,
+            from: previous.map_or("none", |o| o.kind.as_str()).to_string(),
+            to: to.to_string(),
+            reason: reason.unwrap_or_default(),
+            by,
+        });
     }
 
     /// One probe report: health, logs, metrics, and this node's observation for the cluster.
@@ -263,6 +329,12 @@ impl Writer {
             );
             return false;
         };
+        // In a cluster this node's view is one vote: say whose.
+        let reason = match &self.cluster {
+            Some(m) => format!("{} saw: {}", m.settings.node, r.outcome.reason),
+            None => r.outcome.reason.clone(),
+        };
+        self.health_event(r.key.address, names.clone(), &tr, reason);
         metrics
             .transitions
             .get_or_create(&TransitionLabels {
@@ -367,6 +439,8 @@ pub async fn run_with(
         load_tx,
         clock: Clock::new(),
         cluster: member,
+        history: history::History::default(),
+        rates: rates::Rates::default(),
     };
     w.cluster_metrics();
     let _ = ready.send(w.table.first_round_done());
@@ -410,12 +484,16 @@ pub async fn run_with(
                     dirty |= r.is_ok();
                     log_reload(&w.table, &r);
                 }
-                if w.table.expire_overrides(w.clock.unix()) {
-                    tracing::info!("override expired");
-                    if let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides()) {
-                        let path = state::overrides_path(&w.state_dir);
-                        tracing::warn!("cannot save overrides to {}: {e}", path.display());
-                    }
+                let expired = w.table.expire_overrides(w.clock.unix());
+                for (target, o) in &expired {
+                    tracing::info!(target = %target, "override: {target} {} expired", o.kind);
+                    w.override_event(target, Some(o), "expired", Some(o.reason.clone()), o.by.clone());
+                }
+                if !expired.is_empty()
+                    && let Err(e) = state::save_overrides(&w.state_dir, w.table.overrides())
+                {
+                    let path = state::overrides_path(&w.state_dir);
+                    tracing::warn!("cannot save overrides to {}: {e}", path.display());
                 }
             }
             _ = geo_poll.tick() => {
@@ -440,10 +518,17 @@ pub async fn run_with(
                 admin::Request::Status(reply) => {
                     let mut report = w.table.status(w.clock.now());
                     report.cluster = w.cluster.as_ref().map(cluster::Member::status);
+                    for m in report.zones.iter_mut().flat_map(|z| &mut z.pools).flat_map(|p| &mut p.members) {
+                        m.last_change = w.history.last_of(m.address).cloned();
+                    }
                     let _ = reply.send(report);
                 }
-                admin::Request::Override { target, change, reply } => {
-                    match w.set_override(target.clone(), change) {
+                admin::Request::History { limit, member, reply } => {
+                    let _ = reply.send(crate::api::HistoryReport { events: w.history.latest(limit, member) });
+                }
+                admin::Request::Rates(reply) => { let _ = reply.send(w.rates.report()); }
+                admin::Request::Override { target, change, by, reply } => {
+                    match w.set_override(target.clone(), change, by) {
                         Ok(value) => w.share_override(target, value, reply),
                         Err(e) => { let _ = reply.send(Err(e)); }
                     }
@@ -457,6 +542,8 @@ pub async fn run_with(
                 }
             },
             _ = flush.tick() => {
+                let counts = w.table.answer_counts();
+                w.rates.sample(w.clock.now(), counts.iter().map(|(z, p, a, n)| (z.as_str(), *p, *a, *n)));
                 if dirty {
                     dirty = false;
                     save(&w.table, &w.state_dir);
@@ -724,6 +811,7 @@ names:
         let req = admin::Request::Override {
             target: OverrideTarget::Member(address),
             change,
+            by: Some("alice".into()),
             reply: tx,
         };
         h.api.send(req).await.unwrap();
@@ -733,6 +821,28 @@ names:
         assert!(h.member(1).await.own_override.is_some(), "9 s: still there");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(h.member(1).await.own_override.is_none(), "gone after 10 s");
+        // The history has both: who set it and why, then its expiry.
+        let (tx, rx) = oneshot::channel();
+        let member = Some(address);
+        let req = admin::Request::History {
+            limit: 10,
+            member,
+            reply: tx,
+        };
+        h.api.send(req).await.unwrap();
+        let events = rx.await.unwrap().events;
+        let seen: Vec<(&str, &str, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.by.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("drain", "expired", Some("alice")),
+                ("none", "drain", Some("alice"))
+            ]
+        );
+        assert_eq!(events[1].reason, "patching");
         h.stop().await;
     }
 

@@ -212,6 +212,29 @@ impl Table {
             .any(|s| s.name == name)
     }
 
+    /// Every member address and site name of the config.
+    pub fn members_and_sites(
+        &self,
+    ) -> (
+        std::collections::HashSet<IpAddr>,
+        std::collections::HashSet<&str>,
+    ) {
+        let zones = &self.config.zones;
+        (
+            zones
+                .iter()
+                .flat_map(|z| &z.pools)
+                .flat_map(|p| &p.members)
+                .map(|m| m.address)
+                .collect(),
+            zones
+                .iter()
+                .flat_map(|z| &z.sites)
+                .map(|s| s.name.as_str())
+                .collect(),
+        )
+    }
+
     /// Whether `addr` is a member of any pool.
     pub fn is_member(&self, addr: IpAddr) -> bool {
         self.config
@@ -246,14 +269,14 @@ impl Table {
     }
 
     /// Drop overrides whose expiry has passed (`now_unix`, seconds since the epoch). Returns
-    /// whether any was dropped.
-    pub fn expire_overrides(&mut self, now_unix: u64) -> bool {
-        let changed = self.health.expire_overrides(now_unix);
-        if changed {
+    /// those dropped.
+    pub fn expire_overrides(&mut self, now_unix: u64) -> Vec<(OverrideTarget, Override)> {
+        let gone = self.health.expire_overrides(now_unix);
+        if !gone.is_empty() {
             self.recompute_all();
             self.live.publish(self.snapshot());
         }
-        changed
+        gone
     }
 
     /// Whether every probe has reported at least once (the first round is done).

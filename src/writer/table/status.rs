@@ -2,8 +2,13 @@
 
 use std::time::Instant;
 
+use std::net::IpAddr;
+
 use super::Table;
-use crate::api;
+use crate::api::{self, PoolState};
+use crate::health::Status;
+use crate::metrics::cell_of;
+use crate::model::{self, WhenAllDown};
 use crate::plan::PoolId;
 
 impl Table {
@@ -54,12 +59,29 @@ impl Table {
                                 .cloned(),
                             site,
                             spare_capacity: self.load_state(id, mi).and_then(|l| l.capacity),
+                            answers: self.answers(id, m.address),
+                            last_change: None,
                             checks,
                         }
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                let down = members.iter().filter(|m| m.status == Status::Down).count();
+                let state = match down {
+                    0 => PoolState::Healthy,
+                    d if d == members.len() => PoolState::AllDown,
+                    _ => PoolState::Degraded,
+                };
                 pools.push(api::PoolStatus {
                     pool: p.name.clone(),
+                    state,
+                    // Halved while degraded, as the answers are (DESIGN §4); all down and
+                    // answering anyway counts as degraded.
+                    ttl: if state == PoolState::Healthy {
+                        p.ttl
+                    } else {
+                        p.ttl / 2
+                    },
+                    all_down_answer: when_all_down(p),
                     members,
                 });
                 id += 1;
@@ -74,6 +96,35 @@ impl Table {
             cluster: None,
             zones,
         }
+    }
+
+    /// Address records of `address` handed out in answers of pool `id`.
+    fn answers(&self, id: PoolId, address: IpAddr) -> u64 {
+        self.pool_cells
+            .get(id as usize)
+            .and_then(|c| cell_of(c, address))
+            .map_or(0, |c| c.hits())
+    }
+
+    /// Every member's answer counter: (zone, pool, member, answers), for the console's rates.
+    pub fn answer_counts(&self) -> Vec<(String, &str, IpAddr, u64)> {
+        let mut out = Vec::new();
+        let mut id: PoolId = 0;
+        for z in &self.config.zones {
+            let zone = z.origin.to_string();
+            for p in z.pools.iter() {
+                for m in p.members.iter() {
+                    out.push((
+                        zone.clone(),
+                        p.name.as_str(),
+                        m.address,
+                        self.answers(id, m.address),
+                    ));
+                }
+                id += 1;
+            }
+        }
+        out
     }
 
     /// Each node's view of a probe (none without a cluster).
@@ -91,5 +142,19 @@ impl Table {
                 })
             })
             .collect()
+    }
+}
+
+/// What a pool answers when every member is down, as the console shows it.
+fn when_all_down(p: &model::Pool) -> String {
+    match &p.when_all_down {
+        WhenAllDown::All => "every member (fail open)".to_string(),
+        WhenAllDown::None => "no address (NODATA)".to_string(),
+        WhenAllDown::ServFail => "SERVFAIL".to_string(),
+        WhenAllDown::Addresses(a) => {
+            let each: Vec<String> = a.iter().map(ToString::to_string).collect();
+            format!("the fallback addresses {}", each.join(", "))
+        }
+        WhenAllDown::Pool(name) => format!("what pool {name} answers"),
     }
 }
