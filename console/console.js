@@ -252,10 +252,14 @@ function updateRow(r, m, now) {
   setAttr(c.state, 'title', o ? describeOverride(m, o, via, now) : `health: ${m.status}`);
   // The override cell: where it comes from, the health underneath it, the time left.
   const left = o && o.expires_unix ? `${span(o.expires_unix - now)} left` : '';
-  fill(c.override, key(via, o && o.by, m.status, left), () => (o ? [
+  // Rebuilt when the override changes; the time left is only text, so a tooltip being read
+  // is not replaced every second.
+  fill(c.override, key(via, o && o.by, m.status, !!left), () => (o ? [
     el('span', { class: 'via' }, `${via}${o.by ? ` by ${o.by}` : ''}`), ' · health ',
     el('span', { class: cls(m.status), title: 'health under the override' }, m.status),
-    left ? el('span', { class: 'muted' }, ` · ${left}`) : null] : []));
+    left ? el('span', { class: 'muted left' }) : null] : []));
+  const leftSpan = c.override.querySelector('.left');
+  if (leftSpan) setText(leftSpan, ` · ${left}`);
   setAttr(c.override, 'title', o ? describeOverride(m, o, via, now) : null);
   const ev = m.last_change || null;
   setText(c.reason, ev ? ev.reason || '' : '');
@@ -303,8 +307,14 @@ function updatePool(ps, p, words) {
   let note = ttl === null ? '' : `TTL ${ttl} s`;
   if (st === 'degraded' && ttl !== null) note = `TTL halved: ${ttl} s`;
   if (st === 'all-down') note = `all down, answers ${p.all_down_answer || 'no addresses'}`;
+  // A dual-stack pool whose families differ: each is answered on its own.
+  const fams = p.families || [];
+  if (fams.length > 1 && fams.some((f) => f.state !== fams[0].state)) {
+    note += ` (${fams.map((f) => `${f.family}: ${f.state}, TTL ${f.ttl} s`).join('; ')})`;
+  }
   setText(ps.note, note);
-  const serving = words.filter((w) => w === 'up' || w === 'forced-up').length;
+  // Unknown members (not probed yet) are answered too: fail open at a cold start.
+  const serving = words.filter((w) => w === 'up' || w === 'unknown' || w === 'forced-up').length;
   setText(ps.count, `${serving} of ${words.length} serving`);
   return st;
 }
@@ -380,11 +390,23 @@ function updateSites(sites) {
 
 // ---- rates and history ---------------------------------------------------------------------
 
+// The first poll takes five minutes of samples; later ones only the samples taken since
+// (`?after=`), appended here: a few numbers per member per poll, not 300.
+let ratesTaken = null;
 function renderRates(r) {
   rateInterval = r.interval_seconds || 1;
-  rates = new Map((r.members || []).map((m) => [key(m.zone, m.pool, m.address), m.per_second || []]));
+  const incremental = ratesTaken !== null;
+  const next = new Map();
+  for (const m of r.members || []) {
+    const k = key(m.zone, m.pool, m.address);
+    const had = incremental ? rates.get(k) || [] : [];
+    next.set(k, had.concat(m.per_second || []).slice(-SPARK_N));
+  }
+  rates = next; // members gone from the server are gone here
+  ratesTaken = typeof r.taken === 'number' ? r.taken : null;
   for (const [k, row] of rows) drawRate(row, rates.get(k));
 }
+const ratesPath = () => (ratesTaken === null ? '/v1/rates' : `/v1/rates?after=${ratesTaken}`);
 
 let historySig = '';
 function renderHistory(events, now) {
@@ -432,17 +454,23 @@ async function pollStatus() {
 }
 
 // /v1/rates and /v1/history: on failure the rest of the page goes on, with a note.
+// A poll that starts while another is on its way is skipped: answers never arrive out of order.
 function sidePoll(what, path, render, note) {
+  let busy = false;
   return async () => {
+    if (busy) return;
+    busy = true;
     try {
-      render(await getJSON(path));
+      render(await getJSON(typeof path === 'function' ? path() : path));
       setText($(note), '');
     } catch (e) {
       setText($(note), `${what} unavailable: ${e.message}`);
+    } finally {
+      busy = false;
     }
   };
 }
-const pollRates = sidePoll('rates', '/v1/rates', renderRates, '#side-error');
+const pollRates = sidePoll('rates', ratesPath, renderRates, '#side-error');
 const pollHistory = sidePoll('history', `/v1/history?limit=${HISTORY_LIMIT}`,
   (h) => renderHistory((h.events || []).slice(0, HISTORY_LIMIT), serverNow()), '#history-error');
 

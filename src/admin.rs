@@ -7,7 +7,8 @@
 //!  GET  /                          the console: a live status page (`console`)
 //!  GET  /v1/status                  every zone, pool and member: health per check, override, load
 //!  GET  /v1/history?limit=&member=  the latest health transitions and operator actions
-//!  GET  /v1/rates                   answers per member per second, the last five minutes
+//!  GET  /v1/rates?after=N           answers per member per second, the last five minutes (or
+//!                                   the samples after the N-th)
 //!  POST /v1/members/{addr}/{action} drain | undrain | force-up | force-down | clear
 //!  POST /v1/sites/{site}/{action}   the same for every member placed in that site
 //!                                   body (optional): {"reason": "...", "expires": "2h", "by": "..."}
@@ -53,7 +54,8 @@ pub enum Request {
         member: Option<IpAddr>,
         reply: oneshot::Sender<api::HistoryReport>,
     },
-    Rates(oneshot::Sender<api::RatesReport>),
+    /// Every member's rates, or only the samples taken after the given count.
+    Rates(Option<u64>, oneshot::Sender<api::RatesReport>),
     Reload(oneshot::Sender<Result<String, ReloadError>>),
     Explain(
         crate::api::explain::Question,
@@ -123,6 +125,10 @@ pub async fn serve(
         .route("/v1/history", get(history))
         .route("/v1/rates", get(rates))
         .merge(crate::console::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            same_origin,
+        ))
         .layer(axum::middleware::map_response(
             crate::console::security_headers,
         ))
@@ -255,7 +261,10 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
     if let Err(e) = check_text("reason", &reason, MAX_REASON) {
         return error(StatusCode::BAD_REQUEST, e);
     }
-    let by = change.by.filter(|b| !b.trim().is_empty());
+    let by = change
+        .by
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty());
     if let Some(b) = &by
         && let Err(e) = check_text("by", b, MAX_BY)
     {
@@ -308,15 +317,80 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
 const MAX_REASON: usize = 500;
 const MAX_BY: usize = 64;
 
-/// Free text from a request: bounded, and no control characters (they would forge log lines).
+/// Free text from a request: bounded, and no control characters (they would forge log lines)
+/// nor invisible formatting (bidirectional overrides, line separators, zero-width marks) that
+/// would make it read differently on the page or in a log than it is.
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
     if text.len() > max {
         return Err(format!("{field}: longer than {max} bytes"));
     }
-    if text.chars().any(char::is_control) {
-        return Err(format!("{field}: control characters are not allowed"));
+    let invisible = |c: char| {
+        matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if text.chars().any(|c| c.is_control() || invisible(c)) {
+        return Err(format!(
+            "{field}: control characters and invisible formatting characters are not allowed"
+        ));
     }
     Ok(())
+}
+
+/// Refuse what a web page elsewhere could make the operator's browser send: a write whose
+/// `Origin` is not this API (cross-site request forgery: a form or a `no-cors` fetch needs no
+/// preflight), and, without a token, any request for a host name other than an address or
+/// `localhost` (DNS rebinding: a page whose name resolves to 127.0.0.1 reading the API as its
+/// own origin). `gslbd ctl` and curl send no `Origin` and name the address.
+async fn same_origin(
+    State(api): State<Api>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let host = h.get("host").and_then(|v| v.to_str().ok());
+    if let Some(host) = host
+        && api.token.is_none()
+        && !is_address_or_localhost(host)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "host {host:?}: without an API token the admin API answers only to an address \
+                 or localhost (set api.token_file to reach it by name)"
+            ),
+        );
+    }
+    let write = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let origin = h.get("origin").and_then(|v| v.to_str().ok());
+    if write
+        && let Some(origin) = origin
+        && host.is_none_or(|host| {
+            origin
+                .strip_prefix("http://")
+                .or(origin.strip_prefix("https://"))
+                != Some(host)
+        })
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("a write from origin {origin:?}, not this API's: refused"),
+        );
+    }
+    next.run(req).await
+}
+
+/// `127.0.0.1:8053`, `[::1]:8053`, `localhost:8053` (the port optional).
+fn is_address_or_localhost(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split_once(']')
+            .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 #[derive(serde::Deserialize)]
@@ -343,9 +417,22 @@ async fn history(
     ask(&api, req, rx).await
 }
 
-async fn rates(State(api): State<Api>) -> Response {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatesQuery {
+    after: Option<u64>,
+}
+
+async fn rates(
+    State(api): State<Api>,
+    query: Result<axum::extract::Query<RatesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match parameters(query, "?after=N (optional)") {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let (tx, rx) = oneshot::channel();
-    ask(&api, Request::Rates(tx), rx).await
+    ask(&api, Request::Rates(q.after, tx), rx).await
 }
 
 /// A request's query parameters, or why not, saying what was `expected` (for a 400).

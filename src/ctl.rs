@@ -347,7 +347,6 @@ fn explain_text(v: &Explanation) -> String {
     out.join("\n")
 }
 
-/// A path segment with everything but unreserved characters percent-encoded.
 /// Who runs `ctl`, for the server's history: the user behind `sudo`, else the login name.
 fn login_name() -> Option<String> {
     ["SUDO_USER", "USER", "LOGNAME"]
@@ -356,6 +355,7 @@ fn login_name() -> Option<String> {
         .find(|n| !n.is_empty() && n.len() <= 64 && !n.chars().any(char::is_control))
 }
 
+/// A path segment with everything but unreserved characters percent-encoded.
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -553,18 +553,60 @@ names:
 
 /// The raw response (status line, headers, body) to a GET of `path`.
 fn raw_get(s: &Server, path: &str) -> String {
+    let addr = s.api().trim_start_matches("http://").to_string();
+    raw(s, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n"))
+}
+
+/// The raw response to `head` (request line and headers, each ending in CRLF).
+fn raw(s: &Server, head: &str) -> String {
     use std::io::{Read, Write};
     let addr = s.api().trim_start_matches("http://").to_string();
     let mut c = std::net::TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(c, "{head}Connection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     c.read_to_string(&mut out).unwrap();
     out
+}
+
+/// What a web page elsewhere could make the operator's browser send is refused: a write from
+/// another origin (CSRF), and, without a token, a request for a host name (DNS rebinding).
+#[test]
+fn requests_a_foreign_page_could_send_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    zone(d.path(), false);
+    let s = Server::start(d.path(), &[]);
+    let addr = s.api().trim_start_matches("http://").to_string();
+    let status = |r: String| r.split_whitespace().nth(1).unwrap_or("").to_string();
+    let rebound = raw(&s, "GET /v1/status HTTP/1.1\r\nHost: evil.example:8053\r\n");
+    assert_eq!(status(rebound.clone()), "403", "{rebound}");
+    assert!(rebound.contains("api.token_file"), "{rebound}");
+    for host in [
+        addr.clone(),
+        format!("localhost:{}", s.api().rsplit(':').next().unwrap()),
+    ] {
+        let r = raw(&s, &format!("GET /v1/status HTTP/1.1\r\nHost: {host}\r\n"));
+        assert_eq!(status(r), "200", "{host}");
+    }
+    let post = |origin: &str| {
+        raw(
+            &s,
+            &format!(
+                "POST /v1/members/192.0.2.1/drain HTTP/1.1\r\nHost: {addr}\r\n\
+                 Origin: {origin}\r\nContent-Length: 0\r\n"
+            ),
+        )
+    };
+    let forged = post("http://evil.example");
+    assert_eq!(status(forged.clone()), "403", "{forged}");
+    assert_eq!(
+        seen(&s),
+        set(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]),
+        "applied anyway"
+    );
+    // The console's own writes carry its origin.
+    assert_eq!(status(post(&format!("http://{addr}"))), "200");
+    assert_eq!(seen(&s), set(&["192.0.2.2", "192.0.2.3"]));
 }
 
 #[test]
@@ -603,6 +645,9 @@ fn the_console_is_served_with_a_strict_policy_and_history_says_who_and_why() {
     let (code, err) = s.http("POST", "/v1/members/192.0.2.1/drain", body, Some("s3cret"));
     assert_eq!(code, 400, "{err}");
     assert!(err.contains("by: control characters"), "{err}");
+    let body = "{\"reason\": \"ok \u{202e}txt.exe\"}";
+    let (code, err) = s.http("POST", "/v1/members/192.0.2.1/drain", body, Some("s3cret"));
+    assert_eq!(code, 400, "a bidirectional override: {err}");
     let long = format!(r#"{{"reason": "{}"}}"#, "r".repeat(501));
     let (code, err) = s.http("POST", "/v1/members/192.0.2.1/drain", &long, Some("s3cret"));
     assert_eq!(code, 400, "{err}");
@@ -648,6 +693,12 @@ fn the_console_is_served_with_a_strict_policy_and_history_says_who_and_why() {
     let st: serde_json::Value = serde_json::from_str(&st).unwrap();
     let pool = &st["zones"][0]["pools"][0];
     assert_eq!(pool["state"], "healthy", "{pool}");
+    assert_eq!(pool["families"][0]["family"], "A", "{pool}");
+    assert_eq!(
+        pool["families"].as_array().unwrap().len(),
+        1,
+        "no IPv6 member"
+    );
     assert_eq!(pool["all_down_answer"], "every member (fail open)");
     let m = &pool["members"][0];
     assert_eq!(m["address"], "192.0.2.1");

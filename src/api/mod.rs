@@ -128,13 +128,26 @@ pub struct PoolStatus {
     /// The TTL answered with now.
     #[serde(default)]
     pub ttl: u32,
+    /// Per address family (A, AAAA: each is judged alone, as the answers are); `state` and
+    /// `ttl` above are the worst family's.
+    #[serde(default)]
+    pub families: Vec<FamilyState>,
     /// What the pool answers when every member is down (`when_all_down`).
     #[serde(default)]
     pub all_down_answer: String,
     pub members: Vec<MemberStatus>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FamilyState {
+    /// `A` or `AAAA`.
+    pub family: String,
+    pub state: PoolState,
+    pub ttl: u32,
+}
+
+/// Ordered from good to bad.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PoolState {
     #[default]
@@ -204,6 +217,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RatesReport {
     pub interval_seconds: u32,
+    /// Samples taken so far; `?after=` this gives only the ones taken since.
+    pub taken: u64,
     pub members: Vec<MemberRate>,
 }
 

@@ -270,15 +270,22 @@ impl Writer {
             }
         }
         if self.table.overrides() != &view.overrides {
+            let mut changed = Vec::new();
             for (target, o) in view.overrides.iter() {
-                if self.table.overrides().get(&target) != Some(o) {
+                let was = self.table.overrides().get(&target);
+                if was != Some(o) {
                     tracing::info!(target = %target, "override from the cluster: {target} {}", o.describe(self.clock.unix()));
+                    changed.push((target, was.cloned(), Some(o.clone())));
                 }
             }
-            for (target, _) in self.table.overrides().iter() {
+            for (target, o) in self.table.overrides().iter() {
                 if view.overrides.get(&target).is_none() {
                     tracing::info!(target = %target, "override cleared in the cluster: {target}");
+                    changed.push((target, Some(o.clone()), None));
                 }
+            }
+            for (target, was, now) in changed {
+                self.cluster_override_event(&target, was.as_ref(), now.as_ref());
             }
             self.table.replace_overrides(view.overrides.clone());
             self.save_overrides();
@@ -343,14 +350,7 @@ impl Writer {
                     }
                 }
                 let previous = self.table.overrides().get(&target).cloned();
-                let to = value.as_ref().map_or("cleared", |o| o.kind.as_str());
-                let reason = value.as_ref().map(|o| o.reason.clone());
-                // Who: the operator's name if one was given, else the node that took it.
-                let by = value
-                    .as_ref()
-                    .and_then(|o| o.by.clone().or_else(|| o.node.clone()))
-                    .or_else(|| Some("the cluster".to_string()));
-                self.override_event(&target, previous.as_ref(), to, reason, by);
+                self.cluster_override_event(&target, previous.as_ref(), value.as_ref());
                 self.table.set_override(&target, value);
                 self.save_overrides();
             }
@@ -417,6 +417,22 @@ impl Writer {
         );
         let reason = format!("the cluster's votes: {votes}");
         self.health_event(key.address, check, tr, reason);
+    }
+
+    /// An override that came from etcd, in the history. Who: the operator's name if one was
+    /// given, else the node that took it.
+    fn cluster_override_event(
+        &mut self,
+        target: &OverrideTarget,
+        previous: Option<&Override>,
+        value: Option<&Override>,
+    ) {
+        let to = value.map_or("cleared", |o| o.kind.as_str());
+        let by = value
+            .and_then(|o| o.by.clone().or_else(|| o.node.clone()))
+            .unwrap_or_else(|| "the cluster".to_string());
+        let reason = value.map(|o| o.reason.clone());
+        self.override_event(target, previous, to, reason, Some(by));
     }
 
     pub(super) fn save_overrides(&self) {

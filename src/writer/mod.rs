@@ -446,6 +446,8 @@ pub async fn run_with(
     let _ = ready.send(w.table.first_round_done());
     let mut dirty = false;
     let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    // After a stall (a long reload), one tick late rather than a burst: rates are per second.
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Slow-start ramps, stale load reports and expiring overrides change answers over time.
     let mut clock = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut resign_after = 0u64;
@@ -526,7 +528,7 @@ pub async fn run_with(
                 admin::Request::History { limit, member, reply } => {
                     let _ = reply.send(crate::api::HistoryReport { events: w.history.latest(limit, member) });
                 }
-                admin::Request::Rates(reply) => { let _ = reply.send(w.rates.report()); }
+                admin::Request::Rates(after, reply) => { let _ = reply.send(w.rates.report(after)); }
                 admin::Request::Override { target, change, by, reply } => {
                     match w.set_override(target.clone(), change, by) {
                         Ok(value) => w.share_override(target, value, reply),

@@ -24,6 +24,8 @@ struct Series {
 pub struct Rates {
     series: HashMap<(String, String, IpAddr), Series>,
     at: Option<Instant>,
+    /// Samples taken so far: a client that has seen `n` asks for the ones after it.
+    taken: u64,
 }
 
 impl Rates {
@@ -36,9 +38,14 @@ impl Rates {
     ) {
         let secs = self
             .at
-            .map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64())
-            .max(0.001);
+            .map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        // After a stall the ticks come in a burst: a sample so soon would turn a few answers
+        // into a spike.
+        if secs < 0.5 {
+            return;
+        }
         self.at = Some(now);
+        self.taken += 1;
         for s in self.series.values_mut() {
             s.seen = false;
         }
@@ -69,20 +76,27 @@ impl Rates {
         self.series.retain(|_, s| s.seen);
     }
 
-    pub fn report(&self) -> RatesReport {
+    /// Every member's samples, or only those taken after the `after`-th (a client polling for
+    /// what is new: a few numbers per member instead of five minutes' worth).
+    pub fn report(&self, after: Option<u64>) -> RatesReport {
+        let new = after.map_or(SAMPLES as u64, |a| self.taken.saturating_sub(a));
         let mut members: Vec<MemberRate> = self
             .series
             .iter()
-            .map(|((zone, pool, address), s)| MemberRate {
-                zone: zone.clone(),
-                pool: pool.clone(),
-                address: *address,
-                per_second: s.per_second.iter().copied().collect(),
+            .map(|((zone, pool, address), s)| {
+                let skip = s.per_second.len().saturating_sub(new as usize);
+                MemberRate {
+                    zone: zone.clone(),
+                    pool: pool.clone(),
+                    address: *address,
+                    per_second: s.per_second.iter().skip(skip).copied().collect(),
+                }
             })
             .collect();
         members.sort_by(|a, b| (&a.zone, &a.pool, a.address).cmp(&(&b.zone, &b.pool, b.address)));
         RatesReport {
             interval_seconds: 1,
+            taken: self.taken,
             members,
         }
     }
@@ -109,16 +123,26 @@ mod tests {
             t0 + Duration::from_secs(3),
             [("z.", "web", a, 250)].into_iter(),
         );
-        let rep = r.report();
+        // A burst of ticks after a stall: no sample.
+        r.sample(
+            t0 + Duration::from_millis(3100),
+            [("z.", "web", a, 260)].into_iter(),
+        );
+        let rep = r.report(None);
         assert_eq!(rep.members.len(), 1, "b left the config");
         assert_eq!(rep.members[0].address, a);
         assert_eq!(rep.members[0].per_second, vec![50, 50]);
+        assert_eq!(rep.taken, 3);
+        // What is new since the second sample: the third only.
+        assert_eq!(r.report(Some(2)).members[0].per_second, vec![50]);
+        assert!(r.report(Some(3)).members[0].per_second.is_empty());
         for i in 0..SAMPLES as u64 + 10 {
             r.sample(
                 t0 + Duration::from_secs(4 + i),
                 [("z.", "web", a, 250 + i)].into_iter(),
             );
         }
-        assert_eq!(r.report().members[0].per_second.len(), SAMPLES);
+        assert_eq!(r.report(None).members[0].per_second.len(), SAMPLES);
+        assert_eq!(r.report(Some(0)).members[0].per_second.len(), SAMPLES);
     }
 }

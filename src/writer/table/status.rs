@@ -65,22 +65,14 @@ impl Table {
                         }
                     })
                     .collect::<Vec<_>>();
-                let down = members.iter().filter(|m| m.status == Status::Down).count();
-                let state = match down {
-                    0 => PoolState::Healthy,
-                    d if d == members.len() => PoolState::AllDown,
-                    _ => PoolState::Degraded,
-                };
+                let families = families(p.ttl, &members);
+                // The pool as its worst family's answers are.
+                let worst = families.iter().max_by_key(|f| f.state);
                 pools.push(api::PoolStatus {
                     pool: p.name.clone(),
-                    state,
-                    // Halved while degraded, as the answers are (DESIGN §4); all down and
-                    // answering anyway counts as degraded.
-                    ttl: if state == PoolState::Healthy {
-                        p.ttl
-                    } else {
-                        p.ttl / 2
-                    },
+                    state: worst.map_or(PoolState::Healthy, |f| f.state),
+                    ttl: worst.map_or(p.ttl, |f| f.ttl),
+                    families,
                     all_down_answer: when_all_down(p),
                     members,
                 });
@@ -143,6 +135,39 @@ impl Table {
             })
             .collect()
     }
+}
+
+/// Each address family's answers, as the pipeline decides them (`select::pipeline`): down
+/// members of the family are dropped; some down → degraded, and the TTL is halved (DESIGN §4);
+/// all down → `when_all_down` answers (with the halved TTL too, when it gives addresses).
+fn families(ttl: u32, members: &[api::MemberStatus]) -> Vec<api::FamilyState> {
+    [("A", true), ("AAAA", false)]
+        .into_iter()
+        .filter_map(|(family, v4)| {
+            let of: Vec<Status> = members
+                .iter()
+                .filter(|m| m.address.is_ipv4() == v4)
+                .map(|m| m.status)
+                .collect();
+            let down = of.iter().filter(|s| **s == Status::Down).count();
+            let state = match down {
+                _ if of.is_empty() => return None,
+                0 => PoolState::Healthy,
+                d if d == of.len() => PoolState::AllDown,
+                _ => PoolState::Degraded,
+            };
+            let ttl = if state == PoolState::Healthy {
+                ttl
+            } else {
+                ttl / 2
+            };
+            Some(api::FamilyState {
+                family: family.to_string(),
+                state,
+                ttl,
+            })
+        })
+        .collect()
 }
 
 /// What a pool answers when every member is down, as the console shows it.
