@@ -8,7 +8,7 @@
 'use strict';
 
 const STATUS_MS = 1000;          // /v1/status
-const SIDE_MS = 2000;            // /v1/rates and /v1/history
+const SIDE_MS = 2000;            // /v1/rates
 const GET_TIMEOUT_MS = 5000;     // a poll that hangs counts as failed
 const POST_TIMEOUT_MS = 30000;   // an override waits for the writer (and etcd)
 const HISTORY_LIMIT = 100;
@@ -604,7 +604,7 @@ function init() {
 
   every(STATUS_MS, pollStatus);
   every(SIDE_MS, pollRates);
-  every(SIDE_MS, pollHistory);
+  every(STATUS_MS, pollHistory); // with the overview: a change shows in both at once
 }
 
 // ---- explain -------------------------------------------------------------------------------

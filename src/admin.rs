@@ -340,7 +340,8 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
 /// `Origin` is not this API (cross-site request forgery: a form or a `no-cors` fetch needs no
 /// preflight), and, without a token, any request for a host name other than an address or
 /// `localhost` (DNS rebinding: a page whose name resolves to 127.0.0.1 reading the API as its
-/// own origin). `gslbd ctl` and curl send no `Origin` and name the address.
+/// own origin), except `/livez` and `/readyz`. `gslbd ctl` and curl send no `Origin` and name
+/// the address.
 async fn same_origin(
     State(api): State<Api>,
     req: axum::extract::Request,
@@ -348,8 +349,11 @@ async fn same_origin(
 ) -> Response {
     let h = req.headers();
     let host = h.get("host").and_then(|v| v.to_str().ok());
+    // Liveness and readiness say nothing but "ok": probes may call them by any name.
+    let probe = matches!(req.uri().path(), "/livez" | "/readyz");
     if let Some(host) = host
         && api.token.is_none()
+        && !probe
         && !is_address_or_localhost(host)
     {
         return error(

@@ -581,6 +581,9 @@ fn requests_a_foreign_page_could_send_are_refused() {
     let rebound = raw(&s, "GET /v1/status HTTP/1.1\r\nHost: evil.example:8053\r\n");
     assert_eq!(status(rebound.clone()), "403", "{rebound}");
     assert!(rebound.contains("api.token_file"), "{rebound}");
+    // Probes may use any name: liveness and readiness tell nothing.
+    let probe = raw(&s, "GET /livez HTTP/1.1\r\nHost: lab\r\n");
+    assert_eq!(status(probe), "200");
     for host in [
         addr.clone(),
         format!("localhost:{}", s.api().rsplit(':').next().unwrap()),

@@ -321,6 +321,26 @@ names:
         shares(&s, "agent.t.test.", 100).get("127.0.25.1"),
         Some(&1.0)
     );
+    // The history says why: each change of an agent's state, in order.
+    let (_, h) = s.http("GET", "/v1/history?member=127.0.25.1", "", None);
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    let changes: Vec<(String, String)> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["check"] == "load agent")
+        .map(|e| (e["from"].to_string(), e["to"].to_string()))
+        .collect();
+    let want = [("\"drain\"", "\"up\""), ("\"up\"", "\"drain\"")];
+    assert!(
+        changes
+            .iter()
+            .zip(want)
+            .all(|((f, t), (wf, wt))| f == wf && t == wt),
+        "{changes:?}"
+    );
+    let (_, h) = s.http("GET", "/v1/history?member=127.0.25.2", "", None);
+    assert!(h.contains("the agent reports down"), "{h}");
 }
 
 #[test]

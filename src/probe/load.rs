@@ -48,6 +48,17 @@ pub enum AgentState {
     Down,
 }
 
+impl AgentState {
+    /// As the history shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Up => "up",
+            AgentState::Drain => "drain",
+            AgentState::Down => "down",
+        }
+    }
+}
+
 /// One report: spare capacity in 0..=1 and/or a state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Load {

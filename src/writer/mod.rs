@@ -469,7 +469,23 @@ pub async fn run_with(
                 if let Err(e) = &r.load {
                     tracing::debug!(member = %r.key.address, "load report failed: {e}");
                 }
-                w.table.observe_load(&r.key, r.load, w.clock.now());
+                if let Some((from, to)) = w.table.observe_load(&r.key, r.load, w.clock.now()) {
+                    // An agent that says down (or drain) changes answers: the history says so.
+                    let tr = (from.map_or("none", |s| s.as_str()), to.as_str());
+                    tracing::info!(member = %r.key.address, "load agent: {}: {} -> {}", r.key.address, tr.0, tr.1);
+                    w.history.push(crate::api::Event {
+                        seq: 0,
+                        unix: w.clock.unix(),
+                        member: Some(r.key.address),
+                        site: None,
+                        kind: crate::api::EventKind::Health,
+                        check: Some("load agent".into()),
+                        from: tr.0.into(),
+                        to: tr.1.into(),
+                        reason: format!("the agent reports {}", tr.1),
+                        by: None,
+                    });
+                }
             }
             _ = clock.tick() => {
                 w.table.tick(w.clock.now());

@@ -293,17 +293,28 @@ impl Table {
     }
 
     /// Take one load report: smooth it and republish the pools that use it.
-    pub fn observe_load(&mut self, key: &LoadKey, load: Result<Load, LoadError>, now: Instant) {
+    /// Returns the agent's state change (before, after), if the report changed it.
+    pub fn observe_load(
+        &mut self,
+        key: &LoadKey,
+        load: Result<Load, LoadError>,
+        now: Instant,
+    ) -> Option<(Option<AgentState>, AgentState)> {
         self.now = now;
-        let Some(id) = self.plan.load_id(key) else {
-            return;
-        };
-        let Ok(load) = load else { return };
+        let id = self.plan.load_id(key)?;
+        let load = load.ok()?;
+        let mut changed = None;
         if let Some(l) = self.health.load_mut(id) {
+            let before = l.state;
             l.observe(&key.spec, load, now);
+            changed = load
+                .state
+                .filter(|s| before != Some(*s))
+                .map(|s| (before, s));
         }
         let pools = self.plan.loads[id as usize].pools.clone();
         self.republish(&pools);
+        changed
     }
 
     /// Time passes: pools whose members are ramping up or whose load reports went stale are
