@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +24,9 @@ const TOKEN: &str = "c0nsole-t0ken";
 /// One browser at a time: two Chromiums on two cores would stretch the page's timings.
 static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// chromedriver on a free loopback port, stopped by its PID when dropped.
+/// chromedriver on a free loopback port, in a process group of its own with the browsers it
+/// starts: dropping it kills the whole group, so a test that fails before it closes its
+/// session leaves no Chromium behind.
 struct Driver {
     child: Child,
     url: String,
@@ -31,7 +34,9 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = self.child.id() as i32;
+        // SAFETY: kill(2) on the group this test created (its leader is the child's PID).
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -62,6 +67,7 @@ fn driver() -> Option<(Driver, PathBuf)> {
         .port();
     let child = Command::new(chromedriver)
         .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
