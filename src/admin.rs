@@ -258,7 +258,7 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         },
     };
     let reason = change.reason.unwrap_or_default();
-    if let Err(e) = check_text("reason", &reason, MAX_REASON) {
+    if let Err(e) = api::check_text("reason", &reason, api::MAX_REASON) {
         return error(StatusCode::BAD_REQUEST, e);
     }
     let by = change
@@ -266,7 +266,7 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty());
     if let Some(b) = &by
-        && let Err(e) = check_text("by", b, MAX_BY)
+        && let Err(e) = api::check_text("by", b, api::MAX_BY)
     {
         return error(StatusCode::BAD_REQUEST, e);
     }
@@ -311,29 +311,6 @@ async fn apply(api: &Api, target: OverrideTarget, action: &str, body: &[u8]) -> 
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
-}
-
-/// The longest reason and name an override request may carry (they are saved, logged and shown).
-const MAX_REASON: usize = 500;
-const MAX_BY: usize = 64;
-
-/// Free text from a request: bounded, and no control characters (they would forge log lines)
-/// nor invisible formatting (bidirectional overrides, line separators, zero-width marks) that
-/// would make it read differently on the page or in a log than it is.
-fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
-    if text.len() > max {
-        return Err(format!("{field}: longer than {max} bytes"));
-    }
-    let invisible = |c: char| {
-        matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{2069}' | '\u{feff}')
-    };
-    if text.chars().any(|c| c.is_control() || invisible(c)) {
-        return Err(format!(
-            "{field}: control characters and invisible formatting characters are not allowed"
-        ));
-    }
-    Ok(())
 }
 
 /// Refuse what a web page elsewhere could make the operator's browser send: a write whose

@@ -352,7 +352,7 @@ fn login_name() -> Option<String> {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .find(|n| !n.is_empty() && n.len() <= 64 && !n.chars().any(char::is_control))
+        .find(|n| !n.is_empty() && crate::api::check_text("by", n, crate::api::MAX_BY).is_ok())
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.

@@ -46,6 +46,29 @@ pub struct OverrideRequest {
     pub by: Option<String>,
 }
 
+/// The longest reason and name an override request may carry (they are saved, logged and shown).
+pub const MAX_REASON: usize = 500;
+pub const MAX_BY: usize = 64;
+
+/// Free text from a request: bounded, and no control characters (they would forge log lines)
+/// nor invisible formatting (bidirectional overrides, line separators, zero-width marks) that
+/// would make it read differently on the page or in a log than it is.
+pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!("{field}: longer than {max} bytes"));
+    }
+    let invisible = |c: char| {
+        matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if text.chars().any(|c| c.is_control() || invisible(c)) {
+        return Err(format!(
+            "{field}: control characters and invisible formatting characters are not allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// The answer to a done override request: the target and the action as asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OverrideDone {

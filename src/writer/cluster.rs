@@ -416,7 +416,7 @@ impl Writer {
             tr.to,
         );
         let reason = format!("the cluster's votes: {votes}");
-        self.health_event(key.address, check, tr, reason);
+        self.health_event(key.address, check, (tr.from, tr.to), reason);
     }
 
     /// An override that came from etcd, in the history. Who: the operator's name if one was

@@ -247,12 +247,12 @@ impl Writer {
         Ok(ov)
     }
 
-    /// Put a health transition of a member's check in the history.
+    /// Put a health transition of a member's check (or its load agent's state) in the history.
     fn health_event(
         &mut self,
         member: std::net::IpAddr,
         check: String,
-        tr: &crate::health::Transition,
+        (from, to): (impl std::fmt::Display, impl std::fmt::Display),
         reason: String,
     ) {
         self.history.push(crate::api::Event {
@@ -262,8 +262,8 @@ impl Writer {
             site: None,
             kind: crate::api::EventKind::Health,
             check: Some(check),
-            from: tr.from.to_string(),
-            to: tr.to.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
             reason,
             by: None,
         });
@@ -334,7 +334,7 @@ impl Writer {
             Some(m) => format!("{} saw: {}", m.settings.node, r.outcome.reason),
             None => r.outcome.reason.clone(),
         };
-        self.health_event(r.key.address, names.clone(), &tr, reason);
+        self.health_event(r.key.address, names.clone(), (tr.from, tr.to), reason);
         metrics
             .transitions
             .get_or_create(&TransitionLabels {
@@ -473,18 +473,8 @@ pub async fn run_with(
                     // An agent that says down (or drain) changes answers: the history says so.
                     let tr = (from.map_or("none", |s| s.as_str()), to.as_str());
                     tracing::info!(member = %r.key.address, "load agent: {}: {} -> {}", r.key.address, tr.0, tr.1);
-                    w.history.push(crate::api::Event {
-                        seq: 0,
-                        unix: w.clock.unix(),
-                        member: Some(r.key.address),
-                        site: None,
-                        kind: crate::api::EventKind::Health,
-                        check: Some("load agent".into()),
-                        from: tr.0.into(),
-                        to: tr.1.into(),
-                        reason: format!("the agent reports {}", tr.1),
-                        by: None,
-                    });
+                    let reason = format!("the agent reports {}", tr.1);
+                    w.health_event(r.key.address, "load agent".into(), tr, reason);
                 }
             }
             _ = clock.tick() => {
