@@ -19,12 +19,18 @@ use crate::state;
 /// How long an override request waits for etcd to confirm before the API answers.
 const OVERRIDE_WAIT: Duration = Duration::from_secs(3);
 
+/// How much longer than a lease this node trusts the others' observations after it lost
+/// etcd: an etcd leader election (election timeout 1 s by default, drawn up to 2 s) and the
+/// client's move to the next member. No lease expires while etcd has no leader (the new one
+/// renews them all), so a node that waited out an election has not lost the others.
+const ELECTION_ALLOWANCE: Duration = Duration::from_secs(3);
+
 /// This node's membership, as the writer keeps it.
 pub(super) struct Member {
     pub settings: model::Cluster,
     publish: mpsc::UnboundedSender<Publish>,
-    /// How long observations outlive a node (its lease): also how long this node trusts the
-    /// others' observations after it lost etcd.
+    /// How long observations outlive a node (its lease): with an election's allowance, also
+    /// how long this node trusts the others' observations after it lost etcd.
     lease_ttl: Duration,
     /// The live nodes as etcd last said (this one included).
     nodes: Vec<String>,
@@ -162,7 +168,7 @@ impl Writer {
                 if m.connected || m.lost.is_none() {
                     tracing::warn!(
                         "cluster: lost the session with etcd ({why}); answering from the last cluster view while reconnecting; after {} without etcd, from this node's own observations",
-                        humantime::format_duration(m.lease_ttl)
+                        humantime::format_duration(m.lease_ttl + ELECTION_ALLOWANCE)
                     );
                     // The others' leases run from when etcd last heard from them, at best
                     // from when it last answered this node.
@@ -183,7 +189,7 @@ impl Writer {
         let now = self.clock.now();
         let Some(m) = &mut self.cluster else { return };
         let Some((since, _)) = &m.lost else { return };
-        if m.alone || now.saturating_duration_since(*since) < m.lease_ttl {
+        if m.alone || now.saturating_duration_since(*since) < m.lease_ttl + ELECTION_ALLOWANCE {
             return;
         }
         m.alone = true;
@@ -195,7 +201,7 @@ impl Writer {
             .collect();
         tracing::warn!(
             "cluster: etcd unreachable for {}: the other nodes' observations are stale; this node decides from its own until etcd is back",
-            humantime::format_duration(m.lease_ttl)
+            humantime::format_duration(m.lease_ttl + ELECTION_ALLOWANCE)
         );
         for n in others {
             self.forget_node(&n, now);

@@ -673,18 +673,27 @@ names:
 
     impl Harness {
         fn start() -> Harness {
+            Harness::with("state_dir: state\n", None)
+        }
+
+        /// A writer on this gslbd.yaml; `cluster`: the test plays the etcd task.
+        fn with(gslbd_yaml: &str, cluster: Option<crate::cluster::Link>) -> Harness {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("zones")).unwrap();
             std::fs::write(dir.path().join("zones/w.yaml"), ZONE).unwrap();
             let yaml = dir.path().join("gslbd.yaml");
-            std::fs::write(&yaml, "state_dir: state\n").unwrap();
+            std::fs::write(&yaml, gslbd_yaml).unwrap();
             let sources = Sources {
                 config: Some(yaml),
                 zones_dir: Some(dir.path().join("zones")),
             };
             let config = config::load(&sources).unwrap().config;
             let now = tokio::time::Instant::now().into_std();
-            let table = Table::new(config, &|_| None, now, Arc::default()).unwrap();
+            let cluster_config = config.server.cluster.clone();
+            let mut table = Table::new(config, &|_| None, now, Arc::default()).unwrap();
+            if let Some(c) = cluster_config {
+                table.join_cluster(&c.node, c.quorum);
+            }
             let mut keys: Vec<Arc<ProbeKey>> = table.probes().map(|(k, _)| k.clone()).collect();
             keys.sort_by_key(|k| k.address);
             let (api_tx, api) = mpsc::channel(8);
@@ -697,7 +706,7 @@ names:
                 listen: Vec::new(),
                 cli_listen: Vec::new(),
                 probers: None,
-                cluster: None,
+                cluster,
             };
             let inbox = Inbox {
                 commands,
@@ -874,6 +883,60 @@ names:
         assert!((5_275..=5_500).contains(&w[0]), "half way: {w:?}");
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(h.weights().await, [10_000, 10_000]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_etcd_the_others_count_until_a_lease_and_an_election_have_passed() {
+        use crate::cluster::{Event, Link, Observation, ProbeName, View};
+        let (publish, _published) = mpsc::unbounded_channel();
+        let (events, link_events) = mpsc::channel(8);
+        let link = Link {
+            publish,
+            events: link_events,
+        };
+        let yaml = "state_dir: state
+cluster: { node: ns1, etcd: [\"http://127.0.0.1:2379\"], quorum: majority }
+";
+        let h = Harness::with(yaml, Some(link));
+        h.report(0, true).await;
+        // ns1 sees 192.0.2.1 up, ns2 and ns3 see it down: the majority takes it out.
+        let mut view = View {
+            nodes: vec!["ns1".into(), "ns2".into(), "ns3".into()],
+            ..View::default()
+        };
+        for node in ["ns2", "ns3"] {
+            let down = Observation {
+                check: "web".into(),
+                status: Status::Down,
+                reason: "connect refused".into(),
+                since_unix: 0,
+            };
+            let probe = ProbeName::of(&h.keys[0]);
+            view.observations.insert((node.into(), probe), down);
+        }
+        events.send(Event::View(view)).await.unwrap();
+        let mut status = Status::Up;
+        for _ in 0..100 {
+            status = h.member(0).await.status;
+            if status == Status::Down {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status, Status::Down, "the majority's vote");
+
+        // etcd is gone. The others' votes stand through the lease (3 s: three probe
+        // intervals) and an etcd election (3 s more), then this node decides alone.
+        let lost = Event::Lost {
+            why: "connection reset".into(),
+            last_contact: std::time::Instant::now(),
+        };
+        events.send(lost).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        assert_eq!(h.member(0).await.status, Status::Down, "5.5 s without etcd");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(h.member(0).await.status, Status::Up, "6.5 s: alone");
         h.stop().await;
     }
 }
