@@ -209,6 +209,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         .map_err(Error::Runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut udp_threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut xdp: Option<crate::xdp::Running> = None;
     let result = rt.block_on(async {
         // Signal handlers first: a SIGHUP or SIGTERM right after "listening" must not kill us.
         let signals = Signals::new()?;
@@ -224,9 +225,10 @@ pub fn run(opts: Options) -> Result<(), Error> {
         // table (2 MiB) is made only when some listener is limited (loopback ones are not,
         // unless asked).
         let limited = |addr: &SocketAddr| cfg.server.rrl.on_loopback || !addr.ip().is_loopback();
-        let limiter = bound
-            .iter()
-            .any(|b| limited(&b.addr))
+        let xdp_limited = cfg.server.xdp.as_ref().is_some_and(|x| {
+            cfg.server.rrl.on_loopback || x.addresses.iter().any(|a| !a.is_loopback())
+        });
+        let limiter = (bound.iter().any(|b| limited(&b.addr)) || xdp_limited)
             .then(|| crate::dns::rrl::Limiter::new(&cfg.server.rrl).map(Arc::new))
             .flatten();
         for b in bound {
@@ -262,6 +264,11 @@ pub fn run(opts: Options) -> Result<(), Error> {
                 stop_rx.clone(),
             )));
             tracing::info!(addr = %b.addr, udp_threads = threads, "listening on udp and tcp {}", b.addr);
+        }
+        // AF_XDP beside the sockets, set up while we still have the privileges it needs.
+        if let Some(x) = &cfg.server.xdp {
+            let rrl = limiter.clone().filter(|_| xdp_limited);
+            xdp = start_xdp(x, &live, rrl, &stop, &metrics);
         }
         tracing::info!(
             zones = zone_count,
@@ -333,6 +340,8 @@ pub fn run(opts: Options) -> Result<(), Error> {
     for h in udp_threads {
         let _ = h.join();
     }
+    // Its threads end, then the program is detached.
+    drop(xdp);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     // An error is logged by the caller, and it was no orderly stop: say nothing that claims one
     // (a "stopped" line before the error would send an operator looking for who stopped it).
@@ -340,6 +349,38 @@ pub fn run(opts: Options) -> Result<(), Error> {
         tracing::info!("stopped");
     }
     result
+}
+
+/// Start AF_XDP as `x` says; if it cannot, say why once: the sockets serve on as before.
+fn start_xdp(
+    x: &crate::model::Xdp,
+    live: &crate::snapshot::Live,
+    rrl: Option<Arc<crate::dns::rrl::Limiter>>,
+    stop: &Arc<AtomicBool>,
+    metrics: &Metrics,
+) -> Option<crate::xdp::Running> {
+    let addresses: Vec<String> = x.addresses.iter().map(ToString::to_string).collect();
+    let addresses = addresses.join(", ");
+    match crate::xdp::start(x, live, rrl, stop) {
+        Ok(r) => {
+            let copy = if r.copy_mode { "copy" } else { "zero-copy" };
+            tracing::info!(
+                interface = %x.interface,
+                mode = %r.mode,
+                queues = r.stats.queues.len(),
+                "xdp: UDP port 53 of {addresses} on {} through AF_XDP ({} mode, {copy}, {} queue(s)); everything else goes to the kernel",
+                x.interface,
+                r.mode,
+                r.stats.queues.len()
+            );
+            metrics.set_xdp(Box::new(crate::xdp::Collector(r.stats.clone())));
+            Some(r)
+        }
+        Err(e) => {
+            tracing::error!(interface = %x.interface, "xdp: not used on {}: {e}; UDP is answered through the sockets", x.interface);
+            None
+        }
+    }
 }
 
 /// The signals we act on, registered before any socket is announced.

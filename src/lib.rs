@@ -35,3 +35,4 @@ pub mod snapshot;
 pub mod state;
 pub mod sys;
 pub mod writer;
+pub mod xdp;

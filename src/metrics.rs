@@ -423,6 +423,8 @@ fn probe_histogram() -> Histogram {
 /// Every metric gslbd exports, registered once at start.
 pub struct Metrics {
     registry: Registry,
+    /// AF_XDP's counters, once it runs.
+    xdp: Arc<XdpSlot>,
     pub counters: Arc<Counters>,
     /// 1 up, 0 down, -1 not yet known.
     pub check_up: Family<CheckLabels, Gauge>,
@@ -453,6 +455,19 @@ pub struct NodeLabels {
     pub status: String,
 }
 
+/// Where XDP's counters are found once it runs (nothing is encoded before).
+#[derive(Debug, Default)]
+struct XdpSlot(std::sync::OnceLock<Box<dyn Collector>>);
+
+impl Collector for XdpSlot {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        match self.0.get() {
+            Some(s) => s.encode(encoder),
+            None => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -470,6 +485,8 @@ impl Metrics {
         let mut registry = Registry::default();
         let counters = Arc::new(Counters::default());
         registry.register_collector(Box::new(counters.clone()));
+        let xdp = Arc::new(XdpSlot::default());
+        registry.register_collector(Box::new(xdp.clone()));
         let m = Metrics {
             counters,
             check_up: Family::default(),
@@ -485,6 +502,7 @@ impl Metrics {
             cluster_nodes: Family::default(),
             cluster_observations: Family::default(),
             registry: Registry::default(),
+            xdp,
         };
         registry.register(
             "gslbd_check_up",
@@ -547,6 +565,11 @@ impl Metrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         Metrics { registry, ..m }
+    }
+
+    /// XDP runs: its counters (a collector of its own) are scraped from now on.
+    pub fn set_xdp(&self, stats: Box<dyn Collector>) {
+        let _ = self.xdp.0.set(stats);
     }
 
     /// The text exposition (OpenMetrics) of every metric.

@@ -4,6 +4,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::cases::cases;
 use common::{Ask, Server, render, root, tcp_recv, tcp_send};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
@@ -11,52 +12,6 @@ use hickory_proto::rr::RecordType;
 fn server() -> Server {
     let zones = root().join("tests/zones/authority");
     Server::start_in_tempdir(&["--zones", zones.to_str().unwrap()])
-}
-
-struct Case {
-    line: usize,
-    ask: Ask,
-    udp: bool,
-    tcp: bool,
-    expect: Vec<String>,
-}
-
-fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(root().join("tests/cases/authority.cases")).unwrap();
-    let mut out: Vec<Case> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(q) = line.strip_prefix("> ") {
-            let mut words = q.split_whitespace();
-            let mut ask = Ask::new(words.next().unwrap(), words.next().unwrap());
-            let (mut udp, mut tcp) = (true, true);
-            for opt in words {
-                match opt {
-                    "udp" => tcp = false,
-                    "tcp" => udp = false,
-                    "noedns" => ask = ask.no_edns(),
-                    o if o.starts_with("bufsize=") => ask = ask.bufsize(o[8..].parse().unwrap()),
-                    o => panic!("authority.cases:{}: unknown option {o}", i + 1),
-                }
-            }
-            out.push(Case {
-                line: i + 1,
-                ask,
-                udp,
-                tcp,
-                expect: Vec::new(),
-            });
-        } else {
-            out.last_mut()
-                .expect("expectation before the first question")
-                .expect
-                .push(line.to_string());
-        }
-    }
-    out
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use common::cases::hostile_packets;
 use common::{Ask, Server, root, tcp_recv, tcp_send};
 use gslbd::config::{self, Sources};
 use gslbd::dns::{MAX_RESPONSE, Transport, answer};
@@ -28,73 +29,11 @@ fn snapshot() -> Snapshot {
     Snapshot::build(&loaded.config.zones, 1).unwrap()
 }
 
-/// A small deterministic generator, so a failure can be replayed.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 fn assert_alive(s: &Server) {
     let m = s.udp(&Ask::new("www.auth.test.", "A"));
     assert_eq!(m.answers.len(), 2, "UDP still answers");
     let m = s.tcp(&Ask::new("www.auth.test.", "A"));
     assert_eq!(m.answers.len(), 2, "TCP still answers");
-}
-
-fn hostile_packets() -> Vec<(String, Vec<u8>)> {
-    let good = Ask::new("www.auth.test.", "A").bytes();
-    let mut v: Vec<(String, Vec<u8>)> = Vec::new();
-    for n in 0..good.len() {
-        v.push((format!("first {n} octets of a query"), good[..n].to_vec()));
-    }
-    let header = |arcount: u8| vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, arcount];
-    // the question name is a pointer to itself
-    let mut p = header(0);
-    p.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
-    v.push(("self-pointing question".into(), p));
-    // a pointer loop in an additional record's name
-    let mut p = header(1);
-    p.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
-    p.extend_from_slice(&[0xc0, 0x1d, 0xc0, 0x1b, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
-    v.push(("pointer loop in additional".into(), p));
-    // labels longer than 63 octets, and a name longer than 255
-    for len in [64u8, 100, 191, 255] {
-        let mut p = header(0);
-        p.push(len);
-        p.extend(std::iter::repeat_n(b'a', len as usize));
-        p.extend_from_slice(&[0, 0, 1, 0, 1]);
-        v.push((format!("label of {len} octets"), p));
-    }
-    let mut p = header(0);
-    for _ in 0..5 {
-        p.push(63);
-        p.extend_from_slice(&[b'x'; 63]);
-    }
-    p.extend_from_slice(&[0, 0, 1, 0, 1]);
-    v.push(("name of 321 octets".into(), p));
-    // counts that promise far more than the packet holds
-    let mut p = good.clone();
-    p[10] = 0xff;
-    p[11] = 0xff;
-    v.push(("65535 additional records promised".into(), p));
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    for i in 0..3000 {
-        let n = (rng.next() % 600) as usize;
-        let mut p = rng.bytes(n);
-        if i % 2 == 0 && p.len() > 3 {
-            p[2] &= 0x7f; // keep QR clear half the time so the parser goes deeper
-        }
-        v.push((format!("random packet {i}"), p));
-    }
-    v
 }
 
 #[test]

@@ -179,6 +179,18 @@ pub struct ServerFile {
     pub user: Option<Spanned<String>>,
     pub cluster: Option<Spanned<ClusterFile>>,
     pub geoip: Option<Spanned<GeoIpFile>>,
+    pub xdp: Option<Spanned<XdpFile>>,
+}
+
+/// `xdp:` in gslbd.yaml: UDP queries to these addresses on this interface through AF_XDP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdpFile {
+    pub interface: Option<Spanned<String>>,
+    pub addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub queues: Option<Spanned<i64>>,
+    /// `auto`, `native` or `generic`.
+    pub mode: Option<Spanned<String>>,
 }
 
 /// `geoip:` in gslbd.yaml: the MaxMind DB files clients are located with.

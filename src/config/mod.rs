@@ -291,4 +291,82 @@ mod tests {
             "{text}"
         );
     }
+
+    /// `xdp:` is read into the model, and every wrong field is named at its place.
+    #[test]
+    fn xdp_settings_are_checked_field_by_field() {
+        let d = tempfile::tempdir().unwrap();
+        let zones = d.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        std::fs::write(
+            zones.join("x.yaml"),
+            "zone: x.test.\nsoa: { mname: ns1.x.test., rname: h.x.test. }\nns: [ns1.x.test.]\nrecords:\n  ns1: { A: [192.0.2.1] }\n",
+        )
+        .unwrap();
+        let config = d.path().join("gslbd.yaml");
+        let sources = Sources {
+            config: Some(config.clone()),
+            zones_dir: Some(zones),
+        };
+        std::fs::write(
+            &config,
+            "state_dir: state\nxdp: { interface: eth0, addresses: [192.0.2.53, \"2001:db8::53\"], queues: 2, mode: native }\n",
+        )
+        .unwrap();
+        let x = load(&sources).unwrap().config.server.xdp.unwrap();
+        assert_eq!(x.interface, "eth0");
+        assert_eq!(x.addresses.len(), 2);
+        assert_eq!(x.queues, Some(2));
+        assert_eq!(x.mode, model::XdpMode::Native);
+        std::fs::write(
+            &config,
+            "state_dir: state\nxdp: { interface: eth0, addresses: [192.0.2.53] }\n",
+        )
+        .unwrap();
+        let x = load(&sources).unwrap().config.server.xdp.unwrap();
+        assert_eq!((x.queues, x.mode), (None, model::XdpMode::Auto));
+        for (xdp, expected) in [
+            (
+                "{ addresses: [192.0.2.53] }",
+                "gslbd.yaml:2:6: xdp.interface: missing",
+            ),
+            ("{ interface: eth0 }", "xdp.addresses: missing"),
+            (
+                "{ interface: eth0, addresses: [] }",
+                "xdp.addresses: needs at least one address",
+            ),
+            (
+                "{ interface: eth0, addresses: [192.0.2.300] }",
+                "xdp.addresses[0]: \"192.0.2.300\" is not an IP address",
+            ),
+            (
+                "{ interface: eth0, addresses: [0.0.0.0] }",
+                "xdp.addresses[0]: 0.0.0.0: give the unicast address",
+            ),
+            (
+                "{ interface: eth0, addresses: [192.0.2.1, 192.0.2.1] }",
+                "xdp.addresses[1]: 192.0.2.1 is listed twice",
+            ),
+            (
+                "{ interface: a-name-far-too-long, addresses: [192.0.2.1] }",
+                "xdp.interface: \"a-name-far-too-long\" is not an interface name",
+            ),
+            (
+                "{ interface: eth0, addresses: [192.0.2.1], queues: 0 }",
+                "xdp.queues",
+            ),
+            (
+                "{ interface: eth0, addresses: [192.0.2.1], mode: fast }",
+                "xdp.mode: \"fast\": auto, native or generic",
+            ),
+            (
+                "{ interface: eth0, addresses: [192.0.2.1], ring: 3 }",
+                "ring",
+            ),
+        ] {
+            std::fs::write(&config, format!("state_dir: state\nxdp: {xdp}\n")).unwrap();
+            let text = load(&sources).unwrap_err().to_string();
+            assert!(text.contains(expected), "{xdp}: {text}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `gslbd.yaml` → server settings: listen addresses, directories, the admin API, RRL and TCP
 //! limits, the user to run as; and whether `state_dir` can be written.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::diag::{Diagnostics, Loc, Reporter};
@@ -145,6 +145,9 @@ pub(super) fn server_file(path: &Path, diags: &mut Diagnostics) -> Option<Settin
         server.geoip = Some(config);
         db
     });
+    if let Some(x) = &file.xdp {
+        server.xdp = xdp(x, &mut r);
+    }
     Some(Settings {
         server,
         state_dir_loc,
@@ -184,6 +187,106 @@ fn geoip(
             None
         }
     }
+}
+
+/// At most this many addresses per family: the XDP program's maps hold no more.
+const XDP_MAX_ADDRESSES: usize = 64;
+
+/// `xdp:` → the interface, addresses, queues and mode, each checked.
+fn xdp(x: &Spanned<super::format::XdpFile>, r: &mut Reporter) -> Option<model::Xdp> {
+    let at = values::loc(x);
+    let f = &x.value;
+    let interface = match &f.interface {
+        None => {
+            r.error(
+                at,
+                "xdp.interface",
+                "missing: the network interface, e.g. eth0",
+            );
+            None
+        }
+        // IFNAMSIZ is 16 with the terminating zero.
+        Some(i)
+            if i.value.is_empty() || i.value.len() > 15 || i.value.contains(['/', ' ', '\0']) =>
+        {
+            r.error(
+                values::loc(i),
+                "xdp.interface",
+                format!("{:?} is not an interface name", i.value),
+            );
+            None
+        }
+        Some(i) => Some(i.value.clone()),
+    };
+    let mut addresses = Vec::new();
+    match &f.addresses {
+        None => r.error(
+            at,
+            "xdp.addresses",
+            "missing: the addresses whose UDP port 53 XDP takes, e.g. [192.0.2.53]",
+        ),
+        Some(list) if list.value.is_empty() => r.error(
+            values::loc(list),
+            "xdp.addresses",
+            "needs at least one address",
+        ),
+        Some(list) => {
+            for (i, a) in list.value.iter().enumerate() {
+                match a.value.trim().parse::<IpAddr>() {
+                    Ok(ip) if ip.is_unspecified() || ip.is_multicast() => r.error(
+                        values::loc(a),
+                        format!("xdp.addresses[{i}]"),
+                        format!("{ip}: give the unicast address queries are sent to"),
+                    ),
+                    Ok(ip) if addresses.contains(&ip) => r.error(
+                        values::loc(a),
+                        format!("xdp.addresses[{i}]"),
+                        format!("{ip} is listed twice"),
+                    ),
+                    Ok(ip) => addresses.push(ip),
+                    Err(_) => r.error(
+                        values::loc(a),
+                        format!("xdp.addresses[{i}]"),
+                        format!("{:?} is not an IP address", a.value),
+                    ),
+                }
+            }
+            for (v6, family) in [(false, "IPv4"), (true, "IPv6")] {
+                if addresses.iter().filter(|a| a.is_ipv6() == v6).count() > XDP_MAX_ADDRESSES {
+                    r.error(
+                        values::loc(list),
+                        "xdp.addresses",
+                        format!("at most {XDP_MAX_ADDRESSES} {family} addresses"),
+                    );
+                }
+            }
+        }
+    }
+    let queues = f
+        .queues
+        .as_ref()
+        .and_then(|q| values::int(q, 1..=256, "xdp.queues", r))
+        .map(|n| n as u32);
+    let mode = match f.mode.as_ref().map(|m| (m, m.value.trim())) {
+        None => model::XdpMode::Auto,
+        Some((_, "auto")) => model::XdpMode::Auto,
+        Some((_, "native")) => model::XdpMode::Native,
+        Some((_, "generic")) => model::XdpMode::Generic,
+        Some((m, other)) => {
+            r.error(
+                values::loc(m),
+                "xdp.mode",
+                format!("{other:?}: auto, native or generic"),
+            );
+            model::XdpMode::Auto
+        }
+    };
+    Some(model::Xdp {
+        interface: interface?,
+        addresses,
+        queues,
+        mode,
+    })
 }
 
 /// The key prefix when none is given.

@@ -75,41 +75,54 @@ pub fn serve(sock: UdpSocket, live: Live, rrl: Option<Arc<Limiter>>, stop: Arc<A
             let Some(len) = b.packet_len(i) else { continue };
             let peer = peer_ip(&b.addrs[i]);
             let (packet, reply) = (&b.recv_bufs[i][..len], &mut b.send_bufs[out][..]);
-            let (mut len, class) = if rrl.is_some() {
-                let Some(r) = answer_for_rrl(&snap, packet, Transport::Udp, peer, reply) else {
-                    continue;
-                };
-                r
-            } else {
-                let Some(n) = answer(&snap, packet, Transport::Udp, peer, reply) else {
-                    continue;
-                };
-                (n, 0)
+            let Some(len) = respond(
+                &snap,
+                rrl.as_deref(),
+                now_ms,
+                &mut limited,
+                packet,
+                peer,
+                reply,
+            ) else {
+                continue;
             };
-            if let Some(l) = &rrl {
-                match l.check(peer, class, now_ms, &mut limited) {
-                    Verdict::Send => {}
-                    Verdict::Drop => {
-                        snap.counters.rrl_limited(false);
-                        continue;
-                    }
-                    Verdict::Slip => {
-                        snap.counters.rrl_limited(true);
-                        let Some(short) = rrl::truncate(reply, len) else {
-                            continue;
-                        };
-                        len = short;
-                    }
-                }
-            }
-            if len > 0 {
-                b.stage(out, i, len);
-                out += 1;
-            }
+            b.stage(out, i, len);
+            out += 1;
         }
         drop(snap);
         b.send(fd, out);
     }
+}
+
+/// The reply to one UDP query into `reply`, rate-limited by `rrl` if given: its length, or
+/// `None` when nothing is sent (a query not worth an answer, or dropped by RRL). The socket
+/// and the AF_XDP paths share it: they differ only in how packets come and go.
+#[inline]
+pub fn respond(
+    snap: &crate::snapshot::Snapshot,
+    rrl: Option<&Limiter>,
+    now_ms: u64,
+    limited: &mut u32,
+    packet: &[u8],
+    peer: std::net::IpAddr,
+    reply: &mut [u8],
+) -> Option<usize> {
+    let Some(l) = rrl else {
+        return answer(snap, packet, Transport::Udp, peer, reply).filter(|&n| n > 0);
+    };
+    let (len, class) = answer_for_rrl(snap, packet, Transport::Udp, peer, reply)?;
+    let len = match l.check(peer, class, now_ms, limited) {
+        Verdict::Send => len,
+        Verdict::Drop => {
+            snap.counters.rrl_limited(false);
+            return None;
+        }
+        Verdict::Slip => {
+            snap.counters.rrl_limited(true);
+            rrl::truncate(reply, len)?
+        }
+    };
+    (len > 0).then_some(len)
 }
 
 /// Ask the scheduler for a short time slice (Linux ≥ 6.12, EEVDF): a waking UDP thread then gets

@@ -149,6 +149,9 @@ impl Writer {
         {
             tracing::warn!("reload: cluster settings changed; they take effect on restart");
         }
+        if cfg.server.xdp != self.table.config().server.xdp {
+            tracing::warn!("reload: xdp settings changed; they take effect on restart");
+        }
         let state_dir = cfg.server.state_dir.clone();
         let changes = self.table.reload(cfg, self.clock.now())?;
         for k in &changes.removed {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod cases;
 pub mod etcd;
 pub mod geo;
 

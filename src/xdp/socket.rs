@@ -1,0 +1,465 @@
+//! One AF_XDP socket: its UMEM (the frames packets live in), and the four rings it shares
+//! with the kernel: fill (frames for the kernel to receive into), rx (frames received),
+//! tx (frames to send) and completion (frames sent, free again). Every ring is a
+//! single-producer, single-consumer queue of a power-of-two size; the side that produces
+//! publishes its index with release ordering after writing entries, the other reads it with
+//! acquire ordering before reading them.
+//!
+//! One thread owns a socket for its life; nothing here allocates after `open`.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Frames per socket, and their size (a page: what every driver takes).
+pub const FRAMES: u32 = 4096;
+pub const FRAME_SIZE: u32 = 4096;
+/// Entries of each ring. The fill ring starts full: half the frames wait for packets, the
+/// other half are free for replies.
+const RING: u32 = 2048;
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(())
+}
+
+/// An mmap'ed region, unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize, fd: RawFd, offset: u64, what: &str) -> io::Result<Mapping> {
+        let (flags, prot) = if fd < 0 {
+            (
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        } else {
+            (
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        // SAFETY: a fresh mapping of `len` bytes; the kernel checks fd and offset.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("mmap of the {what}: {e}")));
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(p.cast()).expect("mmap returned null without failing"),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned; nothing refers to it any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One ring as mapped: its indices, and its entries of type `T`.
+struct Ring<T> {
+    _map: Mapping,
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    desc: NonNull<T>,
+    mask: u32,
+}
+
+impl<T> Ring<T> {
+    fn map(
+        fd: RawFd,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+        pgoff: u64,
+        what: &str,
+    ) -> io::Result<Ring<T>> {
+        let len = off.desc as usize + size as usize * size_of::<T>();
+        let map = Mapping::new(len, fd, pgoff, what)?;
+        let at = |o: u64| {
+            NonNull::new(map.ptr.as_ptr().wrapping_add(o as usize)).expect("in the mapping")
+        };
+        Ok(Ring {
+            producer: at(off.producer).cast(),
+            consumer: at(off.consumer).cast(),
+            flags: at(off.flags).cast(),
+            desc: at(off.desc).cast(),
+            mask: size - 1,
+            _map: map,
+        })
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: the kernel keeps a u32 index at this offset of the mapping for its life.
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as above.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    fn needs_wakeup(&self) -> bool {
+        // SAFETY: as above, the ring's flags word.
+        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    /// Entry `i` (any index; it wraps).
+    fn slot(&self, i: u32) -> *mut T {
+        // SAFETY: `i & mask` is within the ring's `size` entries.
+        unsafe { self.desc.as_ptr().add((i & self.mask) as usize) }
+    }
+}
+
+/// An AF_XDP socket bound to one queue of an interface, with its own UMEM.
+pub struct Xsk {
+    fd: OwnedFd,
+    umem: Mapping,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<libc::xdp_desc>,
+    tx: Ring<libc::xdp_desc>,
+    /// Frames that are neither in a ring nor in use: what replies are written into.
+    free: Vec<u64>,
+    /// Whether the kernel copies frames (no zero-copy support in the driver).
+    pub copy_mode: bool,
+}
+
+// SAFETY: the raw pointers point into mappings the Xsk owns; one thread uses it at a time.
+unsafe impl Send for Xsk {}
+
+impl AsFd for Xsk {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Xsk {
+    /// A socket on queue `queue` of interface `ifindex`. `copy`: ask for copy mode (generic
+    /// XDP has nothing else); otherwise zero-copy where the driver can, copy where not.
+    pub fn open(ifindex: u32, queue: u32, copy: bool) -> io::Result<Xsk> {
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        check(raw, "AF_XDP socket")?;
+        // SAFETY: a descriptor socket(2) just returned, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = Mapping::new((FRAMES * FRAME_SIZE) as usize, -1, 0, "UMEM")?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.ptr.as_ptr() as u64,
+            len: umem.len as u64,
+            chunk_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(&fd, libc::XDP_UMEM_REG, &reg, "XDP_UMEM_REG")?;
+        for (opt, what) in [
+            (libc::XDP_UMEM_FILL_RING, "fill ring"),
+            (libc::XDP_UMEM_COMPLETION_RING, "completion ring"),
+            (libc::XDP_RX_RING, "rx ring"),
+            (libc::XDP_TX_RING, "tx ring"),
+        ] {
+            setsockopt(&fd, opt, &RING, what)?;
+        }
+        // SAFETY: all-zero is a valid xdp_mmap_offsets; the kernel fills it in.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut len,
+            )
+        };
+        check(rc, "XDP_MMAP_OFFSETS")?;
+        let raw = fd.as_raw_fd();
+        let fill = Ring::map(
+            raw,
+            &off.fr,
+            RING,
+            libc::XDP_UMEM_PGOFF_FILL_RING,
+            "fill ring",
+        )?;
+        let comp = Ring::map(
+            raw,
+            &off.cr,
+            RING,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            "completion ring",
+        )?;
+        let rx = Ring::map(
+            raw,
+            &off.rx,
+            RING,
+            libc::XDP_PGOFF_RX_RING as u64,
+            "rx ring",
+        )?;
+        let tx = Ring::map(
+            raw,
+            &off.tx,
+            RING,
+            libc::XDP_PGOFF_TX_RING as u64,
+            "tx ring",
+        )?;
+        let mut x = Xsk {
+            fd,
+            umem,
+            fill,
+            comp,
+            rx,
+            tx,
+            free: (RING..FRAMES).map(|f| u64::from(f * FRAME_SIZE)).collect(),
+            copy_mode: copy,
+        };
+        // The fill ring starts with the first RING frames.
+        for f in 0..RING {
+            // SAFETY: slot f of the fill ring, which no one else writes before we publish.
+            unsafe { x.fill.slot(f).write(u64::from(f * FRAME_SIZE)) };
+        }
+        x.fill.producer().store(RING, Ordering::Release);
+        let mut flags = libc::XDP_USE_NEED_WAKEUP;
+        if copy {
+            flags |= libc::XDP_COPY;
+        }
+        let bind = |flags: u16| {
+            let sa = libc::sockaddr_xdp {
+                sxdp_family: libc::AF_XDP as u16,
+                sxdp_flags: flags,
+                sxdp_ifindex: ifindex,
+                sxdp_queue_id: queue,
+                sxdp_shared_umem_fd: 0,
+            };
+            // SAFETY: `sa` is a valid sockaddr_xdp of the size given.
+            let rc = unsafe {
+                libc::bind(
+                    raw,
+                    (&sa as *const libc::sockaddr_xdp).cast(),
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            check(rc, &format!("bind to queue {queue}"))
+        };
+        bind(flags)?;
+        if !copy {
+            x.copy_mode = !x.zero_copy();
+        }
+        Ok(x)
+    }
+
+    fn zero_copy(&self) -> bool {
+        // SAFETY: all-zero is a valid xdp_options.
+        let mut o: libc::xdp_options = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `o` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                (&mut o as *mut libc::xdp_options).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+    }
+
+    /// Wait up to `timeout_ms` for a packet.
+    pub fn wait(&self, timeout_ms: i32) {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    }
+
+    /// Frames the kernel has sent are free again.
+    pub fn reclaim(&mut self) {
+        let cons = self.comp.consumer().load(Ordering::Relaxed);
+        let prod = self.comp.producer().load(Ordering::Acquire);
+        let n = prod.wrapping_sub(cons);
+        for i in 0..n {
+            // SAFETY: entries cons..prod were published by the kernel.
+            self.free
+                .push(unsafe { self.comp.slot(cons.wrapping_add(i)).read() });
+        }
+        self.comp.consumer().store(prod, Ordering::Release);
+    }
+
+    /// Received packets, up to `max`: (first index, count). Give them back with `release`.
+    pub fn received(&self, max: u32) -> (u32, u32) {
+        let cons = self.rx.consumer().load(Ordering::Relaxed);
+        let prod = self.rx.producer().load(Ordering::Acquire);
+        (cons, prod.wrapping_sub(cons).min(max))
+    }
+
+    /// The packet at rx index `i` (one of those `received` gave), and a free frame for its
+    /// reply: (query bytes, reply frame address, reply frame bytes). `None` when every frame
+    /// is in flight.
+    pub fn with_reply(&mut self, i: u32) -> Option<(&[u8], u64, &mut [u8])> {
+        let reply = self.free.pop()?;
+        // SAFETY: `i` was published by the kernel (see `received`).
+        let d = unsafe { self.rx.slot(i).read() };
+        let (qa, ql) = self.clamp(d.addr, d.len as usize);
+        let (ra, rl) = self.clamp(reply, FRAME_SIZE as usize);
+        let base = self.umem.ptr.as_ptr();
+        // SAFETY: both ranges are inside the UMEM (clamped). The received frame is ours until
+        // `release`; the free frame is in no ring. Frames are FRAME_SIZE apart and a free
+        // frame is never one the rx ring holds, so the two slices do not overlap.
+        unsafe {
+            Some((
+                std::slice::from_raw_parts(base.add(qa), ql),
+                reply,
+                std::slice::from_raw_parts_mut(base.add(ra), rl),
+            ))
+        }
+    }
+
+    /// An address and length the kernel gave, kept inside the UMEM whatever it says.
+    fn clamp(&self, addr: u64, len: usize) -> (usize, usize) {
+        let addr = (addr as usize).min(self.umem.len);
+        (addr, len.min(self.umem.len - addr))
+    }
+
+    /// A frame taken with `take_free` that was not sent after all.
+    pub fn put_free(&mut self, addr: u64) {
+        self.free.push(addr);
+    }
+
+    /// Done with `count` received packets from index `first`: their frames go back to the
+    /// fill ring for the kernel to receive into again.
+    pub fn release(&mut self, first: u32, count: u32) {
+        let prod = self.fill.producer().load(Ordering::Relaxed);
+        for i in 0..count {
+            // SAFETY: rx entries first..first+count are ours until we advance the consumer;
+            // the fill ring has room, since every frame it lacks is one we hold.
+            unsafe {
+                let d = self.rx.slot(first.wrapping_add(i)).read();
+                self.fill.slot(prod.wrapping_add(i)).write(d.addr);
+            }
+        }
+        self.fill
+            .producer()
+            .store(prod.wrapping_add(count), Ordering::Release);
+        self.rx
+            .consumer()
+            .store(first.wrapping_add(count), Ordering::Release);
+    }
+
+    /// Room in the tx ring.
+    pub fn tx_room(&self) -> u32 {
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        let cons = self.tx.consumer().load(Ordering::Acquire);
+        (self.tx.mask + 1) - prod.wrapping_sub(cons)
+    }
+
+    /// Queue `count` frames for sending: `frames[i]` = (address, length). The caller checked
+    /// `tx_room`.
+    pub fn send(&mut self, frames: &[(u64, u32)]) {
+        if frames.is_empty() {
+            return;
+        }
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        for (i, &(addr, len)) in frames.iter().enumerate() {
+            let d = libc::xdp_desc {
+                addr,
+                len,
+                options: 0,
+            };
+            // SAFETY: the caller made sure there is room for these entries.
+            unsafe { self.tx.slot(prod.wrapping_add(i as u32)).write(d) };
+        }
+        self.tx
+            .producer()
+            .store(prod.wrapping_add(frames.len() as u32), Ordering::Release);
+        // Copy mode always needs the kick; zero-copy only when the driver asks.
+        if self.copy_mode || self.tx.needs_wakeup() {
+            // SAFETY: sendto with no data is AF_XDP's "transmit now".
+            unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+        }
+    }
+
+    /// With XDP_USE_NEED_WAKEUP, a driver that ran out of fill entries waits to be told
+    /// there are new ones.
+    pub fn wake_rx_if_needed(&self) {
+        if self.fill.needs_wakeup() {
+            // SAFETY: a zero-length, non-blocking receive: AF_XDP's "look at the fill ring".
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+    }
+
+    /// Packets the kernel dropped for this socket because its rx ring was full or the fill
+    /// ring empty.
+    pub fn ring_full(&self) -> Option<u64> {
+        // SAFETY: all-zero is a valid xdp_statistics.
+        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `s` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut s as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty_descs)
+    }
+}
+
+fn setsockopt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T, what: &str) -> io::Result<()> {
+    // SAFETY: `value` is a valid T, read by the kernel for size_of::<T>() bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    check(rc, what)
+}
