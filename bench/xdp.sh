@@ -64,6 +64,8 @@ stop_server() {
     kill -KILL "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
     SPID=""
+    # knotd leaves its XDP program attached when it stops; the next server must find none.
+    ip link set dev "$HOST_IF" xdp off 2>/dev/null || true
 }
 cleanup() {
     stop_server
@@ -182,19 +184,31 @@ EOF
         cat "$dir/server.log" >&2
         return 1
     }
+    # An XDP server answers through its sockets before its program is attached: wait for it.
+    if [ "${name%_xdp}" != "$name" ]; then
+        for _ in $(seq 1 100); do
+            ip link show "$HOST_IF" | grep -q "prog/xdp" && break
+            sleep 0.1
+        done
+        ip link show "$HOST_IF" | grep -q "prog/xdp" || { log "$name attached no XDP program"; return 1; }
+    fi
     # A native XDP program on the veth: its NAPI in a thread of its own, on the server's CPU.
-    if ip link show "$HOST_IF" | grep -q "prog/xdp"; then
-        echo 1 >"/sys/class/net/$HOST_IF/threaded" 2>/dev/null || true
-        for p in $(pgrep -f "napi/$HOST_IF" || true); do taskset -p 1 "$p" >/dev/null; done
+    # Without that the XDP work would run on the client's CPU, and CPU 0 would look cheap.
+    if ip link show "$HOST_IF" | grep -q "prog/xdp "; then
+        echo 1 >"/sys/class/net/$HOST_IF/threaded" || { log "no threaded NAPI on $HOST_IF"; return 1; }
+        local pinned=0
+        for p in $(pgrep "napi/$HOST_IF" || true); do taskset -p 1 "$p" >/dev/null && pinned=1; done
+        [ "$pinned" = 1 ] || { log "no NAPI thread of $HOST_IF to pin"; return 1; }
     fi
 }
 
-xdp_mode() {
-    local l
+xdp_mode() { # -> the path queries take, and the XDP program's name
+    local l name
     l=$(ip -d link show "$HOST_IF")
+    name=$(printf '%s\n' "$l" | sed -n 's/.*prog\/xdp[a-z]* id [0-9]* name \([^ ]*\).*/\1/p' | head -1)
     case $l in
-        *"prog/xdpgeneric"*) echo "AF_XDP, generic mode" ;;
-        *"prog/xdp "* | *"xdp "*) echo "AF_XDP, native mode" ;;
+        *"prog/xdpgeneric"*) echo "AF_XDP generic mode ($name)" ;;
+        *"prog/xdp "*) echo "AF_XDP native mode ($name)" ;;
         *) echo "UDP sockets" ;;
     esac
 }

@@ -413,7 +413,44 @@ fn what_is_not_ours_reaches_the_kernel() {
     // TCP segments, ARP or ND, the UDP datagrams: all passed by the program.
     let now = metric(&s, "passed");
     assert!(now >= passed + 8, "passed {passed} -> {now}");
-    // And the admin API (on loopback) answered the metrics all along.
+    // ICMP: ping from the client gets its echo reply.
+    assert!(ping(&net, net.v4), "no echo reply from {}", net.v4);
+}
+
+/// An ICMP echo request from the client's namespace to `to`; whether the reply came back.
+fn ping(net: &Net, to: IpAddr) -> bool {
+    net.inside(move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut echo = [8u8, 0, 0, 0, 0x67, 0x78, 0, 1, b'g', b'x'];
+        let sum: u32 = echo
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        echo[2..4].copy_from_slice(&folded.to_be_bytes());
+        s.send_to(&echo, &SocketAddr::new(to, 0).into()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 256];
+            let Ok((n, _)) = s.recv_from(&mut buf) else {
+                continue;
+            };
+            // SAFETY: recv_from initialised the first n bytes.
+            let b: Vec<u8> = buf[..n]
+                .iter()
+                .map(|x| unsafe { x.assume_init() })
+                .collect();
+            // A raw socket gets the IP header too: the ICMP message starts after it.
+            let icmp = &b[usize::from(b[0] & 0x0f) * 4..];
+            if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == [0x67, 0x78] {
+                return true;
+            }
+        }
+        false
+    })
 }
 
 #[test]
