@@ -497,6 +497,27 @@ fn a_killed_gslbd_leaves_no_program_and_the_next_attaches() {
     let net = Net::new(5);
     let zones = fixture_zones();
     let (mut s, d) = start_xdp(&net, zones.path(), NO_RRL);
+    // A second gslbd on the same interface finds the first one's program and leaves it be.
+    let other = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "state_dir: state\nzones_dir: {}\nxdp: {{ interface: {}, addresses: [{}] }}\n",
+        zones.path().display(),
+        net.host,
+        net.v4
+    );
+    std::fs::write(other.path().join("gslbd.yaml"), yaml).unwrap();
+    let second = Server::start(other.path(), &["--config", "gslbd.yaml"]);
+    second.wait_log("another XDP program is attached to it", 5);
+    drop(second);
+    let c4 = net.client_udp(false);
+    let q = Ask::new("www.auth.test.", "A").bytes();
+    let before = metric(&s, "answered");
+    assert!(exchange(&c4, SocketAddr::new(net.v4, 53), &q, Duration::from_secs(2)).is_some());
+    assert_eq!(
+        metric(&s, "answered"),
+        before + 1,
+        "the first one's XDP still answers"
+    );
     s.signal(libc::SIGKILL);
     assert!(s.wait_exit(5).is_some());
     // The program was attached through a bpf_link: the kernel took it off with the process.
@@ -516,8 +537,6 @@ fn a_killed_gslbd_leaves_no_program_and_the_next_attaches() {
     ];
     let s = Server::start(d.path(), &args);
     s.wait_log("xdp: UDP port 53 of", 10);
-    let c4 = net.client_udp(false);
-    let q = Ask::new("www.auth.test.", "A").bytes();
     assert!(exchange(&c4, SocketAddr::new(net.v4, 53), &q, Duration::from_secs(2)).is_some());
     assert!(metric(&s, "answered") >= 1);
     // A clean stop takes it off too.

@@ -295,7 +295,7 @@ fn attach_error(interface: &str, e: aya::programs::ProgramError) -> String {
     let text = chain(&e);
     if text.contains("Device or resource busy") || text.contains("File exists") {
         format!(
-            "cannot attach to {interface}: another XDP program is attached to it (`ip link show {interface}` names it); gslbd does not replace it: {text}"
+            "cannot attach to {interface}: another XDP program is attached to it (`ip link show {interface}` names it; `ip link set dev {interface} xdp off` removes it, e.g. one knotd left behind, or gslbd_xdp of a gslbd killed on a kernel before 5.9, which has no bpf_link); gslbd does not replace it: {text}"
         )
     } else {
         format!("cannot attach to {interface}: {text}")
