@@ -632,3 +632,36 @@ fn the_committed_program_is_built_from_its_source() {
         "bpf/gslbd_xdp.o is not what bpf/gslbd_xdp.c builds to: run bpf/build.sh and commit it"
     );
 }
+
+#[test]
+fn set_up_as_root_it_answers_on_as_the_configured_user() {
+    if !available() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let net = Net::new(6);
+    let zones = fixture_zones();
+    let d = tempfile::tempdir().unwrap();
+    // nobody reads the zones and writes state.
+    for p in [zones.path(), d.path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let yaml = format!(
+        "user: nobody\nstate_dir: state\nzones_dir: {}\nxdp: {{ interface: {}, addresses: [{}] }}\n",
+        zones.path().display(),
+        net.host,
+        net.v4
+    );
+    std::fs::write(d.path().join("gslbd.yaml"), yaml).unwrap();
+    let s = Server::start(d.path(), &["--config", "gslbd.yaml"]);
+    s.wait_log("xdp: UDP port 53 of", 10);
+    s.wait_log("running as user nobody", 10);
+    let c4 = net.client_udp(false);
+    let q = Ask::new("www.auth.test.", "A").bytes();
+    for _ in 0..3 {
+        assert!(exchange(&c4, SocketAddr::new(net.v4, 53), &q, Duration::from_secs(2)).is_some());
+    }
+    // Its threads answered after root was gone, and the program's counters still read.
+    assert_eq!(metric(&s, "answered"), 3);
+    assert!(metric(&s, "redirected") >= 3);
+}
