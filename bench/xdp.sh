@@ -5,6 +5,7 @@
 #   bench/xdp.sh                  # 3 interleaved rounds of 10 s; the table at the end
 #   REPS=1 DURATION=3 bench/xdp.sh
 #   SERVERS="gslbd_xdp knot_xdp" bench/xdp.sh
+#   XDP_MODE=generic SERVERS=gslbd_xdp bench/xdp.sh   # gslbd's `xdp: { mode: ... }`
 #
 # The wire: a veth pair, the client (dnsperf) in a network namespace of its own on CPU 1, the
 # server on CPU 0, and the receive work of each end steered to its CPU: RPS (`rps_cpus`) on
@@ -26,6 +27,7 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 LAT_QPS=${LAT_QPS:-20000}
 SERVERS=${SERVERS:-gslbd_xdp knot_xdp gdnsd gslbd knot}
+XDP_MODE=${XDP_MODE:-auto}
 ZONE=bench.test
 NS=gslbd-xdp-bench
 HOST_IF=gxb0
@@ -124,7 +126,7 @@ EOF
                 echo "state_dir: state"
                 echo "api: { listen: \"127.0.0.1:18053\" }"
                 echo "rrl: { responses_per_second: 0 }"
-                [ "$name" = gslbd_xdp ] && echo "xdp: { interface: $HOST_IF, addresses: [$SERVER_IP] }"
+                [ "$name" = gslbd_xdp ] && echo "xdp: { interface: $HOST_IF, addresses: [$SERVER_IP], mode: $XDP_MODE }"
             } >"$dir/gslbd.yaml"
             (cd "$dir" && exec taskset -c 0 "$GSLBD" serve --config gslbd.yaml --udp-threads 1 >"$dir/server.log" 2>&1) &
             SPID=$!
@@ -194,7 +196,7 @@ EOF
     fi
     # A native XDP program on the veth: its NAPI in a thread of its own, on the server's CPU.
     # Without that the XDP work would run on the client's CPU, and CPU 0 would look cheap.
-    if ip link show "$HOST_IF" | grep -q "prog/xdp "; then
+    if ip link show "$HOST_IF" | grep -q "prog/xdp" && ! ip link show "$HOST_IF" | grep -qw xdpgeneric; then
         echo 1 >"/sys/class/net/$HOST_IF/threaded" || { log "no threaded NAPI on $HOST_IF"; return 1; }
         local pinned=0
         for p in $(pgrep "napi/$HOST_IF" || true); do taskset -p 1 "$p" >/dev/null && pinned=1; done
@@ -207,8 +209,8 @@ xdp_mode() { # -> the path queries take, and the XDP program's name
     l=$(ip -d link show "$HOST_IF")
     name=$(printf '%s\n' "$l" | sed -n 's/.*prog\/xdp[a-z]* id [0-9]* name \([^ ]*\).*/\1/p' | head -1)
     case $l in
-        *"prog/xdpgeneric"*) echo "AF_XDP generic mode ($name)" ;;
-        *"prog/xdp "*) echo "AF_XDP native mode ($name)" ;;
+        *"xdpgeneric"*) echo "AF_XDP generic mode ($name)" ;;
+        *"prog/xdp"*) echo "AF_XDP native mode ($name)" ;;
         *) echo "UDP sockets" ;;
     esac
 }

@@ -66,6 +66,11 @@ impl Net {
     /// Net number `n` (1..=250) of this test process: 198.18.n.0/24 and 2001:2:0:n::/64
     /// (benchmarking ranges, RFC 2544 and 5180).
     fn new(n: u8) -> Net {
+        Net::with_queues(n, 1)
+    }
+
+    /// As `new`, with `queues` receive and transmit queues on each end.
+    fn with_queues(n: u8, queues: u8) -> Net {
         let pid = std::process::id() % 100_000;
         let net = Net {
             ns: format!("gslbd-xdp-{pid}-{n}"),
@@ -76,8 +81,24 @@ impl Net {
         };
         let peer = format!("gx{pid}c{n}");
         ip(&["netns", "add", &net.ns]);
+        let q = queues.to_string();
         ip(&[
-            "link", "add", &net.host, "type", "veth", "peer", "name", &peer,
+            "link",
+            "add",
+            &net.host,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ]);
         ip(&["link", "set", &peer, "netns", &net.ns]);
         for a in [format!("198.18.{n}.1/24"), format!("198.18.{n}.3/24")] {
@@ -664,4 +685,42 @@ fn set_up_as_root_it_answers_on_as_the_configured_user() {
     // Its threads answered after root was gone, and the program's counters still read.
     assert_eq!(metric(&s, "answered"), 3);
     assert!(metric(&s, "redirected") >= 3);
+}
+
+#[test]
+fn every_receive_queue_gets_a_socket_and_answers() {
+    if !available() {
+        return;
+    }
+    let net = Net::with_queues(7, 2);
+    let zones = fixture_zones();
+    let (s, _d) = start_xdp(&net, zones.path(), NO_RRL);
+    assert!(s.log().contains("2 queue(s)"), "{}", s.log());
+    // Many flows (a socket each, so a source port each): the sender's queue choice spreads
+    // them over both queues; every one is answered through XDP.
+    let q = Ask::new("www.auth.test.", "A").bytes();
+    let to = SocketAddr::new(net.v4, 53);
+    for _ in 0..40 {
+        let c = net.client_udp(false);
+        assert!(exchange(&c, to, &q, Duration::from_secs(2)).is_some());
+    }
+    assert_eq!(metric(&s, "answered"), 40);
+    let (_, body) = s.http("GET", "/metrics", "", None);
+    for queue in ["0", "1"] {
+        let n: u64 = body
+            .lines()
+            .filter(|l| l.starts_with("gslbd_xdp_queue_answered_total"))
+            .find(|l| l.contains(&format!("queue=\"{queue}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no count for queue {queue} in\n{body}"));
+        assert!(n > 0, "queue {queue} answered nothing:\n{body}");
+    }
+    // Both queues' threads exist (named after the interface and queue).
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with("xdp-"))
+        .collect();
+    assert_eq!(threads.len(), 2, "{threads:?}");
 }

@@ -352,6 +352,21 @@ impl prometheus_client::collector::Collector for Collector {
             let labels = [("interface", self.0.interface.as_str()), ("result", result)];
             ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "gslbd_xdp_queue_answered",
+            "Queries answered through AF_XDP, by receive queue (an idle queue next to a busy one: the NIC's flow hashing or RSS spreads poorly)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (q, c) in self.0.queues.iter().enumerate() {
+            let queue = q.to_string();
+            let labels = [
+                ("interface", self.0.interface.as_str()),
+                ("queue", queue.as_str()),
+            ];
+            let v = c.answered.load(Ordering::Relaxed);
+            ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
