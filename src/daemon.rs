@@ -268,7 +268,7 @@ pub fn run(opts: Options) -> Result<(), Error> {
         // AF_XDP beside the sockets, set up while we still have the privileges it needs.
         if let Some(x) = &cfg.server.xdp {
             let rrl = limiter.clone().filter(|_| xdp_limited);
-            xdp = start_xdp(x, &live, rrl, &stop, &metrics);
+            xdp = start_xdp(x, &live, rrl, &metrics);
         }
         tracing::info!(
             zones = zone_count,
@@ -356,12 +356,11 @@ fn start_xdp(
     x: &crate::model::Xdp,
     live: &crate::snapshot::Live,
     rrl: Option<Arc<crate::dns::rrl::Limiter>>,
-    stop: &Arc<AtomicBool>,
     metrics: &Metrics,
 ) -> Option<crate::xdp::Running> {
     let addresses: Vec<String> = x.addresses.iter().map(ToString::to_string).collect();
     let addresses = addresses.join(", ");
-    match crate::xdp::start(x, live, rrl, stop) {
+    match crate::xdp::start(x, live, rrl) {
         Ok(r) => {
             let copy = if r.copy_mode { "copy" } else { "zero-copy" };
             tracing::info!(

@@ -38,7 +38,8 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 /// Read a query frame. `None`: not a plain UDP datagram to port 53 (dropped).
 pub fn parse(frame: &[u8]) -> Option<Query> {
-    if frame.len() < ETH_LEN {
+    // To a group address (broadcast, multicast): not a query to us, whoever else it is for.
+    if frame.len() < ETH_LEN || frame[0] & 1 != 0 {
         return None;
     }
     let (peer, udp, ip_end) = match be16(frame, 12) {
@@ -74,7 +75,11 @@ pub fn parse(frame: &[u8]) -> Option<Query> {
     }
     let u = &frame[udp..udp + UDP_LEN];
     let udp_len = usize::from(be16(u, 4));
-    if be16(u, 2) != 53 || udp_len < UDP_LEN || udp + udp_len > ip_end {
+    if be16(u, 2) != 53 || be16(u, 0) == 0 || udp_len < UDP_LEN || udp + udp_len > ip_end {
+        return None;
+    }
+    // Sources the kernel would drop as martians, and that no reply can reach.
+    if !routable(peer) {
         return None;
     }
     Some(Query {
@@ -82,6 +87,22 @@ pub fn parse(frame: &[u8]) -> Option<Query> {
         payload: (udp + UDP_LEN, udp + udp_len),
         headers: udp + UDP_LEN,
     })
+}
+
+/// Whether `a` can be a client: not unspecified, loopback, multicast, broadcast, or (IPv6) an
+/// IPv4-mapped address.
+fn routable(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.to_ipv4_mapped().is_some())
+        }
+    }
 }
 
 /// Write the reply's headers into `reply`, whose `reply[q.headers..q.headers + len]` already
@@ -345,6 +366,23 @@ mod tests {
         );
         for n in 0..v6.len() {
             assert_eq!(parse(&v6[..n]), None, "{n} bytes of {}", v6.len());
+        }
+        // Group destination MACs, martian sources, source port 0.
+        assert_eq!(bad(&|g| g[0] = 0xff), None, "broadcast MAC");
+        assert_eq!(bad(&|g| g[0] = 0x01), None, "multicast MAC");
+        assert_eq!(bad(&|g| g[udp..udp + 2].fill(0)), None, "source port 0");
+        for src in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+            let f = frame(src.parse().unwrap(), s, 1234, b"q");
+            assert_eq!(parse(&f), None, "from {src}");
+        }
+        for src in ["::", "::1", "ff02::1", "::ffff:192.0.2.1"] {
+            let f = frame(
+                src.parse().unwrap(),
+                "2001:db8::53".parse().unwrap(),
+                1234,
+                b"q",
+            );
+            assert_eq!(parse(&f), None, "from {src}");
         }
         let mut ext = v6.clone();
         ext[ETH_LEN + 6] = 0; // a hop-by-hop options header first

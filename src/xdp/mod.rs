@@ -97,14 +97,17 @@ pub struct Running {
     pub copy_mode: bool,
     pub stats: Arc<Stats>,
     _xsks: XskMap<MapData>,
+    /// Tells the queue threads to end (set when this is dropped).
+    stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Holds the program and its link: dropped last.
     _ebpf: aya::Ebpf,
 }
 
 impl Running {
-    /// Wait for the threads (their stop flag must be set).
-    pub fn join(&mut self) {
+    /// Stop the queue threads and wait for them.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -113,7 +116,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.join();
+        self.stop();
     }
 }
 
@@ -158,12 +161,11 @@ fn with_hint(e: impl std::fmt::Display) -> XdpError {
 }
 
 /// Load and attach the program on `cfg.interface`, open a socket and start a thread per
-/// queue. The threads stop when `stop` is set.
+/// queue. Dropping the result stops the threads and detaches the program.
 pub fn start(
     cfg: &model::Xdp,
     live: &Live,
     rrl: Option<Arc<Limiter>>,
-    stop: &Arc<AtomicBool>,
 ) -> Result<Running, XdpError> {
     let name = std::ffi::CString::new(cfg.interface.as_str()).map_err(aya_error)?;
     // SAFETY: a NUL-terminated name.
@@ -242,14 +244,15 @@ pub fn start(
             queues: queue_counts.clone(),
         }),
         _xsks: xsks,
+        stop: Arc::new(AtomicBool::new(false)),
         threads: Vec::new(),
         _ebpf: ebpf,
     };
     for ((q, x), counts) in sockets.into_iter().enumerate().zip(queue_counts) {
-        let (live, rrl, stop) = (live.clone(), rrl.clone(), stop.clone());
+        let (live, rrl, stop) = (live.clone(), rrl.clone(), running.stop.clone());
         let t = std::thread::Builder::new()
             .name(format!("xdp-{}-{q}", cfg.interface))
-            .spawn(move || serve::serve(x, live, rrl, stop, counts))
+            .spawn(move || serve::serve(q as u32, x, live, rrl, stop, counts))
             .map_err(aya_error)?;
         running.threads.push(t);
     }

@@ -19,6 +19,7 @@ const BATCH: u32 = 64;
 const POLL_MS: i32 = 200;
 
 pub fn serve(
+    queue: u32,
     mut x: Xsk,
     live: Live,
     rrl: Option<Arc<Limiter>>,
@@ -32,7 +33,7 @@ pub fn serve(
         x.reclaim();
         let (first, n) = x.received(BATCH);
         rounds = rounds.wrapping_add(1);
-        if n == 0 || rounds.is_multiple_of(256) {
+        if rounds.is_multiple_of(256) {
             // What the kernel dropped because our rings were full: read now and then.
             if let Some(full) = x.ring_full() {
                 counts.ring_full.store(full, Ordering::Relaxed);
@@ -40,7 +41,17 @@ pub fn serve(
         }
         if n == 0 {
             x.wake_rx_if_needed();
-            x.wait(POLL_MS);
+            // Replies the kernel has not sent yet go first; then sleep until a packet comes
+            // (briefly while replies are still queued).
+            x.send(&[]);
+            let timeout = if x.tx_pending() > 0 { 1 } else { POLL_MS };
+            if let Err(e) = x.wait(timeout) {
+                tracing::error!(
+                    queue,
+                    "xdp: queue {queue}'s socket failed ({e}); its queries are no longer answered through XDP"
+                );
+                return;
+            }
             continue;
         }
         let snap = live.load();

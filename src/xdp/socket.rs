@@ -164,6 +164,11 @@ impl Xsk {
         // SAFETY: a descriptor socket(2) just returned, owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let umem = Mapping::new((FRAMES * FRAME_SIZE) as usize, -1, 0, "UMEM")?;
+        // gslbd forks for exec checks: a child must not get (copy-on-write) the pinned frames,
+        // else the parent's next write to a frame lands in a copy the kernel does not send.
+        // SAFETY: advice on a mapping we own.
+        let rc = unsafe { libc::madvise(umem.ptr.as_ptr().cast(), umem.len, libc::MADV_DONTFORK) };
+        check(rc, "madvise(MADV_DONTFORK) of the UMEM")?;
         let reg = libc::xdp_umem_reg {
             addr: umem.ptr.as_ptr() as u64,
             len: umem.len as u64,
@@ -286,8 +291,9 @@ impl Xsk {
         rc == 0 && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
     }
 
-    /// Wait up to `timeout_ms` for a packet.
-    pub fn wait(&self, timeout_ms: i32) {
+    /// Wait up to `timeout_ms` for a packet. `Err`: the socket failed for good (its device
+    /// went away).
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<()> {
         let mut p = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -295,6 +301,26 @@ impl Xsk {
         };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            let mut err: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: an int option into `err`.
+            unsafe {
+                libc::getsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&mut err as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            return Err(io::Error::from_raw_os_error(if err == 0 {
+                libc::ENXIO
+            } else {
+                err
+            }));
+        }
+        Ok(())
     }
 
     /// Frames the kernel has sent are free again.
@@ -326,6 +352,7 @@ impl Xsk {
         let d = unsafe { self.rx.slot(i).read() };
         let (qa, ql) = self.clamp(d.addr, d.len as usize);
         let (ra, rl) = self.clamp(reply, FRAME_SIZE as usize);
+        debug_assert_ne!(qa / FRAME_SIZE as usize, ra / FRAME_SIZE as usize);
         let base = self.umem.ptr.as_ptr();
         // SAFETY: both ranges are inside the UMEM (clamped). The received frame is ours until
         // `release`; the free frame is in no ring. Frames are FRAME_SIZE apart and a free
@@ -339,10 +366,12 @@ impl Xsk {
         }
     }
 
-    /// An address and length the kernel gave, kept inside the UMEM whatever it says.
+    /// An address and length the kernel gave, kept inside its frame (and so inside the UMEM)
+    /// whatever it says.
     fn clamp(&self, addr: u64, len: usize) -> (usize, usize) {
-        let addr = (addr as usize).min(self.umem.len);
-        (addr, len.min(self.umem.len - addr))
+        let addr = (addr as usize).min(self.umem.len - 1);
+        let frame_end = (addr / FRAME_SIZE as usize + 1) * FRAME_SIZE as usize;
+        (addr, len.min(frame_end - addr))
     }
 
     /// A frame taken with `take_free` that was not sent after all.
@@ -380,26 +409,38 @@ impl Xsk {
     /// Queue `count` frames for sending: `frames[i]` = (address, length). The caller checked
     /// `tx_room`.
     pub fn send(&mut self, frames: &[(u64, u32)]) {
-        if frames.is_empty() {
+        if !frames.is_empty() {
+            let prod = self.tx.producer().load(Ordering::Relaxed);
+            for (i, &(addr, len)) in frames.iter().enumerate() {
+                let d = libc::xdp_desc {
+                    addr,
+                    len,
+                    options: 0,
+                };
+                // SAFETY: the caller made sure there is room for these entries.
+                unsafe { self.tx.slot(prod.wrapping_add(i as u32)).write(d) };
+            }
+            self.tx
+                .producer()
+                .store(prod.wrapping_add(frames.len() as u32), Ordering::Release);
+        }
+        self.kick();
+    }
+
+    /// Have the kernel transmit what the tx ring holds. In copy mode it takes at most 32
+    /// entries a call (and says EAGAIN when more are left), so call until the ring is empty
+    /// or the kernel says it is busy for another reason; zero-copy drivers only when asked.
+    fn kick(&self) {
+        if !(self.copy_mode || self.tx.needs_wakeup()) {
             return;
         }
-        let prod = self.tx.producer().load(Ordering::Relaxed);
-        for (i, &(addr, len)) in frames.iter().enumerate() {
-            let d = libc::xdp_desc {
-                addr,
-                len,
-                options: 0,
-            };
-            // SAFETY: the caller made sure there is room for these entries.
-            unsafe { self.tx.slot(prod.wrapping_add(i as u32)).write(d) };
-        }
-        self.tx
-            .producer()
-            .store(prod.wrapping_add(frames.len() as u32), Ordering::Release);
-        // Copy mode always needs the kick; zero-copy only when the driver asks.
-        if self.copy_mode || self.tx.needs_wakeup() {
+        // A ring of RING entries takes RING / 32 calls at most; a few more for a busy device.
+        for _ in 0..(RING / 32 + 4) {
+            if self.tx_pending() == 0 {
+                return;
+            }
             // SAFETY: sendto with no data is AF_XDP's "transmit now".
-            unsafe {
+            let rc = unsafe {
                 libc::sendto(
                     self.fd.as_raw_fd(),
                     std::ptr::null(),
@@ -409,7 +450,23 @@ impl Xsk {
                     0,
                 )
             };
+            if rc >= 0 {
+                continue;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => continue,
+                // ENOBUFS, ENETDOWN, ENXIO: the device cannot take them now; the next round
+                // tries again.
+                _ => return,
+            }
         }
+    }
+
+    /// Entries of the tx ring the kernel has not taken yet.
+    pub fn tx_pending(&self) -> u32 {
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        let cons = self.tx.consumer().load(Ordering::Acquire);
+        prod.wrapping_sub(cons)
     }
 
     /// With XDP_USE_NEED_WAKEUP, a driver that ran out of fill entries waits to be told
@@ -430,8 +487,9 @@ impl Xsk {
         }
     }
 
-    /// Packets the kernel dropped for this socket because its rx ring was full or the fill
-    /// ring empty.
+    /// Packets the kernel dropped for this socket: no frame to receive into (the fill ring
+    /// empty) or no room in the rx ring. (rx_fill_ring_empty_descs is not added: it counts
+    /// the same drops again in copy mode, and refill attempts in zero-copy mode.)
     pub fn ring_full(&self) -> Option<u64> {
         // SAFETY: all-zero is a valid xdp_statistics.
         let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
@@ -446,7 +504,7 @@ impl Xsk {
                 &mut len,
             )
         };
-        (rc == 0).then_some(s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty_descs)
+        (rc == 0).then_some(s.rx_dropped + s.rx_ring_full)
     }
 }
 
