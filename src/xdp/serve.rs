@@ -94,9 +94,7 @@ pub fn serve(
             }
         }
         drop(snap);
-        x.release(first, n);
-        x.send(&out[..k]);
-        x.wake_rx_if_needed();
+        // Counted before the replies leave: whoever got an answer finds it counted.
         counts.answered.fetch_add(k as u64, Ordering::Relaxed);
         if dropped > 0 {
             counts.dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -104,5 +102,8 @@ pub fn serve(
         if ignored > 0 {
             counts.ignored.fetch_add(ignored, Ordering::Relaxed);
         }
+        x.release(first, n);
+        x.send(&out[..k]);
+        x.wake_rx_if_needed();
     }
 }
