@@ -183,40 +183,25 @@ pub fn start(
     // UMEM pages are locked memory; without CAP_IPC_LOCK they count against RLIMIT_MEMLOCK.
     raise_memlock();
     let mut ebpf = aya::Ebpf::load(&PROGRAM.0).map_err(aya_error)?;
-    {
-        let mut v4: BpfHashMap<_, [u8; 4], u8> = BpfHashMap::try_from(
-            ebpf.map_mut("v4")
-                .ok_or_else(|| err("the program has no map v4"))?,
-        )
-        .map_err(aya_error)?;
-        for a in &cfg.addresses {
-            if let IpAddr::V4(a) = a {
-                v4.insert(a.octets(), 1, 0).map_err(aya_error)?;
-            }
+    // Taken out of the object, the maps live as long as these handles or the program.
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .ok_or_else(|| err(format!("the program has no map {name}")))
+    };
+    let mut v4: BpfHashMap<MapData, [u8; 4], u8> =
+        BpfHashMap::try_from(take("v4")?).map_err(aya_error)?;
+    let mut v6: BpfHashMap<MapData, [u8; 16], u8> =
+        BpfHashMap::try_from(take("v6")?).map_err(aya_error)?;
+    let counts: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(take("counts")?).map_err(aya_error)?;
+    let mut xsks: XskMap<MapData> = XskMap::try_from(take("xsks")?).map_err(aya_error)?;
+    for a in &cfg.addresses {
+        match a {
+            IpAddr::V4(a) => v4.insert(a.octets(), 1, 0),
+            IpAddr::V6(a) => v6.insert(a.octets(), 1, 0),
         }
-    }
-    {
-        let mut v6: BpfHashMap<_, [u8; 16], u8> = BpfHashMap::try_from(
-            ebpf.map_mut("v6")
-                .ok_or_else(|| err("the program has no map v6"))?,
-        )
         .map_err(aya_error)?;
-        for a in &cfg.addresses {
-            if let IpAddr::V6(a) = a {
-                v6.insert(a.octets(), 1, 0).map_err(aya_error)?;
-            }
-        }
     }
-    let counts: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
-        ebpf.take_map("counts")
-            .ok_or_else(|| err("the program has no map counts"))?,
-    )
-    .map_err(aya_error)?;
-    let mut xsks: XskMap<MapData> = XskMap::try_from(
-        ebpf.take_map("xsks")
-            .ok_or_else(|| err("the program has no map xsks"))?,
-    )
-    .map_err(aya_error)?;
     let program: &mut XdpProgram = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or_else(|| err("the object has no program gslbd_xdp"))?

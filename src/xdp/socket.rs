@@ -36,24 +36,18 @@ struct Mapping {
 
 impl Mapping {
     fn new(len: usize, fd: RawFd, offset: u64, what: &str) -> io::Result<Mapping> {
-        let (flags, prot) = if fd < 0 {
-            (
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
+        let flags = if fd < 0 {
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
         } else {
-            (
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
+            libc::MAP_SHARED
         };
         // SAFETY: a fresh mapping of `len` bytes; the kernel checks fd and offset.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                prot,
-                flags,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags | libc::MAP_POPULATE,
                 fd,
                 offset as libc::off_t,
             )
@@ -186,20 +180,12 @@ impl Xsk {
         ] {
             setsockopt(&fd, opt, &RING, what)?;
         }
-        // SAFETY: all-zero is a valid xdp_mmap_offsets; the kernel fills it in.
-        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: `off` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
-                &mut len,
-            )
-        };
-        check(rc, "XDP_MMAP_OFFSETS")?;
+        let off: libc::xdp_mmap_offsets = getsockopt(
+            &fd,
+            libc::SOL_XDP,
+            libc::XDP_MMAP_OFFSETS,
+            "XDP_MMAP_OFFSETS",
+        )?;
         let raw = fd.as_raw_fd();
         let fill = Ring::map(
             raw,
@@ -249,25 +235,22 @@ impl Xsk {
         if copy {
             flags |= libc::XDP_COPY;
         }
-        let bind = |flags: u16| {
-            let sa = libc::sockaddr_xdp {
-                sxdp_family: libc::AF_XDP as u16,
-                sxdp_flags: flags,
-                sxdp_ifindex: ifindex,
-                sxdp_queue_id: queue,
-                sxdp_shared_umem_fd: 0,
-            };
-            // SAFETY: `sa` is a valid sockaddr_xdp of the size given.
-            let rc = unsafe {
-                libc::bind(
-                    raw,
-                    (&sa as *const libc::sockaddr_xdp).cast(),
-                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            check(rc, &format!("bind to queue {queue}"))
+        let sa = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
         };
-        bind(flags)?;
+        // SAFETY: `sa` is a valid sockaddr_xdp of the size given.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sa as *const libc::sockaddr_xdp).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        check(rc, &format!("bind to queue {queue}"))?;
         if !copy {
             x.copy_mode = !x.zero_copy();
         }
@@ -275,20 +258,8 @@ impl Xsk {
     }
 
     fn zero_copy(&self) -> bool {
-        // SAFETY: all-zero is a valid xdp_options.
-        let mut o: libc::xdp_options = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: `o` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_OPTIONS,
-                (&mut o as *mut libc::xdp_options).cast(),
-                &mut len,
-            )
-        };
-        rc == 0 && o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+        getsockopt::<libc::xdp_options>(&self.fd, libc::SOL_XDP, libc::XDP_OPTIONS, "XDP_OPTIONS")
+            .is_ok_and(|o| o.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 
     /// Wait up to `timeout_ms` for a packet. `Err`: the socket failed for good (its device
@@ -302,18 +273,8 @@ impl Xsk {
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut p, 1, timeout_ms) };
         if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            let mut err: libc::c_int = 0;
-            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: an int option into `err`.
-            unsafe {
-                libc::getsockopt(
-                    self.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&mut err as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
+            let err: libc::c_int =
+                getsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR, "SO_ERROR").unwrap_or(0);
             return Err(io::Error::from_raw_os_error(if err == 0 {
                 libc::ENXIO
             } else {
@@ -401,9 +362,7 @@ impl Xsk {
 
     /// Room in the tx ring.
     pub fn tx_room(&self) -> u32 {
-        let prod = self.tx.producer().load(Ordering::Relaxed);
-        let cons = self.tx.consumer().load(Ordering::Acquire);
-        (self.tx.mask + 1) - prod.wrapping_sub(cons)
+        (self.tx.mask + 1) - self.tx_pending()
     }
 
     /// Queue `count` frames for sending: `frames[i]` = (address, length). The caller checked
@@ -491,21 +450,35 @@ impl Xsk {
     /// empty) or no room in the rx ring. (rx_fill_ring_empty_descs is not added: it counts
     /// the same drops again in copy mode, and refill attempts in zero-copy mode.)
     pub fn ring_full(&self) -> Option<u64> {
-        // SAFETY: all-zero is a valid xdp_statistics.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: `s` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                (&mut s as *mut libc::xdp_statistics).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(s.rx_dropped + s.rx_ring_full)
+        getsockopt::<libc::xdp_statistics>(
+            &self.fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            "XDP_STATISTICS",
+        )
+        .ok()
+        .map(|s| s.rx_dropped + s.rx_ring_full)
     }
+}
+
+/// A socket option of type `T`, one of the plain C structs or integers of <linux/if_xdp.h>
+/// and <sys/socket.h>, for which all-zero bytes are a valid value.
+fn getsockopt<T>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, what: &str) -> io::Result<T> {
+    // SAFETY: T is a plain C type (see above): all-zero is a valid value of it.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is writable for `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    check(rc, what)?;
+    Ok(value)
 }
 
 fn setsockopt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T, what: &str) -> io::Result<()> {
