@@ -6,6 +6,7 @@
 #   REPS=1 DURATION=3 bench/xdp.sh
 #   SERVERS="gslbd_xdp knot_xdp" bench/xdp.sh
 #   XDP_MODE=generic SERVERS=gslbd_xdp bench/xdp.sh   # gslbd's `xdp: { mode: ... }`
+#   DEFER_US=100 SERVERS="gslbd_xdp_defer knot_xdp_defer" bench/xdp.sh   # interrupt deferral
 #
 # The wire: a veth pair, the client (dnsperf) in a network namespace of its own on CPU 1, the
 # server on CPU 0, and the receive work of each end steered to its CPU: RPS (`rps_cpus`) on
@@ -13,7 +14,14 @@
 # end's NAPI in a thread of its own (`threaded`) pinned to CPU 0. Capacity is what CPU 0 does:
 # queries answered ÷ CPU 0's busy time (wall minus idle, from /proc/stat: the per-process tick
 # accounting reads low when softirq work lands on a thread), so every server is charged for the
-# kernel work its path causes. Latency: p50/p99 at a fixed LAT_QPS (default 20000).
+# kernel work its path causes. Latency: p50/p99 at a fixed LAT_QPS (default 20000), and CPU 0's
+# time per query at that rate.
+#
+# A server named with `_defer` (gslbd_xdp_defer, knot_xdp_defer) runs the same, with interrupt
+# deferral on its end's NAPI: napi_defer_hard_irqs = DEFER_IRQS (default 2) and
+# gro_flush_timeout = DEFER_US µs (default 20). A poll that found packets then leaves the
+# interrupt (veth: the wake-up from the sender) off and looks again after DEFER_US, so packets
+# arriving meanwhile are taken in one batch; after DEFER_IRQS empty polls the interrupt is back.
 #
 # Needs root, 2 CPUs, and the Debian packages dnsperf gdnsd knot iproute2 (installed if missing).
 set -euo pipefail
@@ -27,6 +35,8 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 LAT_QPS=${LAT_QPS:-20000}
 SERVERS=${SERVERS:-gslbd_xdp knot_xdp gdnsd gslbd knot}
+DEFER_US=${DEFER_US:-20}
+DEFER_IRQS=${DEFER_IRQS:-2}
 XDP_MODE=${XDP_MODE:-auto}
 ZONE=bench.test
 NS=gslbd-xdp-bench
@@ -107,7 +117,8 @@ EOF
 }
 
 start_server() { # NAME DIR
-    local name=$1 dir=$2
+    local name=${1%_defer} defer=0 dir=$2
+    [ "$name" != "$1" ] && defer=1
     mkdir -p "$dir"
     case $name in
         gslbd | gslbd_xdp)
@@ -201,6 +212,17 @@ EOF
         local pinned=0
         for p in $(pgrep "napi/$HOST_IF" || true); do taskset -p 1 "$p" >/dev/null && pinned=1; done
         [ "$pinned" = 1 ] || { log "no NAPI thread of $HOST_IF to pin"; return 1; }
+        # Interrupt deferral for the _defer runs; off (the kernel's default) for the others.
+        if [ "$defer" = 1 ]; then
+            echo "$DEFER_IRQS" >"/sys/class/net/$HOST_IF/napi_defer_hard_irqs"
+            echo $((DEFER_US * 1000)) >"/sys/class/net/$HOST_IF/gro_flush_timeout"
+        else
+            echo 0 >"/sys/class/net/$HOST_IF/napi_defer_hard_irqs"
+            echo 0 >"/sys/class/net/$HOST_IF/gro_flush_timeout"
+        fi
+    elif [ "$defer" = 1 ]; then
+        log "$1: no NAPI on $HOST_IF to defer interrupts of"
+        return 1
     fi
 }
 
@@ -220,12 +242,16 @@ cpu0_busy() { # -> busy ticks, total ticks of CPU 0
 }
 
 echo "www.$ZONE A" >"$WORK/q.txt"
-echo "server,rep,path,qps,cpu0_busy_pct,capacity,p50_us,p99_us" >"$OUT/raw.csv"
+echo "server,rep,path,qps,cpu0_busy_pct,capacity,p50_us,p99_us,cpu_us_per_query_at_lat_qps" >"$OUT/raw.csv"
 measure() { # SERVER REP
-    local server=$1 rep=$2 dir=$WORK/$1-$2 b0 t0 b1 t1 done_q busy pct cap path p50 p99 answered
+    local server=$1 rep=$2 dir=$WORK/$1-$2 b0 t0 b1 t1 done_q busy pct cap path p50 p99 answered cpq
     start_server "$server" "$dir" || { log "$server did not answer"; stop_server; return 0; }
     path=$(xdp_mode)
-    [ "${server%_xdp}" = "$server" ] && path="UDP sockets"
+    case $server in
+        *_xdp) ;;
+        *_xdp_defer) path="$path + interrupts deferred ${DEFER_US} µs" ;;
+        *) path="UDP sockets" ;;
+    esac
     # warm up, then saturate: dnsperf on CPU 1 in the client's namespace
     in_ns taskset -c 1 dnsperf -s "$SERVER_IP" -d "$WORK/q.txt" -l 2 -T 1 -c 8 -q 500 >/dev/null 2>&1 || true
     read -r b0 t0 < <(cpu0_busy)
@@ -236,16 +262,20 @@ measure() { # SERVER REP
     pct=$(awk -v b="$busy" -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", 100 * b / t }')
     # ticks are 1/100 s (USER_HZ)
     cap=$(awk -v n="$done_q" -v b="$busy" 'BEGIN { if (b > 0) printf "%.0f", n / (b / 100) }')
+    read -r b0 t0 < <(cpu0_busy)
     in_ns taskset -c 1 dnsperf -s "$SERVER_IP" -d "$WORK/q.txt" -T 1 -c 1 -q 100 -t 2 -l "$DURATION" -Q "$LAT_QPS" -v 2>/dev/null |
         awk '$1 == ">" && $NF ~ /^[0-9.]+$/ { print $NF * 1e6 }' | sort -n >"$dir/lat.txt" || true
+    read -r b1 t1 < <(cpu0_busy)
     answered=$(wc -l <"$dir/lat.txt")
+    # CPU 0's busy time per answered query at LAT_QPS, in µs (ticks are 10 ms)
+    cpq=$(awk -v n="$answered" -v b=$((b1 - b0)) 'BEGIN { if (n > 0) printf "%.2f", b * 10000 / n }')
     p50=$(awk -v n="$answered" 'NR == int(n * 0.50 + 0.5) { printf "%.0f", $1 }' "$dir/lat.txt")
     p99=$(awk -v n="$answered" 'NR == int(n * 0.99 + 0.5) { printf "%.0f", $1 }' "$dir/lat.txt")
     stop_server
     local qps
     qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' "$dir/max.txt")
-    echo "$server,$rep,$path,$qps,$pct,$cap,$p50,$p99" >>"$OUT/raw.csv"
-    log "$server rep$rep ($path): $qps q/s, CPU 0 busy ${pct}%, capacity $cap q/s per core | at $LAT_QPS/s: p50 $p50 us, p99 $p99 us"
+    echo "$server,$rep,$path,$qps,$pct,$cap,$p50,$p99,$cpq" >>"$OUT/raw.csv"
+    log "$server rep$rep ($path): $qps q/s, CPU 0 busy ${pct}%, capacity $cap q/s per core | at $LAT_QPS/s: p50 $p50 us, p99 $p99 us, CPU 0 $cpq us/query"
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -254,14 +284,14 @@ done
 
 # Medians per server.
 {
-    echo "| server | path | QPS | CPU 0 busy % | capacity per core | p50 / p99 µs at $LAT_QPS q/s |"
-    echo "|---|---|---:|---:|---:|---:|"
+    echo "| server | path | QPS | CPU 0 busy % | capacity per core | p50 / p99 µs at $LAT_QPS q/s | CPU 0 µs per query at $LAT_QPS q/s |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
     for s in $SERVERS; do
         awk -F, -v s="$s" 'NR > 1 && $1 == s && $6 != "" { print }' "$OUT/raw.csv" >"$WORK/rows"
-        [ -s "$WORK/rows" ] || { echo "| $s | (did not run) | | | | |"; continue; }
+        [ -s "$WORK/rows" ] || { echo "| $s | (did not run) | | | | | |"; continue; }
         med() { cut -d, -f"$1" "$WORK/rows" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
         path=$(cut -d, -f3 "$WORK/rows" | head -1)
-        echo "| $s | $path | $(med 4) | $(med 5) | $(med 6) | $(med 7) / $(med 8) |"
+        echo "| $s | $path | $(med 4) | $(med 5) | $(med 6) | $(med 7) / $(med 8) | $(med 9) |"
     done
 } | tee "$OUT/table.md"
 log "raw figures: $OUT/raw.csv"

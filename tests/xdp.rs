@@ -9,13 +9,17 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::cases::{cases, hostile_packets};
-use common::{Ask, Server, eventually, root, tcp_recv, tcp_send, udp_exchange};
+use common::systemd::{
+    Groups, ListSetting, blocked, calls_of, child_of, directives, family_of, installed,
+};
+use common::{Ask, Server, eventually, poll, root, tcp_recv, tcp_send, udp_exchange};
 
 /// Whether XDP can be tried here; if not and it must, fail.
 fn available() -> bool {
@@ -188,6 +192,20 @@ impl Drop for Net {
 /// addresses, with XDP on the host's end for `v4` and `v6`. `xdp_extra`: more keys of `xdp:`;
 /// `rrl`: the `rrl:` block.
 fn start(net: &Net, zones: &Path, xdp_extra: &str, rrl: &str) -> (Server, tempfile::TempDir) {
+    let (d, args) = configure(net, zones, xdp_extra, rrl);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(d.path(), &args);
+    (s, d)
+}
+
+/// A working directory with the gslbd.yaml `start` describes, and the arguments of
+/// `gslbd serve` for it.
+fn configure(
+    net: &Net,
+    zones: &Path,
+    xdp_extra: &str,
+    rrl: &str,
+) -> (tempfile::TempDir, Vec<String>) {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(
         d.path().join("gslbd.yaml"),
@@ -204,23 +222,17 @@ xdp: {{ interface: {host}, addresses: [{v4}, \"{v6}\"]{xdp_extra} }}
         ),
     )
     .unwrap();
-    let (v4, v6, other) = (
-        format!("{}:53", net.v4),
-        format!("[{}]:53", net.v6),
-        format!("{}:53", net.other_v4),
-    );
     let args = [
-        "--config",
-        "gslbd.yaml",
-        "--listen",
-        &v4,
-        "--listen",
-        &v6,
-        "--listen",
-        &other,
+        "--config".to_string(),
+        "gslbd.yaml".to_string(),
+        "--listen".to_string(),
+        format!("{}:53", net.v4),
+        "--listen".to_string(),
+        format!("[{}]:53", net.v6),
+        "--listen".to_string(),
+        format!("{}:53", net.other_v4),
     ];
-    let s = Server::start(d.path(), &args);
-    (s, d)
+    (d, args.to_vec())
 }
 
 fn exchange(sock: &UdpSocket, to: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
@@ -763,4 +775,103 @@ fn a_burst_is_answered_at_once() {
     assert_eq!(seen.len(), usize::from(burst), "after {took:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(metric(&s, "dropped"), 0);
+}
+
+/// contrib/gslbd-xdp.conf, the drop-in for XDP, on contrib/gslbd.service: every system call
+/// and socket family of a run that answers through XDP passes the two together (systemd reads
+/// a drop-in's list settings after the unit's, so the unit's text followed by the drop-in's
+/// merges as systemd merges them), while the unit alone would refuse what XDP needs.
+#[test]
+fn the_systemd_drop_in_lets_every_call_of_an_xdp_run_through() {
+    if !available() || !installed(&["strace", "systemd-analyze"], "GSLBD_XDP_REQUIRED") {
+        return;
+    }
+    let unit = std::fs::read_to_string(root().join("contrib/gslbd.service")).unwrap();
+    let drop_in = std::fs::read_to_string(root().join("contrib/gslbd-xdp.conf")).unwrap();
+    let both = format!("{unit}\n{drop_in}");
+    let groups = Groups::load();
+    let net = Net::new(9);
+    let zones = fixture_zones();
+    let (d, args) = configure(&net, zones.path(), "", NO_RRL);
+    let (trace, log) = (d.path().join("xdp.trace"), d.path().join("gslbd.log"));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(common::BIN)
+        .arg("serve")
+        .args(&args)
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run strace");
+    let pid = eventually(
+        Duration::from_secs(5),
+        "gslbd's PID (strace's child)",
+        || child_of(strace.id()),
+    );
+    let stop = |sig| {
+        // SAFETY: a signal to gslbd, the child of our own strace child.
+        unsafe { libc::kill(pid, sig) };
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let ran = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        log_text().contains("xdp: UDP port 53 of").then_some(())
+    });
+    let answered = ran.and_then(|()| {
+        let c4 = net.client_udp(false);
+        let q = Ask::new("www.auth.test.", "A").bytes();
+        exchange(&c4, SocketAddr::new(net.v4, 53), &q, Duration::from_secs(5))
+    });
+    stop(libc::SIGTERM);
+    let ended = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        strace.try_wait().unwrap()
+    });
+    if ended.is_none() {
+        stop(libc::SIGKILL);
+        let _ = strace.kill();
+        let _ = strace.wait();
+    }
+    assert!(
+        ran.is_some() && answered.is_some(),
+        "gslbd under strace did not answer through XDP; log:\n{}",
+        log_text()
+    );
+    assert!(ended.is_some(), "gslbd did not stop on SIGTERM");
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let calls = calls_of(&text);
+    let names: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
+    let families: BTreeSet<String> = calls
+        .iter()
+        .filter_map(|(name, call)| family_of(name, call))
+        .collect();
+    assert!(
+        names.contains("bpf") && families.contains("AF_XDP"),
+        "no bpf(2) or AF_XDP socket recorded: {names:?} {families:?}"
+    );
+    let refused = blocked(&both, &groups, names.iter().copied());
+    assert!(
+        refused.is_empty(),
+        "the unit with contrib/gslbd-xdp.conf would block {refused:?}"
+    );
+    assert!(
+        blocked(&unit, &groups, ["bpf"]) == ["bpf"],
+        "the unit alone lets bpf(2) through: the drop-in's SystemCallFilter= is not needed"
+    );
+    let af = |text: &str| {
+        ListSetting::parse(&directives(text, "RestrictAddressFamilies"), &[], &|w| {
+            Ok(BTreeSet::from([w.to_string()]))
+        })
+        .unwrap()
+        .expect("a RestrictAddressFamilies= setting")
+    };
+    let (af_unit, af_both) = (af(&unit), af(&both));
+    let refused: Vec<&String> = families.iter().filter(|f| !af_both.allows(f)).collect();
+    assert!(
+        refused.is_empty(),
+        "the unit with contrib/gslbd-xdp.conf refuses sockets of {refused:?}"
+    );
+    assert!(!af_unit.allows("AF_XDP"), "the unit alone allows AF_XDP");
 }

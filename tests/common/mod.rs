@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cases;
 pub mod etcd;
 pub mod geo;
+pub mod systemd;
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
