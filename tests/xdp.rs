@@ -747,17 +747,31 @@ fn a_burst_is_answered_at_once() {
     let (s, _d) = start_xdp(&net, zones.path(), NO_RRL);
     let c4 = net.client_udp(false);
     let to = SocketAddr::new(net.v4, 53);
-    // 1000 queries as fast as the client sends them: more than a round takes (64) and far
-    // more than the kernel transmits per kick in copy mode (32). Every reply must leave
-    // promptly, not one kick per idle wake-up.
+    // 1000 queries wait in the rx ring while gslbd is stopped, and come in rounds of 64 when
+    // it goes on: more than the kernel transmits per kick in copy mode (32). Every reply must
+    // leave promptly, not 32 per idle wake-up (up to 200 ms apart).
     let mut q = Ask::new("www.auth.test.", "A").bytes();
     let burst = 1000u16;
-    let socket2 = socket2::SockRef::from(&c4);
-    socket2.set_recv_buffer_size(4 << 20).unwrap();
+    let big: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on our socket with a c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&c4),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&big as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+    s.signal(libc::SIGSTOP);
     for id in 0..burst {
         q[0..2].copy_from_slice(&id.to_be_bytes());
         c4.send_to(&q, to).unwrap();
     }
+    // the kernel puts them in the rx ring at once (microseconds); a generous wait
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGCONT);
     let started = std::time::Instant::now();
     c4.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
