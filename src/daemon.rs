@@ -224,15 +224,17 @@ pub fn run(opts: Options) -> Result<(), Error> {
         // One limiter for every listener it applies to: the budget is per client prefix. Its
         // table (2 MiB) is made only when some listener is limited (loopback ones are not,
         // unless asked).
-        let limited = |addr: &SocketAddr| cfg.server.rrl.on_loopback || !addr.ip().is_loopback();
-        let xdp_limited = cfg.server.xdp.as_ref().is_some_and(|x| {
-            cfg.server.rrl.on_loopback || x.addresses.iter().any(|a| !a.is_loopback())
-        });
-        let limiter = (bound.iter().any(|b| limited(&b.addr)) || xdp_limited)
+        let limited = |ip: std::net::IpAddr| cfg.server.rrl.on_loopback || !ip.is_loopback();
+        let xdp_limited = cfg
+            .server
+            .xdp
+            .as_ref()
+            .is_some_and(|x| x.addresses.iter().any(|a| limited(*a)));
+        let limiter = (bound.iter().any(|b| limited(b.addr.ip())) || xdp_limited)
             .then(|| crate::dns::rrl::Limiter::new(&cfg.server.rrl).map(Arc::new))
             .flatten();
         for b in bound {
-            let rrl = limiter.clone().filter(|_| limited(&b.addr));
+            let rrl = limiter.clone().filter(|_| limited(b.addr.ip()));
             if rrl.is_some() {
                 tracing::info!(
                     addr = %b.addr,
@@ -372,7 +374,7 @@ fn start_xdp(
                 r.mode,
                 r.stats.queues.len()
             );
-            metrics.set_xdp(Box::new(crate::xdp::Collector(r.stats.clone())));
+            metrics.set_xdp(Box::new(r.stats.clone()));
             Some(r)
         }
         Err(e) => {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Mode};
 use common::systemd::{
-    Groups, ListSetting, blocked, calls_of, child_of, directives, family_of, written_by,
+    Groups, address_families, blocked, calls_of, child_of, directives, family_of, written_by,
 };
 use common::{Ask, BIN, TICK, eventually, poll};
 use hickory_proto::op::{Message, ResponseCode};
@@ -532,11 +532,7 @@ fn every_system_call_of_a_realistic_run_passes_the_units_filter() {
             .join("\n")
     );
 
-    let af = ListSetting::parse(&directives(&unit, "RestrictAddressFamilies"), &[], &|w| {
-        Ok(BTreeSet::from([w.to_string()]))
-    })
-    .unwrap();
-    if let Some(af) = af {
+    if let Some(af) = address_families(&unit) {
         let refused: Vec<&String> = families.iter().filter(|f| !af.allows(f)).collect();
         assert!(
             refused.is_empty(),

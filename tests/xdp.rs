@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::cases::{cases, hostile_packets};
 use common::systemd::{
-    Groups, ListSetting, blocked, calls_of, child_of, directives, family_of, installed,
+    Groups, address_families, blocked, calls_of, child_of, family_of, installed,
 };
 use common::{Ask, Server, eventually, poll, root, tcp_recv, tcp_send, udp_exchange};
 
@@ -874,13 +874,7 @@ fn the_systemd_drop_in_lets_every_call_of_an_xdp_run_through() {
         blocked(&unit, &groups, ["bpf"]) == ["bpf"],
         "the unit alone lets bpf(2) through: the drop-in's SystemCallFilter= is not needed"
     );
-    let af = |text: &str| {
-        ListSetting::parse(&directives(text, "RestrictAddressFamilies"), &[], &|w| {
-            Ok(BTreeSet::from([w.to_string()]))
-        })
-        .unwrap()
-        .expect("a RestrictAddressFamilies= setting")
-    };
+    let af = |text: &str| address_families(text).expect("a RestrictAddressFamilies= setting");
     let (af_unit, af_both) = (af(&unit), af(&both));
     let refused: Vec<&String> = families.iter().filter(|f| !af_both.allows(f)).collect();
     assert!(

@@ -267,20 +267,12 @@ fn xdp(x: &Spanned<super::format::XdpFile>, r: &mut Reporter) -> Option<model::X
         .as_ref()
         .and_then(|q| values::int(q, 1..=256, "xdp.queues", r))
         .map(|n| n as u32);
-    let mode = match f.mode.as_ref().map(|m| (m, m.value.trim())) {
-        None => model::XdpMode::Auto,
-        Some((_, "auto")) => model::XdpMode::Auto,
-        Some((_, "native")) => model::XdpMode::Native,
-        Some((_, "generic")) => model::XdpMode::Generic,
-        Some((m, other)) => {
-            r.error(
-                values::loc(m),
-                "xdp.mode",
-                format!("{other:?}: auto, native or generic"),
-            );
+    let mode = f.mode.as_ref().map_or(model::XdpMode::Auto, |m| {
+        m.value.trim().parse().unwrap_or_else(|e| {
+            r.error(values::loc(m), "xdp.mode", e);
             model::XdpMode::Auto
-        }
-    };
+        })
+    });
     Some(model::Xdp {
         interface: interface?,
         addresses,

@@ -50,13 +50,34 @@ pub enum XdpMode {
     Generic,
 }
 
+impl XdpMode {
+    /// Each mode and its name in gslbd.yaml.
+    const NAMES: [(XdpMode, &'static str); 3] = [
+        (XdpMode::Auto, "auto"),
+        (XdpMode::Native, "native"),
+        (XdpMode::Generic, "generic"),
+    ];
+}
+
 impl std::fmt::Display for XdpMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            XdpMode::Auto => "auto",
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-        })
+        let (_, name) = XdpMode::NAMES
+            .iter()
+            .find(|(m, _)| m == self)
+            .expect("every mode is named");
+        f.write_str(name)
+    }
+}
+
+impl std::str::FromStr for XdpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<XdpMode, String> {
+        XdpMode::NAMES
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(m, _)| *m)
+            .ok_or_else(|| format!("{s:?}: auto, native or generic"))
     }
 }
 

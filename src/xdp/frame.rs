@@ -18,18 +18,14 @@ const PROTO_UDP: u8 = 17;
 /// The TTL and hop limit of replies, as Linux's default.
 const HOP_LIMIT: u8 = 64;
 
-/// Room before the payload in a reply: Ethernet, IPv6 (the larger) and UDP headers.
-pub const MAX_HEADERS: usize = ETH_LEN + IPV6_LEN + UDP_LEN;
-
 /// A query frame, read: where its DNS message is and whom to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Query {
     /// The client's address (the IP source).
     pub peer: IpAddr,
-    /// The DNS message: `frame[payload.0..payload.1]`.
+    /// The DNS message: `frame[payload.0..payload.1]`. `payload.0` is also the length of the
+    /// Ethernet, IP and UDP headers, where the reply's payload starts too.
     pub payload: (usize, usize),
-    /// Ethernet, IP and UDP headers' length: the reply's payload starts here too.
-    pub headers: usize,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -85,7 +81,6 @@ pub fn parse(frame: &[u8]) -> Option<Query> {
     Some(Query {
         peer,
         payload: (udp + UDP_LEN, udp + udp_len),
-        headers: udp + UDP_LEN,
     })
 }
 
@@ -105,11 +100,11 @@ fn routable(a: IpAddr) -> bool {
     }
 }
 
-/// Write the reply's headers into `reply`, whose `reply[q.headers..q.headers + len]` already
+/// Write the reply's headers into `reply`, whose `reply[q.payload.0..q.payload.0 + len]` already
 /// holds the DNS answer: addresses, ports and MACs of `query` swapped, lengths and checksums
 /// set. Returns the frame's length.
 pub fn reply(query: &[u8], q: &Query, reply: &mut [u8], len: usize) -> usize {
-    let udp = q.headers - UDP_LEN;
+    let udp = q.payload.0 - UDP_LEN;
     let udp_len = UDP_LEN + len;
     // Ethernet: back to where it came from.
     reply[0..6].copy_from_slice(&query[6..12]);
@@ -232,8 +227,8 @@ mod tests {
     /// Whether a frame's checksums verify (the sum over each, checksum included, is all ones).
     fn checksums_verify(f: &[u8]) -> bool {
         let q = parse(f).unwrap();
-        let udp = &f[q.headers - UDP_LEN..q.payload.1];
-        let pseudo = if q.headers == ETH_LEN + IPV4_LEN + UDP_LEN {
+        let udp = &f[q.payload.0 - UDP_LEN..q.payload.1];
+        let pseudo = if q.payload.0 == ETH_LEN + IPV4_LEN + UDP_LEN {
             if fold(sum(&f[ETH_LEN..ETH_LEN + IPV4_LEN], 0)) != 0xffff {
                 return false;
             }
@@ -253,7 +248,7 @@ mod tests {
         assert_eq!(q.peer, c);
         assert_eq!(&query[q.payload.0..q.payload.1], b"question");
         let mut out = vec![0u8; 2048];
-        out[q.headers..q.headers + answer.len()].copy_from_slice(answer);
+        out[q.payload.0..q.payload.0 + answer.len()].copy_from_slice(answer);
         let n = reply(&query, &q, &mut out, answer.len());
         out.truncate(n);
         // What the client gets: a frame to its MAC, from the server's.
@@ -262,27 +257,28 @@ mod tests {
         let r = parse_reply_ports(&out);
         assert_eq!(r, (53, 40000));
         assert!(checksums_verify_reply(&out), "{out:?}");
-        assert_eq!(out.len(), q.headers + answer.len());
+        assert_eq!(out.len(), q.payload.0 + answer.len());
         out
     }
 
-    fn parse_reply_ports(f: &[u8]) -> (u16, u16) {
-        let udp = if be16(f, 12) == ETH_P_IP {
+    /// Where the UDP header of a reply frame starts.
+    fn udp_offset(f: &[u8]) -> usize {
+        if be16(f, 12) == ETH_P_IP {
             ETH_LEN + IPV4_LEN
         } else {
             ETH_LEN + IPV6_LEN
-        };
+        }
+    }
+
+    fn parse_reply_ports(f: &[u8]) -> (u16, u16) {
+        let udp = udp_offset(f);
         (be16(f, udp), be16(f, udp + 2))
     }
 
     /// As `checksums_verify`, for a frame whose destination port is not 53.
     fn checksums_verify_reply(f: &[u8]) -> bool {
         let mut g = f.to_vec();
-        let udp = if be16(f, 12) == ETH_P_IP {
-            ETH_LEN + IPV4_LEN
-        } else {
-            ETH_LEN + IPV6_LEN
-        };
+        let udp = udp_offset(f);
         // Swap the ports (the sum does not change) so that parse takes it.
         g[udp..udp + 2].copy_from_slice(&f[udp + 2..udp + 4]);
         g[udp + 2..udp + 4].copy_from_slice(&f[udp..udp + 2]);
@@ -309,11 +305,7 @@ mod tests {
     /// The reply's source address and payload.
     fn parse_reply(f: &[u8]) -> (IpAddr, Vec<u8>) {
         let mut g = f.to_vec();
-        let udp = if be16(f, 12) == ETH_P_IP {
-            ETH_LEN + IPV4_LEN
-        } else {
-            ETH_LEN + IPV6_LEN
-        };
+        let udp = udp_offset(f);
         g[udp + 2..udp + 4].copy_from_slice(&53u16.to_be_bytes());
         let q = parse(&g).unwrap();
         (q.peer, g[q.payload.0..q.payload.1].to_vec())

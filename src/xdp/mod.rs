@@ -104,19 +104,13 @@ pub struct Running {
     _ebpf: aya::Ebpf,
 }
 
-impl Running {
-    /// Stop the queue threads and wait for them.
-    pub fn stop(&mut self) {
+impl Drop for Running {
+    /// Stop the queue threads and wait for them; the program goes with `_ebpf`.
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -310,11 +304,8 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
-/// `Stats` as /metrics reads it.
-#[derive(Debug)]
-pub struct Collector(pub Arc<Stats>);
-
-impl prometheus_client::collector::Collector for Collector {
+/// `Stats` as /metrics reads them.
+impl prometheus_client::collector::Collector for Stats {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
@@ -322,8 +313,8 @@ impl prometheus_client::collector::Collector for Collector {
         use prometheus_client::encoding::EncodeMetric;
         use prometheus_client::metrics::MetricType;
         use prometheus_client::metrics::counter::ConstCounter;
-        let (passed, redirected) = self.0.program_counts();
-        let (answered, dropped, ignored) = self.0.queue_totals();
+        let (passed, redirected) = self.program_counts();
+        let (answered, dropped, ignored) = self.queue_totals();
         let mut family = encoder.encode_descriptor(
             "gslbd_xdp_packets",
             "Packets seen by XDP: passed to the kernel, redirected to gslbd, answered, dropped (rings full), ignored (not a query to answer)",
@@ -337,7 +328,7 @@ impl prometheus_client::collector::Collector for Collector {
             ("dropped", dropped),
             ("ignored", ignored),
         ] {
-            let labels = [("interface", self.0.interface.as_str()), ("result", result)];
+            let labels = [("interface", self.interface.as_str()), ("result", result)];
             ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
         }
         let mut family = encoder.encode_descriptor(
@@ -346,10 +337,10 @@ impl prometheus_client::collector::Collector for Collector {
             None,
             MetricType::Counter,
         )?;
-        for (q, c) in self.0.queues.iter().enumerate() {
+        for (q, c) in self.queues.iter().enumerate() {
             let queue = q.to_string();
             let labels = [
-                ("interface", self.0.interface.as_str()),
+                ("interface", self.interface.as_str()),
                 ("queue", queue.as_str()),
             ];
             let v = c.answered.load(Ordering::Relaxed);

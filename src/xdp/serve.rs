@@ -68,9 +68,9 @@ pub fn serve(
                 continue;
             };
             let sent = frame::parse(query).and_then(|q| {
-                let room = reply.len().min(q.headers + MAX_UDP_PAYLOAD as usize);
+                let room = reply.len().min(q.payload.0 + MAX_UDP_PAYLOAD as usize);
                 let packet = &query[q.payload.0..q.payload.1];
-                let body = &mut reply[q.headers..room];
+                let body = &mut reply[q.payload.0..room];
                 let len = respond(
                     &snap,
                     rrl.as_deref(),

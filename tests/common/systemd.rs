@@ -152,6 +152,14 @@ pub fn syscall_filter(unit: &str, groups: &Groups) -> Option<ListSetting> {
     .unwrap_or_else(|e| panic!("SystemCallFilter=: {e}"))
 }
 
+/// The unit's `RestrictAddressFamilies=` (`None`: it has none and allows every family).
+pub fn address_families(unit: &str) -> Option<ListSetting> {
+    ListSetting::parse(&directives(unit, "RestrictAddressFamilies"), &[], &|w| {
+        Ok(BTreeSet::from([w.to_string()]))
+    })
+    .unwrap_or_else(|e| panic!("RestrictAddressFamilies=: {e}"))
+}
+
 /// The calls among `calls` that the unit's `SystemCallFilter=` does not allow.
 pub fn blocked<'a>(
     unit: &str,
