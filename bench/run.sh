@@ -19,6 +19,7 @@
 # closest by geography on the full GeoLite2-City database (contrib/geoip-db.sh): gslbd's
 # `nearest` pool beside gdnsd's geoip plugin with auto_dc_coords, each query with EDNS Client
 # Subnet from another of W5_CLIENTS /24s (4,096), so the database lookups are not all cached.
+# W5 through gslbd's AF_XDP path (as root, on a veth pair): WORKLOAD=w5 bench/xdp.sh.
 #
 # Reports, per server: QPS (dnsperf saturating), the server's CPU share, capacity per server core
 # (QPS ÷ CPU share: dnsperf saturates before a fast server does), at a fixed offered rate
@@ -49,12 +50,8 @@ W3_SERVERS=${W3_SERVERS:-gslbd gdnsd}
 W4_SERVERS=${W4_SERVERS:-gslbd_signed knot_signed}
 W5_SERVERS=${W5_SERVERS:-gslbd_geo gdnsd_geo}
 # W5's clients: W5_CLIENTS distinct ECS /24s spread over the public IPv4 space, one per query
-# in turn (bench/ecs-queries.py, dnsperf -B). Checked before each round: /24s in Germany, the
-# US, Singapore and Brazil (by the 2018 GeoLite2-City) answered from the nearest of fra, iad
-# and sin by both servers.
+# in turn (bench/ecs-queries.py, dnsperf -B); W5_SUBNETS checked before each round (bench/w5.sh).
 W5_CLIENTS=${W5_CLIENTS:-4096}
-W5_SUBNETS=(80.128.0.0/24 8.8.8.0/24 202.56.128.0/24 177.0.0.0/24)
-W5_EXPECT=(127.0.3.1 127.0.3.2 127.0.3.3 127.0.3.2)
 DNSPERF_HALF_ARGS=(-T 1 -c 2 -q 100 -t 2)
 ECS_A=8:000118000a0102   # EDNS Client Subnet 10.1.2.0/24 -> expect 127.0.2.1
 ECS_B=8:000118000a0202   # EDNS Client Subnet 10.2.2.0/24 -> expect 127.0.2.2
@@ -161,9 +158,9 @@ start_gslbd_cluster() {
     fi
     CLUSTER=1 start_gslbd "$@"
 }
-# W5: the full GeoLite2-City database (contrib/geoip-db.sh) and three sites with coordinates,
-# fra, iad and sin: gslbd's `nearest` pool, and gdnsd's geoip plugin with auto_dc_coords
-# (distance only, as gdnsd does it).
+# W5: bench/w5.sh (sites, pool, gdnsd's plugin, the subnets checked before each round).
+# shellcheck source=bench/w5.sh
+. "$HERE/w5.sh"
 w5_db() {
     [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
     echo "$GEOIP_DB"
@@ -178,18 +175,8 @@ ns: [ns1.$ZONE.]
 records:
   ns1: { A: [127.0.0.1] }
   www: { A: [127.0.1.1, 127.0.1.2], ttl: 30 }
-sites:
-  fra: { coordinates: [50.11, 8.68] }
-  iad: { coordinates: [38.95, -77.45] }
-  sin: { coordinates: [1.35, 103.82] }
-pools:
-  near:
-    policy: [nearest, round-robin]
-    ttl: 30
-    members: [{ address: 127.0.3.1, site: fra }, { address: 127.0.3.2, site: iad }, { address: 127.0.3.3, site: sin }]
-names:
-  near: { pool: near }
 YAML
+    w5_gslbd_zone >>"$dir/zones/$ZONE.yaml"
     echo "geoip: { database: $(w5_db) }" >"$dir/gslbd.yaml"
     GSLBD_LOG=warn $(pin_prefix "$mode") "$GSLBD" serve --config "$dir/gslbd.yaml" --zones "$dir/zones" \
         --listen "$ADDR:$port" --udp-threads "$(workers "$mode")" >"$dir/server.log" 2>&1 &
@@ -207,25 +194,8 @@ options => {
     run_dir => $dir/run
     state_dir => $dir/state
 }
-plugins => {
-    geoip => {
-        maps => {
-            world => {
-                geoip2_db => GeoLite2-City.mmdb
-                datacenters => [ fra, iad, sin ]
-                auto_dc_coords => { fra => [ 50.11, 8.68 ], iad => [ 38.95, -77.45 ], sin => [ 1.35, 103.82 ] }
-            }
-        }
-        resources => {
-            near => {
-                map => world
-                service_types => up
-                dcmap => { fra => 127.0.3.1, iad => 127.0.3.2, sin => 127.0.3.3 }
-            }
-        }
-    }
-}
 EOF
+    w5_gdnsd_plugin >>"$dir/etc/config"
     $(pin_prefix "$mode") gdnsd -c "$dir/etc" start >"$dir/server.log" 2>&1 &
     SPID=$!
 }

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # AF_XDP beside sockets, in one run, as root: gslbd through AF_XDP and through its sockets, Knot
 # through AF_XDP and through sockets, gdnsd through sockets, each answering W1's static name.
+# WORKLOAD=w5: bench/run.sh's W5 over the same wire (closest by geography on the full
+# GeoLite2-City database, each query with EDNS Client Subnet from another of 4,096 /24s):
+# gslbd's `nearest` pool through AF_XDP and through its sockets beside gdnsd's geoip plugin
+# (auto_dc_coords) on the same file; Knot has no distance map and is left out.
 #
 #   bench/xdp.sh                  # 3 interleaved rounds of 10 s; the table at the end
+#   WORKLOAD=w5 bench/xdp.sh      # gslbd_xdp gdnsd gslbd on W5
 #   REPS=1 DURATION=3 bench/xdp.sh
 #   SERVERS="gslbd_xdp knot_xdp" bench/xdp.sh
 #   XDP_MODE=generic SERVERS=gslbd_xdp bench/xdp.sh   # gslbd's `xdp: { mode: ... }`
@@ -34,7 +39,12 @@ die() { log "error: $*"; exit 1; }
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 LAT_QPS=${LAT_QPS:-20000}
-SERVERS=${SERVERS:-gslbd_xdp knot_xdp gdnsd gslbd knot}
+WORKLOAD=${WORKLOAD:-w1}
+case $WORKLOAD in
+    w1) SERVERS=${SERVERS:-gslbd_xdp knot_xdp gdnsd gslbd knot} ;;
+    w5) SERVERS=${SERVERS:-gslbd_xdp gdnsd gslbd} ;;
+    *) die "WORKLOAD=$WORKLOAD: w1 or w5" ;;
+esac
 DEFER_US=${DEFER_US:-20}
 DEFER_IRQS=${DEFER_IRQS:-2}
 XDP_MODE=${XDP_MODE:-auto}
@@ -65,8 +75,13 @@ if [ -z "${GSLBD:-}" ]; then
     GSLBD=$("$REPO/contrib/build-gslbd.sh")
 fi
 
+if [ "$WORKLOAD" = w5 ]; then
+    case " $SERVERS " in *" knot"*) die "Knot has no distance map for W5: SERVERS without knot" ;; esac
+    [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
+fi
+
 WORK=$(mktemp -d /tmp/gslbd-xdp-bench.XXXXXX)
-OUT=${OUT:-$REPO/bench/results/xdp-$(date +%Y%m%d-%H%M%S)}
+OUT=${OUT:-$REPO/bench/results/xdp-$WORKLOAD-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 SPID=""
 stop_server() {
@@ -116,6 +131,10 @@ www  30 IN A 127.0.1.2
 EOF
 }
 
+# W5: bench/w5.sh (sites, pool, gdnsd's plugin, the subnets checked before each round).
+# shellcheck source=bench/w5.sh
+. "$HERE/w5.sh"
+
 start_server() { # NAME DIR
     local name=${1%_defer} defer=0 dir=$2
     [ "$name" != "$1" ] && defer=1
@@ -131,12 +150,14 @@ records:
   ns1: { A: [$SERVER_IP] }
   www: { A: [127.0.1.1, 127.0.1.2], ttl: 30 }
 EOF
+            [ "$WORKLOAD" = w5 ] && w5_gslbd_zone >>"$dir/zones/$ZONE.yaml"
             {
                 echo "listen: [\"$SERVER_IP:53\"]"
                 echo "zones_dir: zones"
                 echo "state_dir: state"
                 echo "api: { listen: \"127.0.0.1:18053\" }"
                 echo "rrl: { responses_per_second: 0 }"
+                [ "$WORKLOAD" = w5 ] && echo "geoip: { database: $GEOIP_DB }"
                 [ "$name" = gslbd_xdp ] && echo "xdp: { interface: $HOST_IF, addresses: [$SERVER_IP], mode: $XDP_MODE }"
             } >"$dir/gslbd.yaml"
             (cd "$dir" && exec taskset -c 0 "$GSLBD" serve --config gslbd.yaml --udp-threads 1 >"$dir/server.log" 2>&1) &
@@ -174,7 +195,7 @@ EOF
             SPID=$!
             ;;
         gdnsd)
-            mkdir -p "$dir/etc/zones" "$dir/run" "$dir/state"
+            mkdir -p "$dir/etc/zones" "$dir/etc/geoip" "$dir/run" "$dir/state"
             write_zone_file "$dir/etc/zones/$ZONE"
             cat >"$dir/etc/config" <<EOF
 options => {
@@ -183,6 +204,11 @@ options => {
     state_dir => $dir/state
 }
 EOF
+            if [ "$WORKLOAD" = w5 ]; then
+                echo "near 30 DYNA geoip!near" >>"$dir/etc/zones/$ZONE"
+                ln -sf "$GEOIP_DB" "$dir/etc/geoip/GeoLite2-City.mmdb"
+                w5_gdnsd_plugin >>"$dir/etc/config"
+            fi
             taskset -c 0 gdnsd -c "$dir/etc" start >"$dir/server.log" 2>&1 &
             SPID=$!
             ;;
@@ -241,11 +267,30 @@ cpu0_busy() { # -> busy ticks, total ticks of CPU 0
     awk '$1 == "cpu0" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
-echo "www.$ZONE A" >"$WORK/q.txt"
+# W1: the static name; W5: a query per ECS /24 in turn, in dnsperf's binary format (-B)
+if [ "$WORKLOAD" = w5 ]; then
+    "$HERE/ecs-queries.py" "near.$ZONE" 4096 "$WORK/q.bin"
+    QUERIES=(-B -d "$WORK/q.bin")
+else
+    echo "www.$ZONE A" >"$WORK/q.txt"
+    QUERIES=(-d "$WORK/q.txt")
+fi
+w5_check() { # -> nothing if every W5 subnet is answered from its nearest site, else what was
+    local i got
+    for i in "${!W5_SUBNETS[@]}"; do
+        got=$(in_ns dig +short +tries=1 +time=1 +subnet="${W5_SUBNETS[$i]}" @"$SERVER_IP" "near.$ZONE" A | tr '\n' ' ')
+        [ "$got" = "${W5_EXPECT[$i]} " ] || echo "near ${W5_SUBNETS[$i]} -> ${got:-nothing}"
+    done
+}
 echo "server,rep,path,qps,cpu0_busy_pct,capacity,p50_us,p99_us,cpu_us_per_query_at_lat_qps" >"$OUT/raw.csv"
 measure() { # SERVER REP
     local server=$1 rep=$2 dir=$WORK/$1-$2 b0 t0 b1 t1 done_q busy pct cap path p50 p99 answered cpq
     start_server "$server" "$dir" || { log "$server did not answer"; stop_server; return 0; }
+    if [ "$WORKLOAD" = w5 ]; then
+        local wrong
+        wrong=$(w5_check)
+        [ -z "$wrong" ] || { log "$server answered W5 wrong: $wrong"; stop_server; return 0; }
+    fi
     path=$(xdp_mode)
     case $server in
         *_xdp) ;;
@@ -253,17 +298,18 @@ measure() { # SERVER REP
         *) path="UDP sockets" ;;
     esac
     # warm up, then saturate: dnsperf on CPU 1 in the client's namespace
-    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" -d "$WORK/q.txt" -l 2 -T 1 -c 8 -q 500 >/dev/null 2>&1 || true
+    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" "${QUERIES[@]}" -l 2 -T 1 -c 8 -q 500 >/dev/null 2>&1 || true
     read -r b0 t0 < <(cpu0_busy)
-    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" -d "$WORK/q.txt" -l "$DURATION" -T 1 -c 8 -q 500 >"$dir/max.txt" 2>&1 || true
+    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" "${QUERIES[@]}" -l "$DURATION" -T 1 -c 8 -q 500 >"$dir/max.txt" 2>&1 || true
     read -r b1 t1 < <(cpu0_busy)
     done_q=$(awk '/Queries completed:/ {print $3}' "$dir/max.txt")
     busy=$((b1 - b0))
-    pct=$(awk -v b="$busy" -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", 100 * b / t }')
+    # of the DURATION seconds of load (dnsperf waits out the timeout of lost queries after it)
+    pct=$(awk -v b="$busy" -v d="$DURATION" 'BEGIN { printf "%.0f", b / d }')
     # ticks are 1/100 s (USER_HZ)
     cap=$(awk -v n="$done_q" -v b="$busy" 'BEGIN { if (b > 0) printf "%.0f", n / (b / 100) }')
     read -r b0 t0 < <(cpu0_busy)
-    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" -d "$WORK/q.txt" -T 1 -c 1 -q 100 -t 2 -l "$DURATION" -Q "$LAT_QPS" -v 2>/dev/null |
+    in_ns taskset -c 1 dnsperf -s "$SERVER_IP" "${QUERIES[@]}" -T 1 -c 1 -q 100 -t 2 -l "$DURATION" -Q "$LAT_QPS" -v 2>/dev/null |
         awk '$1 == ">" && $NF ~ /^[0-9.]+$/ { print $NF * 1e6 }' | sort -n >"$dir/lat.txt" || true
     read -r b1 t1 < <(cpu0_busy)
     answered=$(wc -l <"$dir/lat.txt")

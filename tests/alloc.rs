@@ -73,29 +73,6 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
-/// Sites of the test's GeoIP databases (tests/common/geo.rs): matched by country, continent and
-/// ASN, with coordinates for `nearest`.
-const GEO_ZONE: &str = "zone: geo.test.
-soa: { mname: ns1.geo.test., rname: hostmaster.geo.test. }
-ns: [ns1.geo.test.]
-records:
-  ns1: { A: [192.0.2.53] }
-sites:
-  fra: { countries: [DE], coordinates: [50.11, 8.68] }
-  iad: { continents: [NA], coordinates: [38.95, -77.45] }
-  sin: { asns: [4773], coordinates: [1.35, 103.82] }
-pools:
-  near:
-    policy: [nearest, round-robin]
-    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }, { address: 192.0.2.3, site: sin }]
-  topo:
-    policy: [topology, weighted]
-    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }]
-names:
-  near: { pool: near }
-  topo: { pool: topo }
-";
-
 #[test]
 fn answering_allocates_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -128,7 +105,7 @@ fn answering_allocates_nothing() {
     // And a zone placed by GeoIP: nearest and topology pools over the test's databases.
     let g = tempfile::tempdir().unwrap();
     let (server, _, _) = common::geo::world_config(g.path());
-    std::fs::write(d.path().join("geo.test.yaml"), GEO_ZONE).unwrap();
+    std::fs::write(d.path().join("geo.test.yaml"), common::geo::ZONE).unwrap();
     let loaded = config::load(&Sources {
         config: Some(server),
         zones_dir: Some(d.path().to_path_buf()),

@@ -191,20 +191,20 @@ impl Drop for Net {
 /// gslbd serving `zones` through sockets on loopback (its `addr`) and on the veth's
 /// addresses, with XDP on the host's end for `v4` and `v6`. `xdp_extra`: more keys of `xdp:`;
 /// `rrl`: the `rrl:` block.
-fn start(net: &Net, zones: &Path, xdp_extra: &str, rrl: &str) -> (Server, tempfile::TempDir) {
-    let (d, args) = configure(net, zones, xdp_extra, rrl);
+fn start(net: &Net, zones: &Path, xdp_extra: &str, more: &str) -> (Server, tempfile::TempDir) {
+    let (d, args) = configure(net, zones, xdp_extra, more);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Server::start(d.path(), &args);
     (s, d)
 }
 
-/// A working directory with the gslbd.yaml `start` describes, and the arguments of
-/// `gslbd serve` for it.
+/// A working directory with the gslbd.yaml `start` describes (`more`: further top-level
+/// settings, `rrl:` at least), and the arguments of `gslbd serve` for it.
 fn configure(
     net: &Net,
     zones: &Path,
     xdp_extra: &str,
-    rrl: &str,
+    more: &str,
 ) -> (tempfile::TempDir, Vec<String>) {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -212,7 +212,7 @@ fn configure(
         format!(
             "state_dir: state
 zones_dir: {zones}
-rrl: {rrl}
+{more}
 xdp: {{ interface: {host}, addresses: [{v4}, \"{v6}\"]{xdp_extra} }}
 ",
             zones = zones.display(),
@@ -254,8 +254,8 @@ fn metric(s: &Server, result: &str) -> u64 {
 }
 
 /// Start on `net`, and wait until XDP runs (the log says so, with the mode).
-fn start_xdp(net: &Net, zones: &Path, rrl: &str) -> (Server, tempfile::TempDir) {
-    let (s, d) = start(net, zones, "", rrl);
+fn start_xdp(net: &Net, zones: &Path, more: &str) -> (Server, tempfile::TempDir) {
+    let (s, d) = start(net, zones, "", more);
     s.wait_log("xdp: UDP port 53 of", 10);
     assert!(
         net.attached().is_some_and(|l| l.contains("gslbd_xdp")),
@@ -279,7 +279,7 @@ fn fixture_zones() -> tempfile::TempDir {
     d
 }
 
-const NO_RRL: &str = "{ responses_per_second: 0 }";
+const NO_RRL: &str = "rrl: { responses_per_second: 0 }";
 
 #[test]
 fn authority_cases_and_hostile_packets_answer_as_over_sockets() {
@@ -404,6 +404,72 @@ fn ecs_and_pools_answer_as_over_sockets() {
     assert_eq!(sorted(&over_xdp), sorted(&over_sockets));
 }
 
+/// `nearest` and `topology` on a database the test writes (common::geo's small world): over XDP
+/// the same answers and ECS scopes as over the sockets.
+#[test]
+fn closest_by_geography_answers_as_over_sockets() {
+    if !available() {
+        return;
+    }
+    let net = Net::new(10);
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(zones.path().join("geo.test.yaml"), common::geo::ZONE).unwrap();
+    let (city, asn) = common::geo::world_files(zones.path());
+    let more = format!(
+        "{NO_RRL}\ngeoip: {{ database: {}, asn_database: {} }}",
+        city.display(),
+        asn.display()
+    );
+    let (s, _d) = start_xdp(&net, zones.path(), &more);
+    let (c4, c6) = (net.client_udp(false), net.client_udp(true));
+    let (x4, x6) = (SocketAddr::new(net.v4, 53), SocketAddr::new(net.v6, 53));
+    let wait = Duration::from_secs(2);
+    let answered = metric(&s, "answered");
+    // Germany by country, the US by continent, AS 4773 by ASN, Brazil by distance (iad), an
+    // IPv6 network in Germany, and space the database does not know (every member).
+    let mut asked = 0;
+    for (name, subnet, prefix, want) in [
+        ("near.geo.test.", "5.1.2.0", 24, "192.0.2.1"),
+        ("near.geo.test.", "12.1.2.0", 24, "192.0.2.2"),
+        ("near.geo.test.", "12.34.56.0", 24, "192.0.2.3"),
+        ("near.geo.test.", "177.1.0.0", 24, "192.0.2.2"),
+        ("near.geo.test.", "2001:db8:de:1::", 56, "192.0.2.1"),
+        (
+            "near.geo.test.",
+            "192.168.1.0",
+            24,
+            "192.0.2.1 192.0.2.2 192.0.2.3",
+        ),
+        ("topo.geo.test.", "5.1.2.0", 24, "192.0.2.1"),
+        ("topo.geo.test.", "12.1.2.0", 24, "192.0.2.2"),
+    ] {
+        let q = Ask::new(name, "A").ecs(subnet, prefix).bytes();
+        let over_sockets = udp_exchange(s.addr, &q, wait).unwrap();
+        let m = hickory_proto::op::Message::from_vec(&over_sockets).unwrap();
+        let mut got = common::addresses(&m);
+        got.sort();
+        assert_eq!(got.join(" "), want, "{name} from {subnet} over sockets");
+        for (sock, to) in [(&c4, x4), (&c6, x6)] {
+            let over_xdp = exchange(sock, to, &q, wait).unwrap();
+            asked += 1;
+            if want.contains(' ') {
+                // round robin among every member: the same set, the same scope
+                let x = hickory_proto::op::Message::from_vec(&over_xdp).unwrap();
+                let mut a = common::addresses(&x);
+                a.sort();
+                assert_eq!(a, got, "{name} from {subnet} via {to}");
+                assert_eq!(common::ecs_of(&x), common::ecs_of(&m), "{subnet} via {to}");
+            } else {
+                assert_eq!(over_xdp, over_sockets, "{name} from {subnet} via {to}");
+            }
+        }
+    }
+    assert!(
+        metric(&s, "answered") >= answered + asked,
+        "every geographic answer above came through XDP"
+    );
+}
+
 #[test]
 fn what_is_not_ours_reaches_the_kernel() {
     if !available() {
@@ -493,7 +559,11 @@ fn rate_limiting_applies_over_xdp() {
     }
     let net = Net::new(4);
     let zones = fixture_zones();
-    let (s, _d) = start_xdp(&net, zones.path(), "{ responses_per_second: 5, slip: 2 }");
+    let (s, _d) = start_xdp(
+        &net,
+        zones.path(),
+        "rrl: { responses_per_second: 5, slip: 2 }",
+    );
     let c4 = net.client_udp(false);
     let to = SocketAddr::new(net.v4, 53);
     let q = Ask::new("www.auth.test.", "A").bytes();

@@ -356,6 +356,10 @@ mod tests {
                 "xdp.queues",
             ),
             (
+                "{ interface: eth0, addresses: [192.0.2.1], queues: 257 }",
+                "xdp.queues",
+            ),
+            (
                 "{ interface: eth0, addresses: [192.0.2.1], mode: fast }",
                 "xdp.mode: \"fast\": auto, native or generic",
             ),

@@ -265,7 +265,7 @@ fn xdp(x: &Spanned<super::format::XdpFile>, r: &mut Reporter) -> Option<model::X
     let queues = f
         .queues
         .as_ref()
-        .and_then(|q| values::int(q, 1..=256, "xdp.queues", r))
+        .and_then(|q| values::int(q, 1..=i64::from(model::XDP_MAX_QUEUES), "xdp.queues", r))
         .map(|n| n as u32);
     let mode = f.mode.as_ref().map_or(model::XdpMode::Auto, |m| {
         m.value.trim().parse().unwrap_or_else(|e| {

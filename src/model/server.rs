@@ -33,10 +33,15 @@ pub struct Server {
 pub struct Xdp {
     pub interface: String,
     pub addresses: Vec<IpAddr>,
-    /// The receive queues served (0..queues); `None`: all the interface has.
+    /// The receive queues served (0..queues); `None`: all the interface has, up to
+    /// `XDP_MAX_QUEUES`.
     pub queues: Option<u32>,
     pub mode: XdpMode,
 }
+
+/// The receive queues XDP can serve: the program's socket map has this many entries
+/// (bpf/gslbd_xdp.c); queries on a queue beyond them pass to the kernel's sockets.
+pub const XDP_MAX_QUEUES: u32 = 256;
 
 /// Where the XDP program runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

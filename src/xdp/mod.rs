@@ -172,7 +172,7 @@ pub fn start(
     }
     let queues = match cfg.queues {
         Some(n) => n,
-        None => rx_queues(&cfg.interface),
+        None => served_queues(&cfg.interface, rx_queues(&cfg.interface)),
     };
     // UMEM pages are locked memory; without CAP_IPC_LOCK they count against RLIMIT_MEMLOCK.
     raise_memlock();
@@ -295,6 +295,18 @@ fn rx_queues(interface: &str) -> u32 {
     })
 }
 
+/// Of `found` receive queues, those served: the socket map's `XDP_MAX_QUEUES` at most (queries
+/// on the others pass to the kernel, as the program's redirect falls back to XDP_PASS).
+fn served_queues(interface: &str, found: u32) -> u32 {
+    if found > model::XDP_MAX_QUEUES {
+        tracing::warn!(
+            "xdp: {interface} has {found} receive queues; AF_XDP serves the first {}, the kernel's sockets the rest (or set xdp.queues and steer queries to those queues)",
+            model::XDP_MAX_QUEUES
+        );
+    }
+    found.min(model::XDP_MAX_QUEUES)
+}
+
 fn raise_memlock() {
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -347,5 +359,31 @@ impl prometheus_client::collector::Collector for Stats {
             ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_beyond_the_socket_map_are_left_to_the_kernel() {
+        assert_eq!(served_queues("eth0", 1), 1);
+        assert_eq!(served_queues("eth0", 256), 256);
+        // a NIC with more queues than the map holds: the first 256, not a failing start
+        assert_eq!(served_queues("eth0", 320), 256);
+    }
+
+    #[test]
+    fn the_program_map_holds_as_many_sockets_as_queues_are_served() {
+        let source = include_str!("../../bpf/gslbd_xdp.c");
+        let xsks = source
+            .lines()
+            .find(|l| l.contains("SEC(\"maps\") xsks"))
+            .expect("the xsks map in bpf/gslbd_xdp.c");
+        assert!(
+            xsks.contains(&format!(", {}, ", model::XDP_MAX_QUEUES)),
+            "{xsks}"
+        );
     }
 }

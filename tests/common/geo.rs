@@ -80,6 +80,31 @@ pub fn write<T: Serialize + Clone>(path: &Path, kind: &str, entries: &[(&str, T)
         .expect("write the database");
 }
 
+/// A zone on the world's sites (`world_files`): matched by country, continent and ASN, with
+/// coordinates for `nearest` (pool and name `near`, up to 3 answers, so a client the database
+/// does not place gets every member) and `topology` (`topo`).
+pub const ZONE: &str = "zone: geo.test.
+soa: { mname: ns1.geo.test., rname: hostmaster.geo.test. }
+ns: [ns1.geo.test.]
+records:
+  ns1: { A: [192.0.2.53] }
+sites:
+  fra: { countries: [DE], coordinates: [50.11, 8.68] }
+  iad: { continents: [NA], coordinates: [38.95, -77.45] }
+  sin: { asns: [4773], coordinates: [1.35, 103.82] }
+pools:
+  near:
+    policy: [nearest, round-robin]
+    max_answers: 3
+    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }, { address: 192.0.2.3, site: sin }]
+  topo:
+    policy: [topology, weighted]
+    members: [{ address: 192.0.2.1, site: fra }, { address: 192.0.2.2, site: iad }]
+names:
+  near: { pool: near }
+  topo: { pool: topo }
+";
+
 /// A world in small: a database with German, English, US, Brazilian and Singaporean networks
 /// (one US network in AS 4773), and sites matched by country, subdivision, continent, ASN and
 /// prefix, with coordinates.
