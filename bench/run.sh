@@ -161,10 +161,6 @@ start_gslbd_cluster() {
 # W5: bench/w5.sh (sites, pool, gdnsd's plugin, the subnets checked before each round).
 # shellcheck source=bench/w5.sh
 . "$HERE/w5.sh"
-w5_db() {
-    [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
-    echo "$GEOIP_DB"
-}
 start_gslbd_geo() { # MODE KIND HC DIR PORT
     local mode=$1 dir=$4 port=$5
     mkdir -p "$dir/zones"

@@ -3,6 +3,12 @@
 # (contrib/geoip-db.sh): gslbd's `nearest` pool, and gdnsd's geoip plugin with auto_dc_coords
 # (distance only, as gdnsd does it) on the same file.
 
+# The database's path: GEOIP_DB, else contrib/geoip-db.sh's download (kept in target/geoip).
+w5_db() {
+    [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
+    echo "$GEOIP_DB"
+}
+
 # Checked before each round: /24s in Germany, the US, Singapore and Brazil (by the 2018
 # GeoLite2-City) answered from the nearest of fra, iad and sin by every server.
 W5_SUBNETS=(80.128.0.0/24 8.8.8.0/24 202.56.128.0/24 177.0.0.0/24)

@@ -75,11 +75,6 @@ if [ -z "${GSLBD:-}" ]; then
     GSLBD=$("$REPO/contrib/build-gslbd.sh")
 fi
 
-if [ "$WORKLOAD" = w5 ]; then
-    case " $SERVERS " in *" knot"*) die "Knot has no distance map for W5: SERVERS without knot" ;; esac
-    [ -n "${GEOIP_DB:-}" ] || GEOIP_DB=$("$REPO/contrib/geoip-db.sh")
-fi
-
 WORK=$(mktemp -d /tmp/gslbd-xdp-bench.XXXXXX)
 OUT=${OUT:-$REPO/bench/results/xdp-$WORKLOAD-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -134,6 +129,10 @@ EOF
 # W5: bench/w5.sh (sites, pool, gdnsd's plugin, the subnets checked before each round).
 # shellcheck source=bench/w5.sh
 . "$HERE/w5.sh"
+if [ "$WORKLOAD" = w5 ]; then
+    case " $SERVERS " in *" knot"*) die "Knot has no distance map for W5: SERVERS without knot" ;; esac
+    GEOIP_DB=$(w5_db)
+fi
 
 start_server() { # NAME DIR
     local name=${1%_defer} defer=0 dir=$2

@@ -183,7 +183,7 @@ impl Traced {
             }
         };
         let parent = strace.id();
-        let pid = poll(Duration::from_secs(5), TICK, || child_of(parent))
+        let pid = poll(Duration::from_secs(5), TICK, || child_of(parent, "gslbd"))
             .expect("gslbd's PID (strace's child)");
         Traced {
             strace,

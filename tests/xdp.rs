@@ -190,7 +190,7 @@ impl Drop for Net {
 
 /// gslbd serving `zones` through sockets on loopback (its `addr`) and on the veth's
 /// addresses, with XDP on the host's end for `v4` and `v6`. `xdp_extra`: more keys of `xdp:`;
-/// `rrl`: the `rrl:` block.
+/// `more`: further top-level settings (`rrl:` at least).
 fn start(net: &Net, zones: &Path, xdp_extra: &str, more: &str) -> (Server, tempfile::TempDir) {
     let (d, args) = configure(net, zones, xdp_extra, more);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -198,8 +198,8 @@ fn start(net: &Net, zones: &Path, xdp_extra: &str, more: &str) -> (Server, tempf
     (s, d)
 }
 
-/// A working directory with the gslbd.yaml `start` describes (`more`: further top-level
-/// settings, `rrl:` at least), and the arguments of `gslbd serve` for it.
+/// A working directory with the gslbd.yaml `start` describes, and the arguments of
+/// `gslbd serve` for it.
 fn configure(
     net: &Net,
     zones: &Path,
@@ -242,6 +242,13 @@ fn exchange(sock: &UdpSocket, to: SocketAddr, packet: &[u8], wait: Duration) -> 
     let (n, from) = sock.recv_from(&mut buf).ok()?;
     assert_eq!(from, to, "the reply comes from the address asked");
     Some(buf[..n].to_vec())
+}
+
+/// The addresses of a reply's answer, sorted (round robin varies their order).
+fn sorted_addresses(reply: &[u8]) -> Vec<String> {
+    let mut a = common::addresses(&hickory_proto::op::Message::from_vec(reply).unwrap());
+    a.sort();
+    a
 }
 
 fn metric(s: &Server, result: &str) -> u64 {
@@ -387,21 +394,14 @@ fn ecs_and_pools_answer_as_over_sockets() {
     }
     // Round robin: the same members, in any order.
     let q = Ask::new("rr.p.test.", "A").bytes();
-    let m = hickory_proto::op::Message::from_vec(&exchange(&c4, x4, &q, wait).unwrap()).unwrap();
-    let mut got = common::addresses(&m);
-    got.sort();
+    let got = sorted_addresses(&exchange(&c4, x4, &q, wait).unwrap());
     assert_eq!(got, ["192.0.2.1", "192.0.2.2"]);
     // Topology by the resolver's own address (no ECS): 198.18.2.2 is in no site: every member
     // of the pool, as over sockets from 127.0.0.1, also in no site.
     let q = Ask::new("geo.p.test.", "A").bytes();
     let over_xdp = exchange(&c4, x4, &q, wait).unwrap();
     let over_sockets = udp_exchange(s.addr, &q, wait).unwrap();
-    let sorted = |b: &[u8]| {
-        let mut a = common::addresses(&hickory_proto::op::Message::from_vec(b).unwrap());
-        a.sort();
-        a
-    };
-    assert_eq!(sorted(&over_xdp), sorted(&over_sockets));
+    assert_eq!(sorted_addresses(&over_xdp), sorted_addresses(&over_sockets));
 }
 
 /// `nearest` and `topology` on a database the test writes (common::geo's small world): over XDP
@@ -415,11 +415,7 @@ fn closest_by_geography_answers_as_over_sockets() {
     let zones = tempfile::tempdir().unwrap();
     std::fs::write(zones.path().join("geo.test.yaml"), common::geo::ZONE).unwrap();
     let (city, asn) = common::geo::world_files(zones.path());
-    let more = format!(
-        "{NO_RRL}\ngeoip: {{ database: {}, asn_database: {} }}",
-        city.display(),
-        asn.display()
-    );
+    let more = format!("{NO_RRL}\n{}", common::geo::geoip_setting(&city, &asn));
     let (s, _d) = start_xdp(&net, zones.path(), &more);
     let (c4, c6) = (net.client_udp(false), net.client_udp(true));
     let (x4, x6) = (SocketAddr::new(net.v4, 53), SocketAddr::new(net.v6, 53));
@@ -445,20 +441,21 @@ fn closest_by_geography_answers_as_over_sockets() {
     ] {
         let q = Ask::new(name, "A").ecs(subnet, prefix).bytes();
         let over_sockets = udp_exchange(s.addr, &q, wait).unwrap();
-        let m = hickory_proto::op::Message::from_vec(&over_sockets).unwrap();
-        let mut got = common::addresses(&m);
-        got.sort();
+        let got = sorted_addresses(&over_sockets);
         assert_eq!(got.join(" "), want, "{name} from {subnet} over sockets");
         for (sock, to) in [(&c4, x4), (&c6, x6)] {
             let over_xdp = exchange(sock, to, &q, wait).unwrap();
             asked += 1;
             if want.contains(' ') {
                 // round robin among every member: the same set, the same scope
-                let x = hickory_proto::op::Message::from_vec(&over_xdp).unwrap();
-                let mut a = common::addresses(&x);
-                a.sort();
-                assert_eq!(a, got, "{name} from {subnet} via {to}");
-                assert_eq!(common::ecs_of(&x), common::ecs_of(&m), "{subnet} via {to}");
+                assert_eq!(
+                    sorted_addresses(&over_xdp),
+                    got,
+                    "{name} from {subnet} via {to}"
+                );
+                let ecs =
+                    |b: &[u8]| common::ecs_of(&hickory_proto::op::Message::from_vec(b).unwrap());
+                assert_eq!(ecs(&over_xdp), ecs(&over_sockets), "{subnet} via {to}");
             } else {
                 assert_eq!(over_xdp, over_sockets, "{name} from {subnet} via {to}");
             }
@@ -893,7 +890,7 @@ fn the_systemd_drop_in_lets_every_call_of_an_xdp_run_through() {
     let pid = eventually(
         Duration::from_secs(5),
         "gslbd's PID (strace's child)",
-        || child_of(strace.id()),
+        || child_of(strace.id(), "gslbd"),
     );
     let stop = |sig| {
         // SAFETY: a signal to gslbd, the child of our own strace child.
@@ -922,7 +919,11 @@ fn the_systemd_drop_in_lets_every_call_of_an_xdp_run_through() {
         "gslbd under strace did not answer through XDP; log:\n{}",
         log_text()
     );
-    assert!(ended.is_some(), "gslbd did not stop on SIGTERM");
+    assert!(
+        ended.is_some(),
+        "gslbd did not stop on SIGTERM; log:\n{}",
+        log_text()
+    );
 
     let text = std::fs::read_to_string(&trace).unwrap();
     let calls = calls_of(&text);

@@ -180,18 +180,19 @@ pub fn world_files(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (c, a)
 }
 
+/// The `geoip:` setting of gslbd.yaml naming the databases `city` and `asn`.
+pub fn geoip_setting(city: &Path, asn: &Path) -> String {
+    format!(
+        "geoip: {{ database: {}, asn_database: {} }}\n",
+        city.display(),
+        asn.display()
+    )
+}
+
 /// The world's databases written into `d`, and `d/gslbd.yaml` naming them under `geoip:`.
 pub fn world_config(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let (city, asn) = world_files(d);
     let config = d.join("gslbd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "geoip: {{ database: {}, asn_database: {} }}\n",
-            city.display(),
-            asn.display()
-        ),
-    )
-    .expect("write gslbd.yaml");
+    std::fs::write(&config, geoip_setting(&city, &asn)).expect("write gslbd.yaml");
     (config, city, asn)
 }

@@ -274,8 +274,9 @@ pub fn family_of(name: &str, call: &str) -> Option<String> {
     Some(args.split([',', ')']).next()?.trim().to_string())
 }
 
-/// The PID of `parent`'s child (strace has one: the command it runs).
-pub fn child_of(parent: u32) -> Option<i32> {
+/// The PID of `parent`'s child named `comm` once it runs (strace's command after its exec: before
+/// that, and strace's own short-lived children that probe ptrace at start, are named "strace").
+pub fn child_of(parent: u32, comm: &str) -> Option<i32> {
     let parent = parent.to_string();
     std::fs::read_dir("/proc")
         .ok()?
@@ -285,8 +286,9 @@ pub fn child_of(parent: u32) -> Option<i32> {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| {
-                    let (_, rest) = s.rsplit_once(')')?;
-                    Some(rest.split_whitespace().nth(1)? == parent)
+                    let (head, rest) = s.rsplit_once(')')?;
+                    let name = head.split_once('(')?.1;
+                    Some(name == comm && rest.split_whitespace().nth(1)? == parent)
                 })
                 .unwrap_or(false)
         })
